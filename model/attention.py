@@ -1,0 +1,101 @@
+"""Softmax, scaled dot-product attention and causal multi-head self-attention (CS336 conventions).
+
+The reference ("naive") path uses tensor ops only and materializes the (T, T) scores; the
+"sdpa" variant calls torch.nn.functional.scaled_dot_product_attention(is_causal=True), the one
+use of torch.nn.functional in the model, with the same math.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.layers import Linear
+from model.rope import RotaryPositionalEmbedding
+
+ATTENTION_CHOICES = ("naive", "sdpa")
+
+
+def softmax(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """exp(x - max) / sum(exp(x - max)) along `dim`; subtracting the max keeps exp finite."""
+    shifted = x - x.amax(dim=dim, keepdim=True)
+    e = torch.exp(shifted)  # exp saves its output e
+    return e / e.sum(dim=dim, keepdim=True)  # div saves e, the sum and the result
+
+
+def scaled_dot_product_attention(Q: torch.Tensor, K: torch.Tensor, V: torch.Tensor,
+                                 mask: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(Q K^T / sqrt(d_k), masked) V.
+
+    Q: (..., Tq, d_k), K: (..., Tk, d_k), V: (..., Tk, d_v), any leading batch dims.
+    mask: boolean, broadcastable to (..., Tq, Tk); True means attend (False gets -inf).
+    Returns (..., Tq, d_v).
+    """
+    scale = 1.0 / math.sqrt(Q.shape[-1])
+    scores = (Q @ K.transpose(-2, -1)) * scale  # (..., Tq, Tk); matmul saves Q and K
+    if mask is not None:
+        scores = torch.where(mask, scores, float("-inf"))  # saves the bool mask
+    probs = softmax(scores, dim=-1)  # (..., Tq, Tk)
+    return probs @ V  # (..., Tq, d_v); saves probs and V
+
+
+def causal_mask(T: int, device=None) -> torch.Tensor:
+    """(T, T) boolean lower-triangular mask, True on and below the diagonal (built per call)."""
+    return torch.tril(torch.ones(T, T, dtype=torch.bool, device=device))
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Causal multi-head self-attention with optional RoPE on Q and K.
+
+    q_proj, k_proj, v_proj, output_proj: Linear(d_model, d_model). Head h uses rows
+    h*d_k .. (h+1)*d_k - 1 of each projection weight (contiguous blocks), d_k = d_model / num_heads.
+    `forward(x, token_positions=None)`: x (..., T, d_model); positions default to arange(T).
+    """
+
+    def __init__(self, d_model: int, num_heads: int, rope: RotaryPositionalEmbedding | None = None,
+                 attention: str = "naive", device=None, dtype=None):
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"num_heads ({num_heads}) must divide d_model ({d_model})")
+        if attention not in ATTENTION_CHOICES:
+            raise ValueError(f"attention must be one of {', '.join(ATTENTION_CHOICES)}; got {attention!r}")
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.d_k = d_model // num_heads
+        self.attention = attention
+        self.rope = rope
+        self.q_proj = Linear(d_model, d_model, device=device, dtype=dtype)
+        self.k_proj = Linear(d_model, d_model, device=device, dtype=dtype)
+        self.v_proj = Linear(d_model, d_model, device=device, dtype=dtype)
+        self.output_proj = Linear(d_model, d_model, device=device, dtype=dtype)
+
+    def _split_heads(self, t: torch.Tensor) -> torch.Tensor:
+        # (..., T, d) -> (..., T, h, d_k) -> (..., h, T, d_k); views, no copy
+        return t.unflatten(-1, (self.num_heads, self.d_k)).transpose(-3, -2)
+
+    def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None) -> torch.Tensor:
+        T = x.shape[-2]
+        q = self._split_heads(self.q_proj(x))  # (..., h, T, d_k)
+        k = self._split_heads(self.k_proj(x))  # (..., h, T, d_k)
+        v = self._split_heads(self.v_proj(x))  # (..., h, T, d_k)
+        if self.rope is not None:
+            if token_positions is None:
+                token_positions = torch.arange(T, device=x.device)  # (T,)
+            elif token_positions.dim() >= 2:
+                token_positions = token_positions.unsqueeze(-2)  # (..., 1, T): broadcast over heads
+            q = self.rope(q, token_positions)  # (..., h, T, d_k)
+            k = self.rope(k, token_positions)  # (..., h, T, d_k)
+        if self.attention == "sdpa":
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (..., h, T, d_k)
+        else:
+            out = scaled_dot_product_attention(q, k, v, causal_mask(T, x.device))  # (..., h, T, d_k)
+        # (..., h, T, d_k) -> (..., T, h, d_k) -> (..., T, d): reshape copies (non-contiguous);
+        # output_proj saves that copy.
+        out = out.transpose(-3, -2).reshape(*x.shape[:-1], self.d_model)
+        return self.output_proj(out)  # (..., T, d)
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, num_heads={self.num_heads}, attention={self.attention!r}"

@@ -1,0 +1,126 @@
+"""Basic layers of the from-scratch Transformer LM (CS336 assignment 1 conventions).
+
+Only `nn.Module`, `nn.Parameter`, `torch.nn.init` and tensor ops: no `torch.nn` layers and no
+`torch.nn.functional`. Every layer takes `device` and `dtype` for its parameters, and builds on
+`device="meta"` without allocating (init ops are no-ops there).
+
+Initialisation (CS336):
+  - Linear:    W ~ N(0, sigma^2), sigma^2 = 2 / (in + out), truncated at +-3 sigma
+  - Embedding: E ~ N(0, 1) truncated at +-3
+  - RMSNorm:   gain g = 1
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def _trunc_normal(shape: tuple[int, ...], std: float, device, dtype) -> nn.Parameter:
+    weight = torch.empty(shape, device=device, dtype=dtype)
+    if not weight.is_meta:  # on meta there are no values to draw; skipping keeps gpt2-xl builds fast
+        nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-3.0 * std, b=3.0 * std)
+    return nn.Parameter(weight)
+
+
+class Linear(nn.Module):
+    """y = x W^T, no bias. `weight` has shape (out_features, in_features)."""
+
+    def __init__(self, in_features: int, out_features: int, device=None, dtype=None):
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        std = math.sqrt(2.0 / (in_features + out_features))
+        self.weight = _trunc_normal((out_features, in_features), std, device, dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (..., in) @ (in, out) -> (..., out); autograd saves x (for dW) and W (for dx).
+        return x @ self.weight.T
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+class Embedding(nn.Module):
+    """Lookup table: forward(token_ids) = weight[token_ids]. `weight` has shape (V, d)."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, device=None, dtype=None):
+        super().__init__()
+        self.num_embeddings = num_embeddings
+        self.embedding_dim = embedding_dim
+        self.weight = _trunc_normal((num_embeddings, embedding_dim), 1.0, device, dtype)
+
+    def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
+        # (...) int64 -> (..., d); autograd saves the int64 token ids (the indices).
+        return self.weight[token_ids]
+
+    def extra_repr(self) -> str:
+        return f"num_embeddings={self.num_embeddings}, embedding_dim={self.embedding_dim}"
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm(x) = x / sqrt(mean(x^2) + eps) * g over the last dim.
+
+    Computed in float32 whatever the input dtype (bf16 squares lose too much), then cast back to
+    the input dtype. `weight` (the gain g, shape (d_model,)) starts at 1.
+    """
+
+    def __init__(self, d_model: int, eps: float = 1e-5, device=None, dtype=None):
+        super().__init__()
+        self.d_model = d_model
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        in_dtype = x.dtype
+        x32 = x.float()  # (..., d) float32; no copy when x is already float32
+        # pow saves x32; mean saves nothing; rsqrt saves its output rms (..., 1)
+        rms = torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)  # (..., 1)
+        # x32 * rms saves x32 and rms; (.) * weight saves the product (..., d) float32 and weight
+        out = (x32 * rms) * self.weight  # (..., d) float32
+        return out.to(in_dtype)
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, eps={self.eps}"
+
+
+class Identity(nn.Module):
+    """No-op stand-in for a norm (norm="none", or ln_final where there is none); no parameters."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def silu(x: torch.Tensor) -> torch.Tensor:
+    """SiLU(x) = x * sigmoid(x). Autograd saves x and sigmoid(x)."""
+    return x * torch.sigmoid(x)
+
+
+class SwiGLU(nn.Module):
+    """SwiGLU FFN: W2 (SiLU(W1 x) * W3 x); w1, w3: (d_ff, d_model), w2: (d_model, d_ff)."""
+
+    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None):
+        super().__init__()
+        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)
+        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)
+        self.w3 = Linear(d_model, d_ff, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.w1(x)  # (..., d_ff)
+        gate = silu(a)  # (..., d_ff)
+        b = self.w3(x)  # (..., d_ff)
+        return self.w2(gate * b)  # (..., d_model)
+
+
+class SiLUFFN(nn.Module):
+    """Plain SiLU FFN: W2 SiLU(W1 x); w1: (d_ff, d_model), w2: (d_model, d_ff)."""
+
+    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None):
+        super().__init__()
+        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)
+        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(silu(self.w1(x)))  # (..., d_ff) -> (..., d_model)

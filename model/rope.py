@@ -1,0 +1,47 @@
+"""Rotary positional embedding (RoPE, Su et al. 2021), CS336 convention.
+
+Adjacent pairs (x[..., 2j], x[..., 2j+1]) at position i are rotated by the angle
+i * theta^(-2j / d_k), j = 0 .. d_k/2 - 1. cos and sin are precomputed for positions
+0 .. max_seq_len-1 in float32 as non-persistent buffers: not parameters, not in the state dict.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class RotaryPositionalEmbedding(nn.Module):
+    """RoPE over the last dim (d_k, even) of x; `forward(x, token_positions)`.
+
+    x: (..., T, d_k); token_positions: int tensor broadcastable to (..., T), values < max_seq_len.
+    Returns a tensor of x's shape and dtype.
+    """
+
+    def __init__(self, theta: float, d_k: int, max_seq_len: int, device=None):
+        super().__init__()
+        if d_k % 2:
+            raise ValueError(f"RoPE needs an even d_k, got {d_k}")
+        self.theta = theta
+        self.d_k = d_k
+        self.max_seq_len = max_seq_len
+        pair = torch.arange(0, d_k, 2, device=device, dtype=torch.float32)  # (d_k/2,) = 2j
+        inv_freq = theta ** (-pair / d_k)  # (d_k/2,)
+        positions = torch.arange(max_seq_len, device=device, dtype=torch.float32)  # (L,)
+        angles = torch.outer(positions, inv_freq)  # (L, d_k/2)
+        self.register_buffer("cos", torch.cos(angles), persistent=False)
+        self.register_buffer("sin", torch.sin(angles), persistent=False)
+
+    def forward(self, x: torch.Tensor, token_positions: torch.Tensor) -> torch.Tensor:
+        # Index, then cast to x's dtype: creates (..., T, d_k/2) cos and sin (saved by the muls).
+        cos = self.cos[token_positions].to(x.dtype)  # (..., T, d_k/2)
+        sin = self.sin[token_positions].to(x.dtype)  # (..., T, d_k/2)
+        x_even = x[..., 0::2]  # (..., T, d_k/2), a view of x
+        x_odd = x[..., 1::2]  # (..., T, d_k/2), a view of x
+        # Each product saves its two inputs: views of x (x's storage) and cos/sin.
+        out_even = x_even * cos - x_odd * sin  # (..., T, d_k/2)
+        out_odd = x_even * sin + x_odd * cos  # (..., T, d_k/2)
+        return torch.stack((out_even, out_odd), dim=-1).flatten(-2)  # (..., T, d_k) interleaved
+
+    def extra_repr(self) -> str:
+        return f"theta={self.theta}, d_k={self.d_k}, max_seq_len={self.max_seq_len}"
