@@ -1,0 +1,95 @@
+"""Activation memory of one training step (bytes saved by the forward for backward), by convention.
+
+Two conventions side by side (accounting.conventions):
+  - "implementation": exactly what the real model + loss save (accounting.activations_impl);
+  - "textbook": the CS336 list (accounting.activations_textbook), elements x bytes of the dtype.
+Both are linear in B. Activation checkpointing per block keeps only each block's input for the L
+blocks, plus one block's full activations while it is recomputed in backward, and costs one extra
+forward of the blocks (`checkpoint_recompute_flops`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import sympy as sp
+
+from accounting.config import ModelConfig
+from accounting.conventions import ACTIVATION_CONVENTIONS, DTYPE_BYTES
+from accounting.flops import forward_terms
+from accounting.activations_impl import implementation_byte_terms
+from accounting.activations_textbook import textbook_element_terms
+from accounting.parameters import has_final_norm
+from accounting.rows import Row, evaluate, make_rows
+from accounting.symbols import B, L, T, d, values
+
+
+def _check(convention: str, dtype: str) -> None:
+    if convention not in ACTIVATION_CONVENTIONS:
+        raise ValueError(f"unknown activation convention {convention!r}; "
+                         f"choose one of: {', '.join(ACTIVATION_CONVENTIONS)}")
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"activation dtype must be float32, bfloat16 or float16, got {dtype!r}")
+
+
+def activation_terms(cfg: ModelConfig, convention: str = "implementation", dtype: str = "float32"
+                     ) -> tuple[tuple[str, sp.Expr, str], ...]:
+    """(name, bytes formula, note) per component for a model run in `dtype`."""
+    _check(convention, dtype)
+    if convention == "implementation":
+        return implementation_byte_terms(cfg.norm, cfg.norm_position, cfg.positions, cfg.ffn,
+                                         cfg.tie_embeddings, cfg.attention, dtype)
+    size = DTYPE_BYTES[dtype]
+    terms = textbook_element_terms(cfg.norm, has_final_norm(cfg), cfg.ffn, cfg.attention)
+    return tuple((n, size * f, note) for n, f, note in terms)
+
+
+@lru_cache(maxsize=256)
+def _total_formula(cfg: ModelConfig, convention: str, dtype: str) -> sp.Expr:
+    return sp.expand(sp.Add(*(f for _, f, _ in activation_terms(cfg, convention, dtype))))
+
+
+def activation_bytes_formula(cfg: ModelConfig, convention: str = "implementation",
+                             dtype: str = "float32") -> sp.Expr:
+    """Total activation bytes as a sympy expression in B, T (and the model sizes)."""
+    return _total_formula(cfg, convention, dtype)
+
+
+def activation_rows(cfg: ModelConfig, batch_size: int, context_length: int | None = None,
+                    convention: str = "implementation", dtype: str = "float32") -> list[Row]:
+    """Activation bytes per component (unit "bytes")."""
+    terms = activation_terms(cfg, convention, dtype)
+    return make_rows(terms, values(cfg, batch_size, context_length), "bytes")
+
+
+def activation_bytes(cfg: ModelConfig, batch_size: int, context_length: int | None = None,
+                     convention: str = "implementation", dtype: str = "float32") -> int:
+    """Bytes the forward (+ loss) keeps for backward, for B sequences of T tokens."""
+    return evaluate(_total_formula(cfg, convention, dtype), values(cfg, batch_size, context_length))
+
+
+def _block_share(formula: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+    """Split a formula into (per-block part, rest): the per-block part is d/dL (terms linear in L)."""
+    expanded = sp.expand(formula)
+    per_block = sp.diff(expanded, L)
+    return per_block, sp.expand(expanded - L * per_block)
+
+
+def checkpointed_activation_bytes_formula(cfg: ModelConfig, convention: str = "implementation",
+                                          dtype: str = "float32") -> sp.Expr:
+    """Per-block checkpointing: the L block inputs (B*T*d each, run dtype) + one block's activations
+    (recomputed in backward) + everything outside the blocks (embedding, final norm, head, loss)."""
+    per_block, outside = _block_share(_total_formula(cfg, convention, dtype))
+    return L * B * T * d * DTYPE_BYTES[dtype] + per_block + outside
+
+
+def checkpointed_activation_bytes(cfg: ModelConfig, batch_size: int, context_length: int | None = None,
+                                  convention: str = "implementation", dtype: str = "float32") -> int:
+    formula = checkpointed_activation_bytes_formula(cfg, convention, dtype)
+    return evaluate(formula, values(cfg, batch_size, context_length))
+
+
+def checkpoint_recompute_flops(cfg: ModelConfig, batch_size: int, context_length: int | None = None) -> int:
+    """Extra forward matmul FLOPs of per-block checkpointing: every block's forward once more."""
+    blocks = sp.Add(*(f for n, f, _ in forward_terms(cfg.ffn) if n.startswith("layers.")))
+    return evaluate(blocks, values(cfg, batch_size, context_length))

@@ -1,0 +1,51 @@
+"""Activation memory, "textbook" convention (CS336 assignment 1, adamwAccounting).
+
+Elements kept for backward, per block and sequence, each counted once:
+  RMSNorms           2 * T*d       (ln1, ln2 outputs; none when norm="none")
+  Q, K, V            3 * T*d
+  QK^T               h * T*T       (naive attention only)
+  softmax            h * T*T       (naive attention only; sdpa keeps a logsumexp, h*T, instead)
+  weighted sum       T*d
+  output projection  T*d
+  W1                 T*d_ff
+  SiLU               T*d_ff
+  W3                 T*d_ff        (SwiGLU only)
+  W2                 T*d
+and once: final RMSNorm T*d (when the model has ln_final), output embedding (logits) T*V,
+cross-entropy on the logits T*V. Every element costs the run dtype's bytes.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import sympy as sp
+
+from accounting.symbols import B, L, T, V, d, d_ff, h
+
+
+@lru_cache(maxsize=256)
+def textbook_element_terms(norm: str, final_norm: bool, ffn: str, attention: str
+                           ) -> tuple[tuple[str, sp.Expr, str], ...]:
+    """(name, element-count formula, note), aggregated over the L blocks."""
+    terms: list[tuple[str, sp.Expr, str]] = []
+    if norm == "rmsnorm":
+        terms.append(("layers.ln1+ln2", L * 2 * B * T * d, "norm outputs"))
+    terms.append(("layers.attn.qkv", L * 3 * B * T * d, "Q, K, V"))
+    if attention == "naive":
+        terms.append(("layers.attn.scores", L * B * h * T * T, "QK^T"))
+        terms.append(("layers.attn.softmax", L * B * h * T * T, "attention weights"))
+    else:
+        terms.append(("layers.attn.logsumexp", L * B * h * T, "fused kernel's row statistics"))
+    terms.append(("layers.attn.weighted_values", L * B * T * d, ""))
+    terms.append(("layers.attn.output_proj", L * B * T * d, ""))
+    terms.append(("layers.ffn.w1", L * B * T * d_ff, ""))
+    terms.append(("layers.ffn.silu", L * B * T * d_ff, ""))
+    if ffn == "swiglu":
+        terms.append(("layers.ffn.w3", L * B * T * d_ff, ""))
+    terms.append(("layers.ffn.w2", L * B * T * d, ""))
+    if final_norm:
+        terms.append(("ln_final", B * T * d, ""))
+    terms.append(("lm_head", B * T * V, "logits"))
+    terms.append(("cross_entropy", B * T * V, "softmax of the logits"))
+    return tuple(terms)

@@ -1,0 +1,103 @@
+"""`python -m accounting report|compare`: the accounting from the command line.
+
+report:  --preset NAME plus an override flag per ModelConfig field (--d-model, --num-heads,
+         --ffn silu, --tie-embeddings, --attention sdpa, ...), --batch-size, --context-length,
+         --dtype float32|bfloat16, --gpu NAME or --peak-flops / --memory-budget, --mfu, --steps,
+         --format table|markdown|json|latex, --out FILE (written atomically).
+compare: --presets a,b,c and/or --context-lengths 1024,4096: forward FLOP shares and the context
+         length where attention overtakes the FFN.
+Bad input: one line on stderr, exit code 2 (accounting.cli_support.run_cli).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+
+from accounting.atomic import atomic_write_text
+from accounting.cli_support import OneLineArgumentParser, UsageError
+from accounting.config import VARIANT_CHOICES, ModelConfig, get_preset
+from accounting.format import parse_bytes
+
+_SIZE_FIELDS = ("vocab_size", "d_model", "num_layers", "num_heads", "d_ff")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="gpt2-small", help="starting config (see list_presets())")
+    for name in _SIZE_FIELDS:
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=None)
+    p.add_argument("--rope-theta", type=float, default=None)
+    p.add_argument("--norm-eps", type=float, default=None)
+    for name, choices in VARIANT_CHOICES.items():
+        p.add_argument("--" + name.replace("_", "-"), choices=choices, default=None)
+    p.add_argument("--tie-embeddings", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--context-length", type=int, default=None,
+                   help="tokens per sequence of the step (also the config's context_length)")
+
+
+def config_from_args(args: argparse.Namespace, preset: str | None = None) -> ModelConfig:
+    """The preset with every given override applied (validated by ModelConfig)."""
+    cfg = get_preset(preset or args.preset)
+    fields = [f.name for f in dataclasses.fields(ModelConfig)]
+    overrides = {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
+    return cfg.replace(**overrides) if overrides else cfg
+
+
+def build_parser() -> OneLineArgumentParser:
+    parser = OneLineArgumentParser(prog="python -m accounting", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineArgumentParser)
+    rep = sub.add_parser("report", help="full accounting of one config")
+    _add_model_flags(rep)
+    rep.add_argument("--batch-size", type=int, default=1)
+    rep.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    rep.add_argument("--gpu", default=None, help="GPU name from the table (default H100-SXM)")
+    rep.add_argument("--peak-flops", type=float, default=None, help="peak FLOP/s (overrides the GPU's)")
+    rep.add_argument("--memory-budget", type=parse_bytes, default=None,
+                     help="bytes, or with a unit: 80GB, 80GiB (default: the GPU's memory)")
+    rep.add_argument("--mfu", type=float, default=0.5)
+    rep.add_argument("--steps", type=int, default=10_000)
+    rep.add_argument("--format", choices=("table", "markdown", "json", "latex"), default="table")
+    rep.add_argument("--out", default=None, help="write here (atomically) instead of stdout")
+    cmp_ = sub.add_parser("compare", help="FLOP shares across model sizes / context lengths")
+    _add_model_flags(cmp_)
+    cmp_.add_argument("--presets", default=None, help="comma-separated preset names")
+    cmp_.add_argument("--context-lengths", type=_int_list, default=None)
+    cmp_.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    cmp_.add_argument("--out", default=None)
+    return parser
+
+
+def _emit(text: str, out: str | None) -> None:
+    if out:
+        atomic_write_text(out, text)
+    else:
+        sys.stdout.write(text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "report":
+        from accounting.render import render
+        from accounting.report import build_report
+
+        cfg = config_from_args(args)
+        if args.steps <= 0:
+            raise UsageError(f"--steps must be positive, got {args.steps}")
+        report = build_report(cfg, batch_size=args.batch_size, dtype=args.dtype, gpu=args.gpu,
+                              mfu=args.mfu, steps=args.steps, memory_budget_bytes=args.memory_budget,
+                              peak_flops_per_s=args.peak_flops)
+        _emit(render(report, args.format), args.out)
+        return 0
+    from accounting.compare_render import run_compare
+
+    _emit(run_compare(args), args.out)
+    return 0

@@ -1,0 +1,73 @@
+"""Accelerator table: dense peak FLOP/s per dtype and memory, with sources; user-given values too.
+
+Peak FLOP/s are DENSE (no 2:4 sparsity), from NVIDIA's datasheets:
+  - A100 (SXM4, 40 GB and 80 GB): NVIDIA A100 Tensor Core GPU datasheet (2021): FP32 19.5 TFLOPS,
+    TF32 156, BF16 312, FP16 312 (the 312/624 pairs there are dense/sparse).
+  - H100 SXM5 and H100 PCIe: NVIDIA H100 Tensor Core GPU datasheet (2023, "with sparsity" figures
+    halved): SXM FP32 67 TFLOPS, TF32 494.7, BF16/FP16 989.4; PCIe FP32 51, TF32 378, BF16/FP16 756.
+  - H200 SXM: NVIDIA H200 product page / datasheet (2024): same compute as H100 SXM, 141 GB HBM3e.
+Memory is the datasheet capacity: "80GB" HBM is 80 GiB of physical memory (binary HBM stacks);
+H200's "141GB" is taken as 141 GiB. The CUDA context and ECC take some of it: torch reports a
+little less (e.g. ~79.1 GiB on an H100 80GB).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+
+_T = 10**12
+_GiB = 2**30
+
+
+@dataclass(frozen=True)
+class GPU:
+    """An accelerator: dense peak FLOP/s per dtype (`peak_flops_per_s`) and `memory_bytes`."""
+
+    name: str
+    memory_bytes: int
+    peak_flops_per_s: MappingProxyType
+    source: str = ""
+
+    def peak(self, dtype: str) -> float:
+        """Dense peak FLOP/s for `dtype` (float32, tfloat32, bfloat16, float16)."""
+        try:
+            return self.peak_flops_per_s[dtype]
+        except KeyError:
+            raise ValueError(f"no peak FLOP/s for dtype {dtype!r} on {self.name}; "
+                             f"known: {', '.join(self.peak_flops_per_s)}") from None
+
+
+def _gpu(name: str, gib: int, fp32: float, tf32: float, bf16: float, source: str) -> GPU:
+    peaks = {"float32": fp32 * _T, "tfloat32": tf32 * _T, "bfloat16": bf16 * _T, "float16": bf16 * _T}
+    return GPU(name, gib * _GiB, MappingProxyType(peaks), source)
+
+
+_A100_SRC = "NVIDIA A100 datasheet (dense)"
+_H100_SRC = "NVIDIA H100 datasheet (dense = sparse / 2)"
+GPUS: MappingProxyType = MappingProxyType({g.name: g for g in (
+    _gpu("A100-40GB", 40, 19.5, 156, 312, _A100_SRC),
+    _gpu("A100-80GB", 80, 19.5, 156, 312, _A100_SRC),
+    _gpu("H100-SXM", 80, 67, 494.7, 989.4, _H100_SRC),
+    _gpu("H100-PCIe", 80, 51, 378, 756, _H100_SRC),
+    _gpu("H200", 141, 67, 494.7, 989.4, "NVIDIA H200 datasheet (dense)"),
+)})
+"""Known GPUs by name."""
+
+
+def get_gpu(name: str) -> GPU:
+    """The GPU called `name` (case-insensitive); unknown names raise ValueError listing known ones."""
+    for key, gpu in GPUS.items():
+        if key.lower() == name.lower():
+            return gpu
+    raise ValueError(f"unknown GPU {name!r}; choose one of: {', '.join(GPUS)}")
+
+
+def custom_gpu(peak_flops_per_s: float, memory_bytes: int, name: str = "custom") -> GPU:
+    """A user-given accelerator with one peak for every dtype."""
+    if not peak_flops_per_s > 0:
+        raise ValueError(f"peak FLOP/s must be positive, got {peak_flops_per_s}")
+    if memory_bytes <= 0:
+        raise ValueError(f"memory budget must be positive, got {memory_bytes}")
+    peaks = {k: float(peak_flops_per_s) for k in ("float32", "tfloat32", "bfloat16", "float16")}
+    return GPU(name, int(memory_bytes), MappingProxyType(peaks), "user-given")

@@ -1,0 +1,49 @@
+"""The sympy symbols of the accounting, one place, each Python name equal to its printed name.
+
+All are positive integers (sizes and counts). `FIELD_SYMBOLS` maps `ModelConfig` fields to symbols;
+`B` (batch size, sequences) and `T` (the sequence length a step runs at, tokens) are not config
+fields: `T` defaults to the config's `context_length`.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from accounting.config import ModelConfig
+
+_INT = {"positive": True, "integer": True}
+
+V = sp.Symbol("V", **_INT)        # vocabulary size (tokens)
+T = sp.Symbol("T", **_INT)        # sequence length of the step (tokens)
+L = sp.Symbol("L", **_INT)        # number of Transformer blocks
+d = sp.Symbol("d", **_INT)        # d_model (features)
+h = sp.Symbol("h", **_INT)        # attention heads (d_k = d / h)
+d_ff = sp.Symbol("d_ff", **_INT)  # FFN inner width (features)
+B = sp.Symbol("B", **_INT)        # batch size (sequences)
+
+FIELD_SYMBOLS: dict[str, sp.Symbol] = {
+    "vocab_size": V,
+    "context_length": T,
+    "num_layers": L,
+    "d_model": d,
+    "num_heads": h,
+    "d_ff": d_ff,
+}
+"""ModelConfig field -> symbol. (`context_length` is overridden by a step's own T.)"""
+
+SIZE_SYMBOLS: tuple[sp.Symbol, ...] = (V, T, L, d, h, d_ff, B)
+
+
+def values(cfg: ModelConfig, batch_size: int = 1, context_length: int | None = None) -> dict[sp.Symbol, int]:
+    """The substitution dict {symbol: int} for `cfg` at a step of `batch_size` x `context_length`.
+
+    `context_length` defaults to `cfg.context_length`. Raises ValueError for non-positive sizes.
+    """
+    t = cfg.context_length if context_length is None else context_length
+    for name, value in (("batch_size", batch_size), ("context_length", t)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    subs = {sym: getattr(cfg, field) for field, sym in FIELD_SYMBOLS.items()}
+    subs[T] = t
+    subs[B] = batch_size
+    return subs

@@ -1,0 +1,91 @@
+"""The report as titled tables of display strings (shared by the table/markdown/LaTeX renderers).
+
+Each cell is (text, formula): `formula` is a sympy expression when the cell shows one (renderers
+print it as text or LaTeX), else None.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from accounting.format import (
+    fmt_bytes, fmt_count, fmt_flops, fmt_flops_per_s, fmt_int, fmt_seconds, fmt_share,
+)
+from accounting.report import Report
+from accounting.rows import Row
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    headers: tuple[str, ...]
+    rows: list[tuple[object, ...]]  # str cells, or sympy expressions for formula cells
+
+
+def _component_table(title: str, rows: list[Row], fmt, total_label: str = "total") -> Table:
+    whole = sum(r.value for r in rows)
+    body = [(r.name, fmt_int(r.value), fmt(r.value), fmt_share(r.value / whole if whole else 0.0),
+             r.formula) for r in rows]
+    body.append((total_label, fmt_int(whole), fmt(whole), "100.0%", sp.Add(*(r.formula for r in rows))))
+    return Table(title, ("component", "exact", "readable", "share", "formula"), body)
+
+
+def _kv(title: str, items: list[tuple[str, str]]) -> Table:
+    return Table(title, ("quantity", "value"), [tuple(i) for i in items])
+
+
+def report_tables(r: Report) -> list[Table]:
+    """All tables of a report, in print order."""
+    p, f, m, o, t = r.parameters, r.flops, r.memory, r.optimizer, r.training
+    cfg = r.config
+    head = _kv("Configuration", [
+        ("model", f"V={cfg.vocab_size:,} L={cfg.num_layers} d={cfg.d_model} h={cfg.num_heads} "
+                  f"d_ff={cfg.d_ff}"),
+        ("variants", f"norm={cfg.norm} ({cfg.norm_position}) positions={cfg.positions} ffn={cfg.ffn} "
+                     f"tie_embeddings={cfg.tie_embeddings} attention={cfg.attention}"),
+        ("step", f"B={r.batch_size} x T={r.context_length} tokens, dtype {r.dtype}"),
+    ])
+    params = _component_table("Parameters by component", p.rows, fmt_count)
+    params_sum = _kv("Parameter totals", [
+        ("total", fmt_int(p.total)), ("non-embedding (w/o token_embeddings)", fmt_int(p.non_embedding)),
+        ("matmul weights (incl. LM head)", fmt_int(p.matmul)),
+        ("memory to load, float32", f"{fmt_bytes(p.bytes_by_dtype['float32'], False)} "
+                                    f"({fmt_bytes(p.bytes_by_dtype['float32'])})"),
+        ("memory to load, bfloat16", f"{fmt_bytes(p.bytes_by_dtype['bfloat16'], False)} "
+                                     f"({fmt_bytes(p.bytes_by_dtype['bfloat16'])})"),
+    ])
+    fwd = _component_table("Forward FLOPs by component (matmuls)", f.forward, fmt_flops)
+    step = [("forward", fmt_flops(f.forward_total)), ("backward (2x forward)", fmt_flops(f.backward_total)),
+            ("training step (fwd + bwd)", f"{fmt_flops(f.train_step)} = {fmt_int(f.train_step)}"),
+            ("per token", fmt_flops(f.train_step / (r.batch_size * r.context_length)))]
+    step += [(f"{e.name} [{e.n_meaning}]", f"{fmt_flops(e.value)} (ratio {e.ratio:.4f})") for e in f.estimates]
+    if f.nonmatmul_forward:
+        step.append(("non-matmul forward (optional term)", fmt_flops(sum(x.value for x in f.nonmatmul_forward))))
+    if f.attention_recompute:
+        step.append(("sdpa backward score recompute (not in step)", fmt_flops(f.attention_recompute)))
+    mem = _component_table(f"Peak training memory ({r.dtype})", m.rows, fmt_bytes)
+    acts = [_component_table(f"Activations, {c} convention", rows, fmt_bytes) for c, rows in m.activations.items()]
+    fit = m.largest_batch
+    fit_t = _kv("Largest batch in the memory budget", [
+        ("budget", f"{fmt_int(m.budget_bytes)} bytes ({fmt_bytes(m.budget_bytes)})"),
+        ("solved", f"{fit.inequality}  =>  B <= {fit.exact_solution:.4f}"),
+        ("largest batch", str(fit.batch_size)),
+        ("activations with per-block checkpointing", fmt_bytes(m.checkpointed_bytes)),
+        ("checkpointing recompute (extra forward)", fmt_flops(m.checkpoint_recompute_flops)),
+    ])
+    opt = _kv("AdamW", [
+        ("state (exp_avg + exp_avg_sq, float32)", f"{fmt_int(o.state_bytes)} bytes ({fmt_bytes(o.state_bytes)})"),
+        ("FLOPs per parameter element", str(o.flops_per_element)),
+        ("step FLOPs", f"{fmt_flops(o.step_flops)} = {fmt_int(o.step_flops)}"),
+    ])
+    train = _kv("Training time", [
+        ("device", f"{t.gpu}, peak {fmt_flops_per_s(t.peak_flops_per_s)} ({r.dtype})"),
+        ("MFU", fmt_share(t.mfu)), ("steps", fmt_int(t.steps)), ("tokens", fmt_count(t.tokens)),
+        ("throughput", f"{t.tokens_per_s:,.0f} tokens/s"), ("time", fmt_seconds(t.seconds)),
+    ])
+    conv = _kv("Conventions", [(k, str(v)) for k, v in r.conventions.as_dict().items()
+                               if k != "elementwise_flops"])
+    return [head, params, params_sum, fwd, _kv("Training step FLOPs", step), mem, *acts, fit_t, opt,
+            train, conv]
