@@ -20,10 +20,14 @@ ATTENTION_CHOICES = ("naive", "sdpa")
 
 
 def softmax(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """exp(x - max) / sum(exp(x - max)) along `dim`; subtracting the max keeps exp finite."""
-    shifted = x - x.amax(dim=dim, keepdim=True)
+    """exp(x - max) / sum(exp(x - max)) along `dim`; subtracting the max keeps exp finite.
+
+    The max is detached: softmax is shift-invariant, so its gradient through the max is exactly
+    zero, and detaching spares autograd saving x and the max for amax's backward.
+    """
+    shifted = x - x.amax(dim=dim, keepdim=True).detach()  # sub saves nothing
     e = torch.exp(shifted)  # exp saves its output e
-    return e / e.sum(dim=dim, keepdim=True)  # div saves e, the sum and the result
+    return e / e.sum(dim=dim, keepdim=True)  # div saves e and the sum (..., 1)
 
 
 def scaled_dot_product_attention(Q: torch.Tensor, K: torch.Tensor, V: torch.Tensor,
@@ -39,7 +43,9 @@ def scaled_dot_product_attention(Q: torch.Tensor, K: torch.Tensor, V: torch.Tens
     if mask is not None:
         scores = torch.where(mask, scores, float("-inf"))  # saves the bool mask
     probs = softmax(scores, dim=-1)  # (..., Tq, Tk)
-    return probs @ V  # (..., Tq, d_v); saves probs and V
+    # saves probs and V; a batched matmul folds the leading dims, which copies a non-contiguous
+    # V (the head-split view of v_proj's output) into a contiguous (prod(...), Tk, d_v) tensor.
+    return probs @ V  # (..., Tq, d_v)
 
 
 def causal_mask(T: int, device=None) -> torch.Tensor:

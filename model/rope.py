@@ -38,7 +38,7 @@ class RotaryPositionalEmbedding(nn.Module):
         sin = self.sin[token_positions].to(x.dtype)  # (..., T, d_k/2)
         x_even = x[..., 0::2]  # (..., T, d_k/2), a view of x
         x_odd = x[..., 1::2]  # (..., T, d_k/2), a view of x
-        # Each product saves its two inputs: views of x (x's storage) and cos/sin.
+        # cos/sin need no grad, so each product saves only cos or sin, never x.
         out_even = x_even * cos - x_odd * sin  # (..., T, d_k/2)
         out_odd = x_even * sin + x_odd * cos  # (..., T, d_k/2)
         return torch.stack((out_even, out_odd), dim=-1).flatten(-2)  # (..., T, d_k) interleaved

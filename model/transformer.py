@@ -14,26 +14,28 @@ Decisions:
   - One RoPE module (non-persistent cos/sin buffers, max_seq_len = context_length) is shared by
     all blocks.
 
-What autograd saves in the forward (best understanding, per block, pre-norm, RMSNorm, RoPE,
-SwiGLU, naive attention; x is (B, T, d), activations in the model dtype unless said float32;
-tensors that share storage are saved once):
-  ln1 (RMSNorm): x32 = x.float() (x itself when float32) (B,T,d); rms (B,T,1) float32;
-                 x32*rms product (B,T,d) float32; then the cast to the model dtype (a copy only
-                 when the dtype is not float32)
-  q/k/v_proj:    their shared input ln1(x) (B,T,d)
-  RoPE on q, k:  q, k (B,T,d) each (saved through the even/odd views); cos, sin (T, d_k/2) each
-                 (indexed and cast per call, once per q and once per k)
+What autograd saves in the forward (measured with saved_tensors_hooks on CPU, float32; per block,
+pre-norm, RMSNorm, RoPE, SwiGLU, naive attention; x is (B, T, d); activations in the model dtype
+unless said float32; parameters and tensors sharing storage are counted once):
+  ln1 (RMSNorm): x32 = x.float() (x itself when float32, a float32 copy otherwise) (B,T,d);
+                 rms (B,T,1) float32; the product x32*rms (B,T,d) float32 (saved by the *weight)
+  q/k/v_proj:    their shared input ln1(x) (B,T,d) (the cast to the model dtype, a copy only when
+                 the dtype is not float32)
+  RoPE on q, k:  only cos and sin (T, d_k/2) each, indexed (and cast) per call, so 2 x 2 tensors;
+                 with (B, T) token_positions they are (B, 1, T, d_k/2)
   QK^T:          rotated q, rotated k (B,h,T,d_k) each
   mask:          the (T, T) bool causal mask, built per call with torch.tril
-  softmax:       e = exp(scores - max) (B,h,T,T); the row sums (B,h,T,1); probs (B,h,T,T)
-  probs @ V:     probs (B,h,T,T) (same storage as above) and v (same storage as v_proj output)
+  softmax:       e = exp(scores - max) (B,h,T,T); the row sums (B,h,T,1) (the max is detached)
+  probs @ V:     probs (B,h,T,T); a contiguous copy of v (B,h,T,d_k) (v is a strided view)
   output_proj:   the head-merged copy (B,T,d)
   ln2:           as ln1, on z = x + attn (B,T,d)
   SwiGLU:        ln2(z) (B,T,d) (shared by w1 and w3); a = W1 x (B,T,d_ff); sigmoid(a) (B,T,d_ff);
                  silu(a) (B,T,d_ff); b = W3 x (B,T,d_ff); silu(a)*b (B,T,d_ff) (input of w2)
+  SiLU FFN:      ln2(z); a; sigmoid(a); silu(a) (input of w2)
 Plus, once: the token ids (B,T) int64 (embedding), ln_final as an RMSNorm, ln_final's output
-(B,T,d) (input of lm_head). The sdpa variant saves torch's own (q, k, v, output, logsumexp)
-instead of the scores/e/probs. validation/ measures these exactly with saved_tensors_hooks.
+(B,T,d) (input of lm_head). The sdpa variant saves torch's own q, k, v (B,h,T,d_k), output
+(B,h,T,d_k) and logsumexp (B,h,T) float32 instead of mask/scores/e/probs/v-copy (on CPU; other
+backends differ). validation/ measures these exactly.
 """
 
 from __future__ import annotations
