@@ -1,0 +1,76 @@
+"""Pre-tokenization: split on special tokens, then cut each piece with GPT-2's regex.
+
+The reference pattern (`GPT2_PATTERN`, the `regex` package, Unicode classes) is exact but slow;
+pure-ASCII pieces take an equivalent stdlib `re` pattern with explicit ASCII classes (about 1.7x
+faster). They agree on ASCII text because `regex`'s `\\s` is Unicode White_Space, whose ASCII members
+are exactly tab, LF, VT, FF, CR and space (not \\x1c-\\x1f, which stdlib `re` would add).
+
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator, Sequence
+
+import regex
+
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+"""GPT-2's pre-tokenizer regex (the `regex` package's syntax)."""
+
+_WS = r"\t\n\v\f\r "
+_ASCII_PATTERN = re.compile(
+    rf"""'(?:[sdmt]|ll|ve|re)| ?[A-Za-z]++| ?[0-9]++| ?[^{_WS}A-Za-z0-9]++|[{_WS}]+(?![^{_WS}])|[{_WS}]++"""
+)
+REFERENCE_PATTERN = regex.compile(GPT2_PATTERN)
+"""The pattern compiled by the `regex` package: the reference, used for every non-ASCII piece.
+
+(Spelling its Unicode classes out as ranges for stdlib `re` was tried: 3x slower, since `re` checks
+ranges beyond U+FFFF one by one.)"""
+
+
+def _pattern_for(text: str) -> re.Pattern[str]:
+    return _ASCII_PATTERN if text.isascii() else REFERENCE_PATTERN
+
+
+def pretokens(text: str) -> list[str]:
+    """GPT-2 pre-tokens of `text` (no special-token handling), in order; they concatenate to `text`."""
+    return _pattern_for(text).findall(text)
+
+
+def pretoken_spans(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) character offsets of the pre-tokens of `text`."""
+    pattern = _pattern_for(text)
+    for match in pattern.finditer(text):
+        yield match.span()
+
+
+def special_pattern(special_tokens: Sequence[str]) -> re.Pattern[str] | None:
+    """One alternation of the special tokens, longest first (so overlapping specials match whole)."""
+    if not special_tokens:
+        return None
+    ordered = sorted(set(special_tokens), key=lambda s: (-len(s), s))
+    return re.compile("|".join(re.escape(s) for s in ordered))
+
+
+def split_on_specials(text: str, pattern: re.Pattern[str] | None) -> list[str]:
+    """Alternating [ordinary, special, ordinary, ...] pieces (ordinary pieces may be empty)."""
+    if pattern is None:
+        return [text]
+    pieces: list[str] = []
+    pos = 0
+    for match in pattern.finditer(text):
+        pieces.append(text[pos:match.start()])
+        pieces.append(match.group())
+        pos = match.end()
+    pieces.append(text[pos:])
+    return pieces
+
+
+def count_pretokens(text: str, special_tokens: Sequence[str]) -> Counter[str]:
+    """How often each pre-token occurs; special tokens are removed (nothing spans them)."""
+    counts: Counter[str] = Counter()
+    for piece in split_on_specials(text, special_pattern(special_tokens))[::2]:
+        if piece:
+            counts.update(pretokens(piece))
+    return counts
