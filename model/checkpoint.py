@@ -1,0 +1,81 @@
+"""Checkpoints: model + optimizer state, iteration, the ModelConfig, and any extra picklable-safe data.
+
+The file is a `torch.save` dict with keys "model", "optimizer" (or None), "iteration",
+"model_config" (ModelConfig.to_dict() when the model has a `.config`) and "extra". It is loaded
+with `weights_only=True`, so extras must be tensors, numbers, strings, lists, tuples or dicts.
+Paths are written atomically: a failure part-way leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import IO, Any, BinaryIO
+
+import torch
+
+from accounting.atomic import atomic_output
+from accounting.config import ModelConfig
+
+PathOrFile = str | os.PathLike[str] | BinaryIO | IO[bytes]
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare module under DistributedDataParallel / torch.compile wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def save_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                    iteration: int, out: PathOrFile, **extra: Any) -> None:
+    """Serialize model/optimizer state and `iteration` to a path (atomically) or a binary file.
+
+    The model's ModelConfig is taken from `model.config`, or from a `model_config=` keyword.
+    """
+    bare = _unwrap(model)
+    config = extra.pop("model_config", None) or getattr(bare, "config", None)
+    payload = {
+        "model": bare.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "iteration": int(iteration),
+        "model_config": config.to_dict() if isinstance(config, ModelConfig) else None,
+        "extra": extra,
+    }
+    if isinstance(out, (str, os.PathLike)):
+        with atomic_output(out) as tmp:
+            torch.save(payload, tmp)
+    else:
+        torch.save(payload, out)
+
+
+def read_checkpoint(src: PathOrFile, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The raw checkpoint dict (weights_only load); clear errors for a missing or foreign file."""
+    if isinstance(src, (str, os.PathLike)) and not os.path.isfile(src):
+        raise FileNotFoundError(f"checkpoint not found: {os.fspath(src)}")
+    try:
+        payload = torch.load(src, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, OSError) as exc:  # torch reports a corrupt zip as RuntimeError
+        raise ValueError(f"not a readable checkpoint: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # noqa: BLE001  (unpickling errors of foreign files vary by type)
+        raise ValueError(f"not a readable checkpoint: {type(exc).__name__}") from None
+    if not isinstance(payload, dict) or "model" not in payload or "iteration" not in payload:
+        raise ValueError("not a checkpoint written by model.save_checkpoint (missing keys)")
+    return payload
+
+
+def load_checkpoint(src: PathOrFile, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer | None = None) -> int:
+    """Restore model (and optimizer) state from `src`; return the saved iteration."""
+    payload = read_checkpoint(src)
+    _unwrap(model).load_state_dict(payload["model"])
+    if optimizer is not None:
+        if payload["optimizer"] is None:
+            raise ValueError("checkpoint holds no optimizer state")
+        optimizer.load_state_dict(payload["optimizer"])
+    return int(payload["iteration"])
+
+
+def checkpoint_model_config(payload: dict[str, Any]) -> ModelConfig:
+    """The ModelConfig stored in a checkpoint dict (from read_checkpoint)."""
+    if not payload.get("model_config"):
+        raise ValueError("checkpoint stores no model config; cannot rebuild the model")
+    return ModelConfig.from_dict(payload["model_config"])

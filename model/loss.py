@@ -1,0 +1,41 @@
+"""Cross-entropy loss and global gradient clipping (written out, no torch.nn.functional)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood, in nats, over every batch position.
+
+    logits: (..., V) unnormalized scores; targets: (...) int64 class ids. Stable for large logits:
+    the row max is subtracted before exponentiating, so log-sum-exp never overflows.
+    """
+    # Upcast so bf16 logits (autocast) do not lose precision in the sum of exponentials.
+    logits = logits.float()
+    shifted = logits - logits.amax(dim=-1, keepdim=True)  # (..., V), max entry is 0
+    log_norm = shifted.exp().sum(dim=-1).log()  # (...)
+    target_logit = shifted.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (...)
+    return (log_norm - target_logit).mean()
+
+
+def clip_gradients(parameters: Iterable[torch.nn.Parameter], max_l2_norm: float,
+                   eps: float = 1e-6) -> float:
+    """Scale all gradients in place so their global L2 norm is at most `max_l2_norm`.
+
+    The norm is taken over the concatenation of every parameter's gradient (parameters without a
+    gradient are skipped). When it exceeds the maximum, each gradient is multiplied by
+    max_l2_norm / (norm + eps). Returns the norm before clipping, as a Python float.
+    """
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return 0.0
+    norm = torch.sqrt(sum((g.detach().float() ** 2).sum() for g in grads))
+    total = float(norm)
+    if total > max_l2_norm:
+        scale = max_l2_norm / (total + eps)
+        for g in grads:
+            g.mul_(scale)
+    return total

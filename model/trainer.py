@@ -1,0 +1,371 @@
+"""The reusable training loop shared by the CLI, the Streamlit app and the experiments runner.
+
+`train(model_cfg, train_cfg, train_data, ...)` runs AdamW with a cosine schedule on random
+windows of a token array, reports progress through `on_event(dict)`, stops cleanly on a
+`threading.Event`, flags (never raises on) a non-finite loss, and writes `ckpt.pt` + `log.jsonl`
+to `out_dir`. On CPU it is deterministic given `train_cfg.seed`, and resuming from a checkpoint
+continues the uninterrupted loss trajectory exactly (model, optimizer, torch and sampler RNG
+states are all checkpointed).
+
+Events (one dict each; `step` counts completed optimizer steps):
+  {"type": "step", "step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "wall_s", "mfu"}
+  {"type": "eval", "step", "val_loss", "val_perplexity"}
+  {"type": "checkpoint", "step", "path"}
+  {"type": "end", "step", "reason"}   reason: "done" | "stopped" | "diverged"
+`mfu` is model FLOPs utilization on CUDA (exact matmul FLOPs per step from
+`accounting.flops.train_step_flops` over the GPU's dense peak from `accounting.hardware`), else None.
+
+Distributed data parallel: if torch.distributed is initialized, the model is wrapped in
+DistributedDataParallel; each rank samples `batch_size` sequences from its own generator
+(`batch_generator(seed, rank)`), so the effective (global) batch per step is
+batch_size * world_size sequences, with gradients averaged over ranks. Only rank 0 emits events
+and writes files; the logged loss is the mean over ranks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.distributed as dist
+
+from accounting.atomic import atomic_write_text
+from accounting.config import ModelConfig
+from model.checkpoint import checkpoint_model_config, read_checkpoint, save_checkpoint
+from model.data import check_length, get_batch, resolve_device
+from model.loss import clip_gradients, cross_entropy
+from model.optim import AdamW, cosine_lr
+from model.train_config import TrainConfig
+
+Event = dict[str, Any]
+CHECKPOINT_NAME = "ckpt.pt"
+LOG_NAME = "log.jsonl"
+_RANK_SEED_STRIDE = 1_000_003  # keeps rank streams apart for any realistic seed
+_EVAL_SEED_OFFSET = 7_919  # validation batches use their own fixed stream
+
+
+@dataclass
+class TrainResult:
+    """What a run ended with. `reason`: "done", "stopped" (stop_event) or "diverged" (NaN/inf loss)."""
+
+    steps: int
+    reason: str
+    message: str
+    final_loss: float | None = None
+    final_val_loss: float | None = None
+    checkpoint: Path | None = None
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def diverged(self) -> bool:
+        return self.reason == "diverged"
+
+    @property
+    def nan(self) -> bool:
+        """Alias of `diverged`: the loss became NaN or infinite."""
+        return self.diverged
+
+    def losses(self) -> list[float]:
+        return [e["loss"] for e in self.events if e["type"] == "step"]
+
+
+def batch_generator(seed: int, rank: int = 0) -> np.random.Generator:
+    """The training-batch sampler of process `rank` for a run seeded with `seed`."""
+    return np.random.default_rng(seed + _RANK_SEED_STRIDE * rank)
+
+
+def split_tail(data: npt.NDArray, fraction: float) -> tuple[npt.NDArray, npt.NDArray | None]:
+    """(head, tail) with the last `fraction` of tokens as tail (views, no copy); None if fraction 0."""
+    if fraction <= 0:
+        return data, None
+    cut = len(data) - int(len(data) * fraction)
+    return data[:cut], data[cut:]
+
+
+def check_vocab(data: npt.NDArray, vocab_size: int, name: str = "train data") -> None:
+    """ValueError unless every id in `data` is < vocab_size (one pass over the data)."""
+    top = int(np.max(data))
+    if top >= vocab_size or int(np.min(data)) < 0:
+        raise ValueError(f"{name} holds token id {top} but vocab_size is {vocab_size}; "
+                         f"use --vocab-size {top + 1} or more")
+
+
+def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_data: npt.NDArray,
+          val_data: npt.NDArray | None = None, *, out_dir: str | Path | None = None,
+          resume_from: str | Path | None = None, on_event: Callable[[Event], None] | None = None,
+          stop_event: threading.Event | None = None, progress: bool = False,
+          flops_per_step: int | None = None) -> TrainResult:
+    """Train a TransformerLM built from `model_cfg`; see the module docstring for the contract.
+
+    val_data None: the tail `train_cfg.val_fraction` of `train_data` is held out (0 = no eval).
+    flops_per_step overrides the FLOPs used for `mfu` (default: accounting's exact count).
+    """
+    run = _Run(model_cfg, train_cfg, train_data, val_data, out_dir, on_event, stop_event)
+    if resume_from is not None:
+        run.resume(resume_from)
+    if flops_per_step is not None:
+        run.flops_per_step = flops_per_step
+    return run.loop(progress)
+
+
+class _Run:
+    """State of one training run (model, optimizer, samplers, events); `train` drives it."""
+
+    def __init__(self, model_cfg, train_cfg, train_data, val_data, out_dir, on_event, stop_event):
+        from model import TransformerLM  # late: the model core is a sibling module
+
+        self.cfg, self.tcfg = model_cfg, train_cfg
+        self.device = resolve_device(train_cfg.device)
+        if val_data is None:
+            train_data, val_data = split_tail(train_data, train_cfg.val_fraction)
+        self.train_data, self.val_data = train_data, val_data
+        check_length(train_data, model_cfg.context_length, "train data")
+        check_vocab(train_data, model_cfg.vocab_size)
+        if val_data is not None:
+            check_length(val_data, model_cfg.context_length, "validation data")
+            check_vocab(val_data, model_cfg.vocab_size, "validation data")
+        self.rank, self.world = _dist_rank_world()
+        self.out_dir = Path(out_dir) if out_dir is not None and self.rank == 0 else None
+        self.on_event, self.stop_event = on_event, stop_event
+        torch.manual_seed(train_cfg.seed)  # identical init on every rank
+        self.model = TransformerLM.from_config(model_cfg, device=self.device)
+        self.optimizer = AdamW(self.model.parameters(), lr=train_cfg.max_lr, betas=train_cfg.betas,
+                               eps=train_cfg.eps, weight_decay=train_cfg.weight_decay)
+        self.sampler = batch_generator(train_cfg.seed, self.rank)
+        self.start_step = 0
+        self.events: list[Event] = []
+        self.flops_per_step = _default_flops(model_cfg, train_cfg.batch_size * self.world)
+
+    def resume(self, path: str | Path) -> None:
+        payload = read_checkpoint(path, map_location=self.device)
+        saved = checkpoint_model_config(payload)
+        if saved != self.cfg:
+            diff = [f"{k}={v!r}" for k, v in saved.to_dict().items() if getattr(self.cfg, k) != v]
+            raise ValueError(f"checkpoint {path} was trained with {', '.join(diff)}")
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.start_step = int(payload["iteration"])
+        extra = payload.get("extra") or {}
+        rng = extra.get("rng") or {}
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"].cpu())
+        if "numpy" in rng:
+            np.random.set_state(_decode_np_legacy(rng["numpy"]))
+        samplers = rng.get("samplers") or []
+        if self.rank < len(samplers):
+            self.sampler.bit_generator.state = json.loads(samplers[self.rank])
+        self.events = [e for e in extra.get("events", []) if e.get("step", 0) <= self.start_step]
+
+    # ---- the loop -------------------------------------------------------------------------
+    def loop(self, progress: bool) -> TrainResult:
+        model = self._wrapped_model()
+        tcfg, steps = self.tcfg, self.tcfg.steps
+        bar = _progress_bar(progress and self.rank == 0, self.start_step, steps)
+        reason, message, loss = "done", f"trained {steps} steps", None
+        t0 = last_t = time.perf_counter()
+        last_step, step = self.start_step, self.start_step
+        for it in range(self.start_step, steps):
+            if self.stop_event is not None and self.stop_event.is_set():
+                reason, message = "stopped", f"stopped at step {step} on request"
+                break
+            lr = cosine_lr(it, tcfg.max_lr, tcfg.min_lr, tcfg.warmup_iters, tcfg.cycle_iters)
+            loss, grad_norm = self._step(model, lr)
+            step = it + 1
+            bar.update(1)
+            if not math.isfinite(loss):
+                reason = "diverged"
+                message = f"loss became {loss} at step {step} (lr {lr:.3g}); stopped"
+                self._emit({"type": "step", "step": step, "loss": loss, "lr": lr,
+                            "grad_norm": grad_norm, "tokens": self._tokens(step),
+                            "tokens_per_s": None, "wall_s": time.perf_counter() - t0, "mfu": None})
+                break
+            if step % tcfg.log_interval == 0 or step == steps or it == self.start_step:
+                now = time.perf_counter()
+                tps = self._tokens(step - last_step) / max(now - last_t, 1e-9)
+                last_t, last_step = now, step
+                self._emit({"type": "step", "step": step, "loss": loss, "lr": lr,
+                            "grad_norm": grad_norm, "tokens": self._tokens(step),
+                            "tokens_per_s": tps, "wall_s": now - t0, "mfu": self._mfu(tps)})
+                bar.set_postfix(loss=f"{loss:.4f}")
+            if self._due(step, tcfg.eval_interval):
+                self._evaluate(model, step)
+            if self._due(step, tcfg.checkpoint_interval) and step != steps:
+                self._checkpoint(step)
+        bar.close()
+        return self._finish(reason, message, step, loss)
+
+    def _step(self, model: torch.nn.Module, lr: float) -> tuple[float, float]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x, y = get_batch(self.train_data, self.tcfg.batch_size, self.cfg.context_length,
+                         self.device, generator=self.sampler)  # (B, T) each
+        with self._autocast():
+            logits = model(x)  # (B, T, V)
+        loss = cross_entropy(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = self.tcfg.grad_clip if self.tcfg.grad_clip > 0 else math.inf
+        grad_norm = clip_gradients(self.model.parameters(), max_norm)
+        self.optimizer.step()
+        value = loss.detach()
+        if self.world > 1:
+            dist.all_reduce(value)
+            value /= self.world
+        return float(value), grad_norm
+
+    @torch.no_grad()
+    def _evaluate(self, model: torch.nn.Module, step: int) -> None:
+        if self.val_data is None or self.rank != 0:
+            return
+        model.eval()
+        rng = np.random.default_rng(self.tcfg.seed + _EVAL_SEED_OFFSET)  # same batches every eval
+        total = 0.0
+        for _ in range(self.tcfg.eval_batches):
+            x, y = get_batch(self.val_data, self.tcfg.batch_size, self.cfg.context_length,
+                             self.device, generator=rng)
+            with self._autocast():
+                total += float(cross_entropy(self.model(x), y))
+        model.train()
+        val_loss = total / self.tcfg.eval_batches
+        self._emit({"type": "eval", "step": step, "val_loss": val_loss,
+                    "val_perplexity": math.exp(min(val_loss, 700.0))})
+
+    def _finish(self, reason: str, message: str, step: int, loss: float | None) -> TrainResult:
+        last_eval = next((e for e in reversed(self.events) if e["type"] == "eval"), None)
+        if reason == "done" and self.val_data is not None and (
+                last_eval is None or last_eval["step"] != step):
+            self._evaluate(self.model, step)
+        ckpt = self._checkpoint(step) if reason != "diverged" else None
+        self._emit({"type": "end", "step": step, "reason": reason, "message": message})
+        self._write_log()
+        last_eval = next((e for e in reversed(self.events) if e["type"] == "eval"), None)
+        return TrainResult(steps=step, reason=reason, message=message, final_loss=loss,
+                           final_val_loss=last_eval["val_loss"] if last_eval else None,
+                           checkpoint=ckpt, events=list(self.events))
+
+    # ---- helpers --------------------------------------------------------------------------
+    def _wrapped_model(self) -> torch.nn.Module:
+        model = self.model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=ids)
+        if self.tcfg.compile:
+            model = torch.compile(model)
+        model.train()
+        return model
+
+    def _autocast(self):
+        if self.tcfg.dtype == "bfloat16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _tokens(self, steps: int) -> int:
+        return steps * self.tcfg.batch_size * self.cfg.context_length * self.world
+
+    def _due(self, step: int, interval: int) -> bool:
+        return step == self.tcfg.steps or (interval > 0 and step % interval == 0)
+
+    def _mfu(self, tokens_per_s: float) -> float | None:
+        peak = _cuda_peak(self.device, self.tcfg.dtype) if self.flops_per_step else None
+        if peak is None:
+            return None
+        steps_per_s = tokens_per_s / self._tokens(1)
+        return self.flops_per_step * steps_per_s / (peak * self.world)
+
+    def _emit(self, event: Event) -> None:
+        if self.rank != 0:
+            return
+        self.events.append(event)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _checkpoint(self, step: int) -> Path | None:
+        if self.out_dir is None:
+            return None
+        path = self.out_dir / CHECKPOINT_NAME
+        save_checkpoint(self.model, self.optimizer, step, path, model_config=self.cfg,
+                        train_config=self.tcfg.to_dict(), rng=self._rng_states(),
+                        events=list(self.events))
+        self._emit({"type": "checkpoint", "step": step, "path": str(path)})
+        self._write_log()
+        return path
+
+    def _rng_states(self) -> dict[str, Any]:
+        samplers = [json.dumps(self.sampler.bit_generator.state)]
+        if self.world > 1:
+            gathered: list[Any] = [None] * self.world
+            dist.all_gather_object(gathered, samplers[0])
+            samplers = gathered
+        return {"torch": torch.get_rng_state(), "numpy": _encode_np_legacy(np.random.get_state()),
+                "samplers": samplers}
+
+    def _write_log(self) -> None:
+        """Rewrite log.jsonl atomically: it always matches the events up to the last checkpoint."""
+        if self.out_dir is not None:
+            text = "".join(json.dumps(e) + "\n" for e in self.events)
+            atomic_write_text(self.out_dir / LOG_NAME, text)
+
+
+def _dist_rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _progress_bar(enabled: bool, start: int, total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, disable=not enabled, unit="step", dynamic_ncols=True)
+
+
+def _encode_np_legacy(state: tuple) -> list:
+    # numpy's legacy state holds a uint32 key array; store it as a tensor for weights_only loads
+    name, key, pos, has_gauss, gauss = state
+    return [name, torch.from_numpy(key.astype(np.int64)), int(pos), int(has_gauss), float(gauss)]
+
+
+def _decode_np_legacy(saved: list) -> tuple:
+    name, key, pos, has_gauss, gauss = saved
+    return name, key.cpu().numpy().astype(np.uint32), pos, has_gauss, gauss
+
+
+def _default_flops(cfg: ModelConfig, global_batch: int) -> int | None:
+    """Exact matmul FLOPs of one training step from `accounting`, or None if unavailable."""
+    try:
+        from accounting.flops import train_step_flops
+    except ImportError:
+        return None
+    return int(train_step_flops(cfg, global_batch, cfg.context_length))
+
+
+_GPU_NAMES = (("h200", "H200"), ("h100 pcie", "H100-PCIe"), ("h100", "H100-SXM"),
+              ("a100-sxm4-40gb", "A100-40GB"), ("a100", "A100-80GB"))
+
+
+def _cuda_peak(device: torch.device, dtype: str) -> float | None:
+    """Dense peak FLOP/s of this CUDA device for the run's matmul dtype, or None if unknown."""
+    if device.type != "cuda":
+        return None
+    try:
+        from accounting.hardware import get_gpu
+    except ImportError:
+        return None
+    name = torch.cuda.get_device_name(device).lower()
+    known = next((key for pattern, key in _GPU_NAMES if pattern in name), None)
+    if known is None:
+        return None
+    matmul_dtype = "bfloat16" if dtype == "bfloat16" else (
+        "tfloat32" if torch.backends.cuda.matmul.allow_tf32 else "float32")
+    return get_gpu(known).peak(matmul_dtype)
