@@ -18,14 +18,15 @@ __all__ = [
 # --- training stack (loss, optim, data, checkpoint, train, generate): appended below ---
 from model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from model.data import get_batch, load_tokens
-from model.generate import generate
+from model.sampling import generate  # the CLI is model/generate.py (python -m model.generate)
 from model.loss import clip_gradients, cross_entropy
 from model.optim import AdamW, cosine_lr
 from model.train_config import TrainConfig
-from model.trainer import TrainResult, train
+from model.trainer import TrainResult
+from model.trainer import train as train_model  # plain `train` would clash with the CLI module model.train
 
 __all__ += [
     "AdamW", "TrainConfig", "TrainResult", "clip_gradients", "cosine_lr", "cross_entropy",
     "generate", "get_batch", "load_checkpoint", "load_tokens", "read_checkpoint",
-    "save_checkpoint", "train",
+    "save_checkpoint", "train_model",
 ]

@@ -1,70 +1,100 @@
-"""Autoregressive sampling from a TransformerLM: temperature, top-p (nucleus), EOS, context crop."""
+"""`python -m model.generate`: sample a continuation of a prompt from a training checkpoint.
+
+The model is rebuilt from the ModelConfig stored in the checkpoint. Text <-> ids: without
+`--tokenizer`, raw UTF-8 bytes (ids 0..255, the byte-level fallback of `model.train`); with
+`--tokenizer DIR`, `tokenizer.Tokenizer.from_dir(DIR)` (vocab.json, merges.txt,
+special_tokens.json). Prints the prompt followed by the generated text to stdout.
+(The sampling function itself is `model.generate`, defined in model/sampling.py.)
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
-import torch
+from accounting.cli_support import OneLineArgumentParser, UsageError, run_cli
+
+PROG = "python -m model.generate"
+_DEFAULT_EOS = "<|endoftext|>"
 
 
-def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0) -> torch.Tensor:
-    """Sampling distribution (V,) from last-position logits (V,).
-
-    temperature > 0 divides the logits before the softmax; top_p < 1 keeps the smallest set of
-    most-probable tokens whose total probability reaches top_p, zeroes the rest and renormalizes.
-    temperature == 0 is greedy: a one-hot vector on the argmax.
-    """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    logits = logits.float()
-    if temperature == 0:
-        return torch.nn.functional.one_hot(logits.argmax(), logits.numel()).float()
-    scaled = logits / temperature
-    probs = (scaled - scaled.max()).exp()
-    probs = probs / probs.sum()
-    if top_p < 1:
-        sorted_probs, order = probs.sort(descending=True)
-        before = sorted_probs.cumsum(0) - sorted_probs  # mass of strictly more probable tokens
-        keep_sorted = before < top_p  # token i is needed while the mass before it is short of p
-        keep = torch.zeros_like(probs, dtype=torch.bool)
-        keep[order[keep_sorted]] = True
-        probs = torch.where(keep, probs, torch.zeros_like(probs))
-        probs = probs / probs.sum()
-    return probs
+def build_parser() -> OneLineArgumentParser:
+    parser = OneLineArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, help="ckpt.pt written by model.train")
+    parser.add_argument("--tokenizer", help="tokenizer directory (default: raw UTF-8 bytes)")
+    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus mass in (0, 1]")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eos", default=None,
+                        help=f"stop token text (default {_DEFAULT_EOS} when the tokenizer has it)")
+    parser.add_argument("--device", default="cpu")
+    return parser
 
 
-@torch.no_grad()
-def generate(model: torch.nn.Module, prompt_ids: Sequence[int], max_new_tokens: int,
-             temperature: float = 1.0, top_p: float = 1.0, eos_id: int | None = None,
-             generator: torch.Generator | None = None) -> list[int]:
-    """The new token ids (prompt excluded) sampled one at a time from `model`.
+class _ByteCodec:
+    """Text <-> UTF-8 byte ids; invalid byte sequences decode to U+FFFD."""
 
-    The model sees at most its last `model.config.context_length` tokens. Generation stops after
-    `max_new_tokens` tokens or right after emitting `eos_id` (which is included in the result).
-    """
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    if len(prompt_ids) == 0:
-        raise ValueError("the prompt must hold at least one token")
-    context_length = model.config.context_length
-    device = next(model.parameters()).device
-    tokens = list(int(t) for t in prompt_ids)
-    new: list[int] = []
-    was_training = model.training
-    model.eval()
-    try:
-        for _ in range(max_new_tokens):
-            window = torch.tensor(tokens[-context_length:], dtype=torch.long, device=device)[None]
-            logits = model(window)[0, -1]  # (V,) scores for the next token
-            probs = next_token_probs(logits, temperature, top_p).cpu()
-            token = int(torch.multinomial(probs, 1, generator=generator)) if temperature > 0 \
-                else int(probs.argmax())
-            tokens.append(token)
-            new.append(token)
-            if eos_id is not None and token == eos_id:
-                break
-    finally:
-        model.train(was_training)
-    return new
+    special_tokens: list[str] = []
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return bytes(ids).decode("utf-8", errors="replace")
+
+
+def _codec(directory: str | None):
+    if directory is None:
+        return _ByteCodec()
+    from tokenizer import Tokenizer
+
+    return Tokenizer.from_dir(directory)
+
+
+def _eos_id(codec, eos: str | None) -> int | None:
+    if eos is None:
+        eos = _DEFAULT_EOS if _DEFAULT_EOS in codec.special_tokens else None
+        if eos is None:
+            return None
+    ids = codec.encode(eos)
+    if len(ids) != 1:
+        raise UsageError(f"--eos {eos!r} is not a single token ({len(ids)} ids)")
+    return ids[0]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.max_new_tokens < 0:
+        raise UsageError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
+    if args.temperature < 0 or not 0 < args.top_p <= 1:
+        raise UsageError("--temperature must be >= 0 and --top-p in (0, 1]")
+    import torch
+
+    from model import TransformerLM
+    from model.checkpoint import checkpoint_model_config, read_checkpoint
+    from model.data import resolve_device
+    from model.sampling import generate
+
+    device = resolve_device(args.device)
+    payload = read_checkpoint(args.checkpoint, map_location=device)
+    cfg = checkpoint_model_config(payload)
+    codec = _codec(args.tokenizer)
+    prompt_ids = codec.encode(args.prompt)
+    if not prompt_ids:
+        raise UsageError("--prompt is empty")
+    if max(prompt_ids) >= cfg.vocab_size:
+        raise UsageError(f"prompt token id {max(prompt_ids)} is outside the model's vocab_size "
+                         f"{cfg.vocab_size} (wrong --tokenizer?)")
+    model = TransformerLM.from_config(cfg, device=device)
+    model.load_state_dict(payload["model"])
+    generator = torch.Generator(device="cpu").manual_seed(args.seed)
+    new = generate(model, prompt_ids, args.max_new_tokens, temperature=args.temperature,
+                   top_p=args.top_p, eos_id=_eos_id(codec, args.eos), generator=generator)
+    sys.stdout.write(codec.decode(prompt_ids + new) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main, prog=PROG))

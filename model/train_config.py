@@ -40,7 +40,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     eval_interval: int = 100
     eval_batches: int = 10
-    checkpoint_interval: int = 500
+    checkpoint_interval: int = 100
     log_interval: int = 10
     device: str = "cpu"
     dtype: str = "float32"

@@ -1,0 +1,163 @@
+"""`python -m model.train`: train a TransformerLM on a token file, logging JSON lines.
+
+Model shape: `--preset NAME` (default: ModelConfig defaults) plus one flag per ModelConfig field
+(`--d-model 128 --ffn silu ...`). Training settings: `--config train.json` and/or one flag per
+TrainConfig field (flags win). With `--resume CKPT` the model and training configs stored in the
+checkpoint are the base; flags that contradict the stored model config are an error.
+
+Writes `OUT/ckpt.pt` (every --checkpoint-interval steps and at the end, atomically) and
+`OUT/log.jsonl` (the events up to the last checkpoint); every event is also printed to stdout
+as one JSON line, and a tqdm bar runs on stderr.
+
+Distributed: under `torchrun --nproc-per-node N` (RANK / WORLD_SIZE / LOCAL_RANK in the
+environment) it trains data-parallel (nccl on CUDA, gloo on CPU); the effective batch per step is
+batch_size * N sequences; rank 0 logs and checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from accounting.cli_support import OneLineArgumentParser, UsageError, run_cli
+from accounting.config import VARIANT_CHOICES, ModelConfig, get_preset, list_presets
+from model.train_config import DTYPES, TrainConfig
+
+PROG = "python -m model.train"
+_TRAIN_FLAG_SKIP = {"betas"}  # given as two numbers, added by hand
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_field_flags(group: argparse._ArgumentGroup, fields, choices: dict[str, Sequence[str]],
+                     skip: set[str] = frozenset()) -> None:
+    """One flag per dataclass field, typed from its default; default None = 'not given'."""
+    for f in fields:
+        if f.name in skip:
+            continue
+        default = f.default
+        if isinstance(default, bool):
+            group.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None)
+        elif f.name in choices:
+            group.add_argument(_flag(f.name), choices=choices[f.name], default=None)
+        else:
+            kind = float if isinstance(default, float) else int if isinstance(default, int) or \
+                default is None else str
+            group.add_argument(_flag(f.name), type=kind, default=None, metavar=f.name.upper())
+
+
+def build_parser() -> OneLineArgumentParser:
+    parser = OneLineArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", help=f"model preset: {', '.join(list_presets())}")
+    parser.add_argument("--config", help="training config JSON (TrainConfig fields)")
+    parser.add_argument("--train-data", required=True, help=".npy / .bin token ids, or text (bytes)")
+    parser.add_argument("--val-data", help="validation tokens (default: tail val_fraction of train)")
+    parser.add_argument("--data-dtype", choices=("uint16", "uint32", "int32", "int64"),
+                        help="element type of .bin files (default uint16, or from name.uint32.bin)")
+    parser.add_argument("--out", help="output directory (default: the --resume checkpoint's)")
+    parser.add_argument("--resume", help="checkpoint to continue from")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_field_flags(parser.add_argument_group("model config"), dataclasses.fields(ModelConfig),
+                     VARIANT_CHOICES)
+    train_group = parser.add_argument_group("training config")
+    _add_field_flags(train_group, dataclasses.fields(TrainConfig), {"dtype": DTYPES}, _TRAIN_FLAG_SKIP)
+    train_group.add_argument("--betas", type=float, nargs=2, default=None, metavar=("B1", "B2"))
+    return parser
+
+
+def _given(args: argparse.Namespace, cls) -> dict[str, Any]:
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+            if getattr(args, f.name, None) is not None}
+
+
+def resolve_configs(args: argparse.Namespace, stored: dict[str, Any] | None
+                    ) -> tuple[ModelConfig, TrainConfig]:
+    """Model and training configs from preset/--config/flags, on top of a checkpoint's if resuming."""
+    model_flags = _given(args, ModelConfig)
+    if stored is not None:
+        saved = ModelConfig.from_dict(stored["model_config"])
+        base = get_preset(args.preset) if args.preset else saved
+        model_cfg = base.replace(**model_flags)
+        if model_cfg != saved:
+            diff = [f"{k}={v!r}" for k, v in saved.to_dict().items() if getattr(model_cfg, k) != v]
+            raise UsageError(f"--resume checkpoint was trained with {', '.join(diff)}")
+        train_cfg = TrainConfig.from_dict(stored.get("train_config") or {})
+    else:
+        model_cfg = (get_preset(args.preset) if args.preset else ModelConfig()).replace(**model_flags)
+        train_cfg = TrainConfig()
+    if args.config:
+        train_cfg = train_cfg.replace(**TrainConfig.load(args.config).to_dict())
+    return model_cfg, train_cfg.replace(**_given(args, TrainConfig))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    stored = None
+    if args.resume:
+        from model.checkpoint import read_checkpoint
+
+        payload = read_checkpoint(args.resume)
+        extra = payload.get("extra") or {}
+        stored = {"model_config": payload.get("model_config"), "train_config": extra.get("train_config")}
+        if not stored["model_config"]:
+            raise UsageError(f"{args.resume} stores no model config")
+    model_cfg, train_cfg = resolve_configs(args, stored)
+    out = args.out or (str(Path(args.resume).parent) if args.resume else None)
+    if out is None:
+        raise UsageError("--out DIR is required (checkpoints and log.jsonl go there)")
+    from model.data import load_tokens
+
+    train_data = load_tokens(args.train_data, args.data_dtype)
+    val_data = load_tokens(args.val_data, args.data_dtype) if args.val_data else None
+    return _run(model_cfg, train_cfg, train_data, val_data, out, args)
+
+
+def _run(model_cfg, train_cfg, train_data, val_data, out, args) -> int:
+    from model.trainer import train
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        train_cfg = _init_distributed(train_cfg)
+    rank = int(os.environ.get("RANK", "0"))
+
+    def on_event(event: dict) -> None:
+        print(json.dumps(event), flush=True)
+
+    try:
+        result = train(model_cfg, train_cfg, train_data, val_data, out_dir=out,
+                       resume_from=args.resume, on_event=on_event,
+                       progress=not args.no_progress)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    if rank == 0:
+        sys.stderr.write(f"{PROG}: {result.message}; checkpoint {result.checkpoint}\n")
+    return 1 if result.diverged else 0
+
+
+def _init_distributed(train_cfg: TrainConfig) -> TrainConfig:
+    """Join the torchrun process group; on CUDA, pin this process to cuda:LOCAL_RANK."""
+    import torch
+    import torch.distributed as dist
+
+    if train_cfg.device.startswith("cuda"):
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        dist.init_process_group("nccl")
+        return train_cfg.replace(device=f"cuda:{local}")
+    dist.init_process_group("gloo")
+    return train_cfg
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main, prog=PROG))
