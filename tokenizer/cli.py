@@ -14,7 +14,7 @@ import contextlib
 import os
 import tempfile
 import time
-import tracemalloc
+import resource
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -76,19 +76,17 @@ def _train(args) -> None:
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise UsageError(f"--out {args.out} exists and is not a directory")
     timings: list[TrainTimings] = []
-    tracemalloc.start()
     start = time.perf_counter()
     with _corpus_path(args.corpus) as path:
         vocab, merges = train_bpe(path, args.vocab_size, args.special_tokens, num_workers=args.workers,
                                   progress=True, timings=timings)
     seconds = time.perf_counter() - start
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
     Tokenizer(vocab, merges, args.special_tokens).save(args.out)
     longest = sorted(vocab.values(), key=len, reverse=True)[:5]
     print(f"trained {len(vocab):,} tokens ({len(merges):,} merges) in {seconds:.2f} s "
           f"(pre-tokenize {timings[0].pretokenize_seconds:.2f} s, merges {timings[0].merge_seconds:.2f} s); "
-          f"peak traced memory {peak / 2**20:.1f} MiB")
+          f"peak RSS of this process {peak_rss / 2**20:.0f} MiB")
     print("longest tokens: " + ", ".join(repr(t.decode("utf-8", errors="replace")) for t in longest))
     print(f"saved to {args.out}")
 

@@ -1,0 +1,110 @@
+"""Encoding and decoding, checked against tiktoken (built offline from GPT-2's files) and round trips."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tokenizer import Tokenizer, UnknownTokenIdError
+from tokenizer.pretokenize import REFERENCE_PATTERN, pretokens
+
+EOT = "<|endoftext|>"
+FIXTURES = ["corpus.en", "tinystories_sample.txt", "address.txt", "german.txt",
+            "special_token_trailing_newlines.txt", "special_token_double_newlines_non_whitespace.txt"]
+
+# text of valid Unicode scalar values (lone surrogates cannot be UTF-8 encoded at all)
+unicode_text = st.text(st.characters(blacklist_categories=("Cs",)))
+# fragments that stress pre-token and special-token boundaries
+tricky = st.sampled_from([EOT, "<|", "endoftext", "|>", "<|endoftext", "'s", "'ll", "'", " ", "  ", "\n",
+                          "\n\n", "\t", "\u00a0", "\u3000", "é", "1234", "abc", " x", "!!", "😀", "\x1c"])
+mixed_text = st.lists(st.one_of(tricky, unicode_text, st.text("ab 'sl\n<|>")), max_size=12).map("".join)
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_fixture_files_match_tiktoken(name, shared_data, gpt2_tokenizer, tiktoken_gpt2):
+    text = (shared_data / name).read_text(encoding="utf-8")
+    ids = gpt2_tokenizer.encode(text)
+    assert ids == tiktoken_gpt2.encode(text, allowed_special="all")
+    assert gpt2_tokenizer.decode(ids) == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(mixed_text)
+def test_random_text_matches_tiktoken(gpt2_tokenizer, tiktoken_gpt2, text):
+    assert gpt2_tokenizer.encode(text) == tiktoken_gpt2.encode(text, allowed_special="all")
+
+
+@settings(max_examples=200, deadline=None)
+@given(mixed_text)
+def test_ascii_fast_path_agrees_with_regex_package(text):
+    ascii_text = text.encode("ascii", errors="ignore").decode()
+    assert pretokens(ascii_text) == REFERENCE_PATTERN.findall(ascii_text)
+    assert "".join(pretokens(text)) == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(unicode_text)
+def test_decode_inverts_encode(gpt2_tokenizer, text):
+    assert gpt2_tokenizer.decode(gpt2_tokenizer.encode(text)) == text
+
+
+@settings(max_examples=150, deadline=None)
+@given(mixed_text, st.lists(st.integers(0, 40), max_size=10))
+def test_encode_iterable_equals_encode_for_any_chunking(gpt2_tokenizer, text, cuts):
+    positions = sorted({min(c, len(text)) for c in cuts})
+    chunks = [text[a:b] for a, b in zip([0, *positions], [*positions, len(text)])]
+    assert list(gpt2_tokenizer.encode_iterable(iter(chunks))) == gpt2_tokenizer.encode(text)
+
+
+def test_encode_iterable_streams_long_text_in_small_chunks(shared_data, gpt2_tokenizer):
+    # longer than the 64 Ki-character block, so the carry-over path runs many times
+    text = (shared_data / "tinystories_sample.txt").read_text(encoding="utf-8") * 16
+    text += (shared_data / "german.txt").read_text(encoding="utf-8") * 20
+    rng = random.Random(0)
+    chunks, pos = [], 0
+    while pos < len(text):
+        step = rng.randint(1, 5000)
+        chunks.append(text[pos:pos + step])
+        pos += step
+    assert len(text) > 70_000
+    assert list(gpt2_tokenizer.encode_iterable(chunks)) == gpt2_tokenizer.encode(text)
+
+
+def _byte_tokenizer(specials):
+    vocab = {i: bytes([i]) for i in range(256)}
+    return Tokenizer(vocab, [], specials)
+
+
+def test_overlapping_special_tokens_match_longest_first():
+    tok = _byte_tokenizer([EOT, EOT + EOT])
+    single, double = tok.encode(EOT), tok.encode(EOT + EOT)
+    assert len(single) == 1 and len(double) == 1 and single != double
+    assert tok.encode(EOT * 3) == double + single
+    assert tok.decode(tok.encode("a" + EOT * 2 + "b")) == "a" + EOT * 2 + "b"
+    # the same holds when the specials arrive one character at a time
+    assert list(tok.encode_iterable(iter("x" + EOT * 3))) == tok.encode("x" + EOT * 3)
+
+
+def test_special_tokens_get_new_ids_when_absent():
+    tok = _byte_tokenizer(["<s>"])
+    assert tok.encode("<s>") == [256]
+    assert tok.vocab_size == 257
+    # unregistered, the same text is plain bytes
+    assert _byte_tokenizer(None).encode("<s>") == [60, 115, 62]
+
+
+def test_decode_rejects_ids_outside_the_vocabulary(gpt2_tokenizer):
+    for bad in ([50257], [-1], [0, 10**9]):
+        with pytest.raises(UnknownTokenIdError):
+            gpt2_tokenizer.decode(bad)
+
+
+def test_decode_replaces_invalid_utf8_once(gpt2_tokenizer):
+    by_bytes = {raw: i for i, raw in gpt2_tokenizer.vocab.items()}
+    # 0xE2 0x82 starts "€" (E2 82 AC) but stops short: one U+FFFD for the truncated sequence
+    ids = [by_bytes[b"\xe2"], by_bytes[b"\x82"], by_bytes[b"A"]]
+    assert gpt2_tokenizer.decode(ids) == "\ufffdA"
+    assert gpt2_tokenizer.decode([*ids[:2], by_bytes[b"\xac"]]) == "€"
