@@ -1,6 +1,35 @@
-"""Activation memory, "implementation" convention: the bytes the real model's forward and its loss
-save for backward (torch.autograd.graph.saved_tensors_hooks), deduplicated by storage, excluding
-parameters. PROVISIONAL until derived from model/ (being written).
+"""Activation memory, "implementation" convention: exactly the bytes the real model's forward
+(model/transformer.py) and its loss (model/loss.py cross_entropy) save for backward, as
+torch.autograd.graph.saved_tensors_hooks sees them, deduplicated by storage, parameters excluded.
+
+Derived from the model's code and checked tensor by tensor on tiny CPU models (every variant,
+float32 and bfloat16). s = bytes per element of the run dtype; RMSNorm internals are float32 (4),
+token ids and targets int64 (8), the causal mask bool (1). Per block (names = the module that
+saves the tensor first):
+  layers.ln1, layers.ln2 (RMSNorm, each):  x.float() (B,T,d), rms (B,T,1), x*rms (B,T,d), all
+                                           float32: 8*B*T*d + 4*B*T bytes
+  layers.attn.q_proj:  the shared q/k/v input (B,T,d): s*B*T*d
+  layers.attn.rope:    cos, sin indexed per call for q and for k, (T, d_k/2) each: 2*T*d_k*s
+                       (no B: positions are shared by the batch)
+  layers.attn, naive:  q, k as bmm operands (B*h,T,d_k) 2*s*B*T*d; v as a bmm operand (a copy of
+                       the transposed view) s*B*T*d; causal mask (T,T) bool T^2; masked scores
+                       (saved by amax), exp(.), probs: 3*s*B*h*T^2; row max and row sum 2*s*B*h*T
+  layers.attn, sdpa:   q, k, v, output (B,h,T,d_k) 4*s*B*T*d; logsumexp (B,h,T) float32 4*B*h*T
+                       (torch's CPU flash kernel; CUDA flash/efficient kernels save the same plus
+                       RNG seed/offset scalars, and the efficient kernel pads T of logsumexp to 32)
+  layers.attn.output_proj: the head-merged copy (B,T,d): s*B*T*d; with sdpa and no RoPE, q is a
+                       transposed view, the kernel's output follows its (B,T,h,d_k) layout and the
+                       merge is a view of the saved output: 0 (CPU kernel; on CUDA the flash
+                       kernel may do this for every layout: the validation on CUDA will tell)
+  layers.ffn.w1:       FFN input (B,T,d) (shared with w3): s*B*T*d
+  layers.ffn:          SwiGLU: W1x, sigmoid(W1x), silu(W1x), W3x (B,T,d_ff): 4*s*B*T*d_ff;
+                       SiLU FFN: W1x, sigmoid(W1x): 2*s*B*T*d_ff
+  layers.ffn.w2:       w2's input (B,T,d_ff): s*B*T*d_ff
+Once: token_embeddings saves the token ids (B,T) int64 8*B*T; ln_final (pre-norm RMSNorm only)
+8*B*T*d + 4*B*T; lm_head its input s*B*T*d; cross_entropy the float32 logits (saved by amax), the
+shifted logits (saved by gather) and exp(shifted), (B,T,V) each: 12*B*T*V, the row max and
+sum-of-exp (B,T) float32 8*B*T, and the int64 targets 8*B*T (assumed a separate contiguous (B,T)
+tensor; a view into a larger batch tensor saves that tensor's whole storage).
 """
 
 from __future__ import annotations
@@ -9,15 +38,59 @@ from functools import lru_cache
 
 import sympy as sp
 
-from accounting.activations_textbook import textbook_element_terms
 from accounting.conventions import DTYPE_BYTES
+from accounting.symbols import B, L, T, V, d, d_ff, h
+
+_F32, _I64, _BOOL = 4, 8, 1
+
+
+def _rmsnorm() -> sp.Expr:
+    return 2 * _F32 * B * T * d + _F32 * B * T  # x.float(), x*rms (B,T,d); rms (B,T,1)
+
+
+def _attention_core(attention: str, s: int) -> tuple[sp.Expr, str]:
+    if attention == "sdpa":
+        return 4 * s * B * T * d + _F32 * B * h * T, "sdpa: q, k, v, output, logsumexp (fp32)"
+    return (3 * s * B * T * d + _BOOL * T**2 + 3 * s * B * h * T**2 + 2 * s * B * h * T,
+            "q, k, v bmm operands; causal mask; scores, exp, probs; row max, row sum")
 
 
 @lru_cache(maxsize=256)
 def implementation_byte_terms(norm: str, norm_position: str, positions: str, ffn: str,
                               tie_embeddings: bool, attention: str, dtype: str
                               ) -> tuple[tuple[str, sp.Expr, str], ...]:
-    """(name, bytes formula, note) per component."""
-    size = DTYPE_BYTES[dtype]
-    final = norm == "rmsnorm" and norm_position == "pre"
-    return tuple((n, size * f, note) for n, f, note in textbook_element_terms(norm, final, ffn, attention))
+    """(name, bytes formula, note) per component, aggregated over the L blocks.
+
+    `tie_embeddings` does not change what is saved (the head's weight is a parameter either way).
+    """
+    s = DTYPE_BYTES[dtype]
+    rms = norm == "rmsnorm"
+    terms: list[tuple[str, sp.Expr, str]] = [("token_embeddings", _I64 * B * T, "token ids, int64")]
+    block: list[tuple[str, sp.Expr, str]] = []
+    if rms:
+        block.append(("layers.ln1", _rmsnorm(), "float32 input, rms, normalized"))
+    block.append(("layers.attn.q_proj", s * B * T * d, "q/k/v input"))
+    if positions == "rope":
+        block.append(("layers.attn.rope", 2 * s * T * d / h, "cos, sin per call (q and k)"))
+    core, note = _attention_core(attention, s)
+    block.append(("layers.attn", core, note))
+    if attention == "sdpa" and positions == "none":
+        # q is then a transposed view (B,T,h,d_k in memory); torch's kernel writes its output in
+        # that layout, so merging heads is a view of the saved sdpa output: nothing new saved.
+        block.append(("layers.attn.output_proj", sp.Integer(0), "shares the sdpa output's storage"))
+    else:
+        block.append(("layers.attn.output_proj", s * B * T * d, "merged heads (a copy)"))
+    if rms:
+        block.append(("layers.ln2", _rmsnorm(), "float32 input, rms, normalized"))
+    block.append(("layers.ffn.w1", s * B * T * d, "FFN input"))
+    n_ffn = 4 if ffn == "swiglu" else 2
+    block.append(("layers.ffn", n_ffn * s * B * T * d_ff,
+                  "W1x, sigmoid, silu, W3x" if ffn == "swiglu" else "W1x, sigmoid"))
+    block.append(("layers.ffn.w2", s * B * T * d_ff, "w2 input"))
+    terms += [(name, L * f, n) for name, f, n in block]
+    if rms and norm_position == "pre":
+        terms.append(("ln_final", _rmsnorm(), "float32 input, rms, normalized"))
+    terms.append(("lm_head", s * B * T * d, "lm_head input"))
+    terms.append(("cross_entropy", 3 * _F32 * B * T * V + 2 * _F32 * B * T + _I64 * B * T,
+                  "fp32 logits, shifted, exp; row max, sum; int64 targets"))
+    return tuple(terms)

@@ -73,6 +73,19 @@ def elementwise_cost(op: str, *, alpha: float = 1) -> int:
     return ELEMENTWISE_FLOPS.get(packet, 0)
 
 
+REDUCTION_OPS: frozenset[str] = frozenset(
+    {"aten.sum", "aten.mean", "aten.amax", "aten.max", "aten.logsumexp"})
+"""Ops costed per INPUT element (every other op in ELEMENTWISE_FLOPS: per OUTPUT element)."""
+
+
+def op_flops(op: str, *, out_numel: int, in_numel: int, alpha: float = 1) -> int:
+    """Non-matmul FLOPs of one aten call: cost per element x (input numel for reductions, output
+    numel otherwise). `in_numel` is the numel of the op's first tensor argument. The validation's
+    TorchDispatchMode counter calls this, so both sides count alike by construction."""
+    packet = ".".join(op.split(".")[:2]).rstrip("_")
+    return elementwise_cost(op, alpha=alpha) * (in_numel if packet in REDUCTION_OPS else out_numel)
+
+
 ACTIVATION_CONVENTIONS: tuple[str, ...] = ("implementation", "textbook")
 
 
