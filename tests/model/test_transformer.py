@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 from accounting.config import VARIANT_CHOICES, ModelConfig, get_preset
 from model import Identity, RMSNorm, TransformerLM
@@ -144,3 +145,26 @@ def test_rejects_sequences_longer_than_context():
     model = TransformerLM.from_config(TINY)
     with pytest.raises(ValueError, match="context_length"):
         model(torch.zeros(1, 17, dtype=torch.long))
+
+
+class _NNCalls(TorchFunctionMode):
+    """Records torch.nn.functional / torch._C._nn functions called inside the mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.names: set[str] = set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        module = getattr(func, "__module__", "") or ""
+        if module.startswith(("torch.nn", "torch._C._nn")):
+            self.names.add(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("attention", ["naive", "sdpa"])
+def test_only_sdpa_variant_uses_torch_nn_functional(attention):
+    model = TransformerLM.from_config(TINY.replace(attention=attention))
+    calls = _NNCalls()
+    with calls:
+        model(torch.zeros(1, 5, dtype=torch.long))
+    assert calls.names == ({"scaled_dot_product_attention"} if attention == "sdpa" else set())
