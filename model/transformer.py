@@ -43,17 +43,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from accounting.config import ModelConfig
+from accounting.config import VARIANT_CHOICES, ModelConfig
 from model.attention import MultiHeadSelfAttention
 from model.layers import Embedding, Identity, Linear, RMSNorm, SiLUFFN, SwiGLU
 from model.rope import RotaryPositionalEmbedding
 
 
+def _check(name: str, value: str) -> None:
+    if value not in VARIANT_CHOICES[name]:
+        raise ValueError(f"{name} must be one of {', '.join(VARIANT_CHOICES[name])}; got {value!r}")
+
+
 def _norm(kind: str, d_model: int, eps: float, device, dtype) -> nn.Module:
+    _check("norm", kind)
     return RMSNorm(d_model, eps=eps, device=device, dtype=dtype) if kind == "rmsnorm" else Identity()
 
 
 def _ffn(kind: str, d_model: int, d_ff: int, device, dtype) -> nn.Module:
+    _check("ffn", kind)
     cls = SwiGLU if kind == "swiglu" else SiLUFFN
     return cls(d_model, d_ff, device=device, dtype=dtype)
 
@@ -72,8 +79,8 @@ class TransformerBlock(nn.Module):
                  ffn: str = "swiglu", attention: str = "naive", eps: float = 1e-5,
                  rope: RotaryPositionalEmbedding | None = None, device=None, dtype=None):
         super().__init__()
-        if norm_position not in ("pre", "post"):
-            raise ValueError(f"norm_position must be 'pre' or 'post'; got {norm_position!r}")
+        _check("norm_position", norm_position)
+        _check("positions", positions)
         self.norm_position = norm_position
         if positions == "rope" and rope is None:
             rope = RotaryPositionalEmbedding(theta, d_model // num_heads, max_seq_len, device=device)
@@ -96,7 +103,8 @@ class TransformerLM(nn.Module):
 
     Submodules `token_embeddings`, `layers` (ModuleList of TransformerBlock), `ln_final`,
     `lm_head`. `config` is the `ModelConfig` it was built from (or one built from the keyword
-    arguments). Sequences longer than context_length are rejected (RoPE tables stop there).
+    arguments; `eps` is its `norm_eps`). Sequences longer than context_length are rejected (RoPE
+    tables stop there). `forward(token_ids, token_positions=None)`: positions default to arange(T).
     """
 
     def __init__(self, vocab_size: int, context_length: int, d_model: int, num_layers: int,

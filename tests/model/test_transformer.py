@@ -168,3 +168,12 @@ def test_only_sdpa_variant_uses_torch_nn_functional(attention):
     with calls:
         model(torch.zeros(1, 5, dtype=torch.long))
     assert calls.names == ({"scaled_dot_product_attention"} if attention == "sdpa" else set())
+
+
+@pytest.mark.parametrize("bad", [{"norm": "layernorm"}, {"ffn": "gelu"}, {"positions": "alibi"},
+                                 {"norm_position": "middle"}, {"attention": "flash"}])
+def test_block_rejects_unknown_variant(bad):
+    from model import TransformerBlock
+
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        TransformerBlock(16, 4, 24, 16, 10_000.0, **bad)
