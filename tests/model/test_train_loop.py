@@ -1,0 +1,97 @@
+"""The training loop: overfitting one batch, exact resume continuity, stop, NaN stop, bf16, errors."""
+
+import json
+import math
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from accounting.config import ModelConfig
+from model import TrainConfig, read_checkpoint, train_model
+
+CFG = ModelConfig(vocab_size=64, context_length=16, d_model=32, num_layers=2, num_heads=2, d_ff=48)
+TCFG = TrainConfig(batch_size=4, steps=8, max_lr=3e-3, min_lr=3e-4, warmup_iters=2, eval_interval=4,
+                   eval_batches=2, checkpoint_interval=4, log_interval=1, val_fraction=0.0, seed=3)
+DATA = np.random.default_rng(0).integers(0, 64, size=2_000).astype(np.uint16)
+
+
+def _step_losses(result):
+    return {e["step"]: e["loss"] for e in result.events if e["type"] == "step"}
+
+
+def test_overfits_one_batch():
+    # T + 1 tokens: every sampled window is the whole array, so each step sees the same batch.
+    one = np.random.default_rng(1).integers(0, 64, size=CFG.context_length + 1)
+    cfg = TCFG.replace(steps=60, max_lr=1e-2, min_lr=1e-2, warmup_iters=0, weight_decay=0.0)
+    result = train_model(CFG, cfg, one)
+    losses = result.losses()
+    assert losses[0] > 3.5  # about log(64) = 4.16 at init
+    assert result.final_loss < 0.1 * losses[0], losses[-5:]
+
+
+def test_resume_continues_the_same_trajectory(tmp_path):
+    straight = train_model(CFG, TCFG, DATA)
+    stop = threading.Event()
+
+    def stop_after_four(event):
+        if event["type"] == "step" and event["step"] == 4:
+            stop.set()
+
+    first = train_model(CFG, TCFG, DATA, out_dir=tmp_path, on_event=stop_after_four, stop_event=stop)
+    assert first.reason == "stopped" and first.steps == 4
+    second = train_model(CFG, TCFG, DATA, out_dir=tmp_path, resume_from=tmp_path / "ckpt.pt")
+    assert second.reason == "done" and second.steps == 8
+    want = _step_losses(straight)
+    assert len(want) == 8
+    assert {**_step_losses(first), **_step_losses(second)} == want  # bit-identical on CPU
+    # log.jsonl holds the whole history (first half restored from the checkpoint), then the end
+    logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert {e["step"]: e["loss"] for e in logged if e["type"] == "step"} == want
+    assert logged[-1] == {"type": "end", "step": 8, "reason": "done", "message": "trained 8 steps"}
+    assert read_checkpoint(tmp_path / "ckpt.pt")["iteration"] == 8
+
+
+def test_same_seed_same_run_other_seed_other_run():
+    a, b = train_model(CFG, TCFG.replace(steps=3), DATA), train_model(CFG, TCFG.replace(steps=3), DATA)
+    c = train_model(CFG, TCFG.replace(steps=3, seed=4), DATA)
+    assert a.losses() == b.losses() and a.losses() != c.losses()
+
+
+def test_nan_loss_stops_with_a_flag_not_an_exception(tmp_path):
+    bad = TCFG.replace(steps=50, max_lr=1e9, min_lr=1e9, warmup_iters=0, grad_clip=0.0)
+    result = train_model(CFG, bad, DATA, out_dir=tmp_path)
+    assert result.diverged and result.nan and result.steps < 50
+    assert not math.isfinite(result.final_loss)
+    assert "loss became" in result.message
+    assert not (tmp_path / "ckpt.pt").exists()  # a diverged state is not worth resuming
+
+
+def test_eval_events_and_bf16_autocast():
+    events = []
+    cfg = TCFG.replace(steps=4, dtype="bfloat16", val_fraction=0.2)
+    result = train_model(CFG, cfg, DATA, on_event=events.append)
+    evals = [e for e in events if e["type"] == "eval"]
+    assert [e["step"] for e in evals] == [4]
+    assert evals[0]["val_perplexity"] == pytest.approx(math.exp(evals[0]["val_loss"]))
+    assert math.isfinite(result.final_loss) and result.final_val_loss == evals[0]["val_loss"]
+    step_keys = {"type", "step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "wall_s", "mfu"}
+    assert all(set(e) == step_keys for e in events if e["type"] == "step")
+
+
+def test_vocab_must_cover_the_data():
+    with pytest.raises(ValueError, match="vocab_size"):
+        train_model(CFG.replace(vocab_size=10), TCFG, DATA)
+
+
+def test_train_config_validation_and_json(tmp_path):
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="dtype"):
+        TrainConfig(dtype="float16")
+    with pytest.raises(ValueError, match="unknown"):
+        TCFG.replace(learning_rate=1)
+    TCFG.save(tmp_path / "t.json")
+    assert TrainConfig.load(tmp_path / "t.json") == TCFG
+    assert torch.get_default_dtype() == torch.float32
