@@ -23,9 +23,9 @@ def softmax(x: torch.Tensor, dim: int) -> torch.Tensor:
     """exp(x - max) / sum(exp(x - max)) along `dim`; subtracting the max keeps exp finite.
 
     The max is detached: softmax is shift-invariant, so its gradient through the max is exactly
-    zero, and detaching spares autograd saving x and the max for amax's backward.
+    zero, so the max is taken of x.detach(): no amax node, nothing saved for it.
     """
-    shifted = x - x.amax(dim=dim, keepdim=True).detach()  # sub saves nothing
+    shifted = x - x.detach().amax(dim=dim, keepdim=True)  # sub saves nothing
     e = torch.exp(shifted)  # exp saves its output e
     return e / e.sum(dim=dim, keepdim=True)  # div saves e and the sum (..., 1)
 
