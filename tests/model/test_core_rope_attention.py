@@ -86,3 +86,20 @@ def test_mha_explicit_positions_match_default():
     batch_positions = torch.arange(6).expand(3, 6)
     torch.testing.assert_close(mha(x, batch_positions), mha(x))
     torch.testing.assert_close(mha(x, torch.arange(6)), mha(x))
+
+
+def test_softmax_saves_only_exp_and_row_sums():
+    """The documented saved-tensor map (model/transformer.py) relies on this: nothing of x is kept."""
+    from model import softmax
+
+    x = torch.randn(4, 6, requires_grad=True) * 1.0  # non-leaf, like attention scores
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        out = softmax(x, -1)
+    storages = {t.untyped_storage().data_ptr(): tuple(t.shape) for t in saved}
+    assert x.untyped_storage().data_ptr() not in storages
+    assert sorted(storages.values()) == [(4, 1), (4, 6)]
+    e = torch.exp(x - x.max(-1, keepdim=True).values)
+    exp_saved = next(t for t in saved if t.shape == (4, 6))
+    torch.testing.assert_close(exp_saved, e)
+    torch.testing.assert_close(out, torch.softmax(x, -1))
