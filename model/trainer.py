@@ -135,7 +135,8 @@ class _Run:
             check_length(val_data, model_cfg.context_length, "validation data")
             check_vocab(val_data, model_cfg.vocab_size, "validation data")
         self.rank, self.world = _dist_rank_world()
-        self.out_dir = Path(out_dir) if out_dir is not None and self.rank == 0 else None
+        self.saving = out_dir is not None  # known on every rank: checkpoints gather RNG states
+        self.out_dir = Path(out_dir) if self.saving and self.rank == 0 else None
         self.on_event, self.stop_event = on_event, stop_event
         torch.manual_seed(train_cfg.seed)  # identical init on every rank
         self.model = TransformerLM.from_config(model_cfg, device=self.device)
@@ -292,12 +293,14 @@ class _Run:
             self.on_event(event)
 
     def _checkpoint(self, step: int) -> Path | None:
+        if not self.saving:
+            return None
+        rng = self._rng_states()  # a collective under DDP: every rank takes part
         if self.out_dir is None:
             return None
         path = self.out_dir / CHECKPOINT_NAME
         save_checkpoint(self.model, self.optimizer, step, path, model_config=self.cfg,
-                        train_config=self.tcfg.to_dict(), rng=self._rng_states(),
-                        events=list(self.events))
+                        train_config=self.tcfg.to_dict(), rng=rng, events=list(self.events))
         self._emit({"type": "checkpoint", "step": step, "path": str(path)})
         self._write_log()
         return path
