@@ -39,10 +39,17 @@ def test_random_text_matches_tiktoken(gpt2_tokenizer, tiktoken_gpt2, text):
 
 @settings(max_examples=200, deadline=None)
 @given(mixed_text)
-def test_ascii_fast_path_agrees_with_regex_package(text):
+def test_fast_paths_agree_with_regex_package(text):
     ascii_text = text.encode("ascii", errors="ignore").decode()
     assert pretokens(ascii_text) == REFERENCE_PATTERN.findall(ascii_text)
-    assert "".join(pretokens(text)) == text
+    assert pretokens(text) == REFERENCE_PATTERN.findall(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["a", ".", "\n", " ", "é", "\u00a0", "'", "s", "1", "\t", "\u2028"]),
+                max_size=30).map("".join))
+def test_line_cuts_in_non_ascii_text_agree_with_regex_package(text):
+    assert pretokens(text) == REFERENCE_PATTERN.findall(text)
 
 
 @settings(max_examples=200, deadline=None)
