@@ -130,14 +130,20 @@ class Tokenizer:
         is mergeable. One occurrence per step: the next step finds a repeat of the same pair first."""
         byte_ids, lookup = self._byte_ids, self._merge_of.get
         ids = [byte_ids[b] for b in word.encode("utf-8")]
-        while len(ids) > 1:
-            # values are (rank, merged id), so min picks the lowest rank; index the leftmost
-            ranked = list(map(lookup, zip(ids, ids[1:]), repeat(_NO_MERGE)))
+        # ranked[i]: (rank, merged id) of the pair (ids[i], ids[i + 1]), so min picks the lowest rank
+        ranked = list(map(lookup, zip(ids, ids[1:]), repeat(_NO_MERGE)))
+        while ranked:
             best = min(ranked)
             if best is _NO_MERGE:
                 break
             i = ranked.index(best)
             ids[i:i + 2] = (best[1],)
+            del ranked[i]
+            # only the pairs touching the new token changed
+            if i > 0:
+                ranked[i - 1] = lookup((ids[i - 1], ids[i]), _NO_MERGE)
+            if i < len(ranked):
+                ranked[i] = lookup((ids[i], ids[i + 1]), _NO_MERGE)
         return ids
 
     def _encode_words(self, words: list[str]) -> list[int]:

@@ -115,3 +115,40 @@ def test_decode_replaces_invalid_utf8_once(gpt2_tokenizer):
     ids = [by_bytes[b"\xe2"], by_bytes[b"\x82"], by_bytes[b"A"]]
     assert gpt2_tokenizer.decode(ids) == "\ufffdA"
     assert gpt2_tokenizer.decode([*ids[:2], by_bytes[b"\xac"]]) == "€"
+
+
+def _naive_encode(tok: Tokenizer, text: str) -> list[int]:
+    """Apply every merge, in creation order, to every pre-token: slow, and BPE by definition."""
+    by_bytes = {raw: i for i, raw in sorted(tok.vocab.items(), reverse=True)}
+    out = []
+    for k, piece in enumerate(text.split(EOT)):
+        if k:
+            out.append(by_bytes[EOT.encode()])
+        for word in REFERENCE_PATTERN.findall(piece):
+            parts = [bytes([b]) for b in word.encode()]
+            for a, b in tok.merges:
+                i, merged = 0, []
+                while i < len(parts):
+                    if i + 1 < len(parts) and parts[i] == a and parts[i + 1] == b:
+                        merged.append(a + b)
+                        i += 2
+                    else:
+                        merged.append(parts[i])
+                        i += 1
+                parts = merged
+            out += [by_bytes[p] for p in parts]
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_trained(shared_data):
+    from tokenizer import train_bpe
+
+    vocab, merges = train_bpe(shared_data / "tinystories_sample.txt", 350, [EOT])
+    return Tokenizer(vocab, merges, [EOT])
+
+
+@settings(max_examples=60, deadline=None)
+@given(mixed_text)
+def test_trained_tokenizer_equals_naive_merge_order(small_trained, text):
+    assert small_trained.encode(text) == _naive_encode(small_trained, text)
