@@ -12,8 +12,8 @@ saves the tensor first):
   layers.attn.rope:    cos, sin indexed per call for q and for k, (T, d_k/2) each: 2*T*d_k*s
                        (no B: positions are shared by the batch)
   layers.attn, naive:  q, k as bmm operands (B*h,T,d_k) 2*s*B*T*d; v as a bmm operand (a copy of
-                       the transposed view) s*B*T*d; causal mask (T,T) bool T^2; masked scores
-                       (saved by amax), exp(.), probs: 3*s*B*h*T^2; row max and row sum 2*s*B*h*T
+                       the transposed view) s*B*T*d; causal mask (T,T) bool T^2; exp(.) and
+                       probs 2*s*B*h*T^2; row sum s*B*h*T (the max is detached: not saved)
   layers.attn, sdpa:   q, k, v, output (B,h,T,d_k) 4*s*B*T*d; logsumexp (B,h,T) float32 4*B*h*T
                        (torch's CPU flash kernel; CUDA flash/efficient kernels save the same plus
                        RNG seed/offset scalars, and the efficient kernel pads T of logsumexp to 32)
@@ -51,8 +51,10 @@ def _rmsnorm() -> sp.Expr:
 def _attention_core(attention: str, s: int) -> tuple[sp.Expr, str]:
     if attention == "sdpa":
         return 4 * s * B * T * d + _F32 * B * h * T, "sdpa: q, k, v, output, logsumexp (fp32)"
-    return (3 * s * B * T * d + _BOOL * T**2 + 3 * s * B * h * T**2 + 2 * s * B * h * T,
-            "q, k, v bmm operands; causal mask; scores, exp, probs; row max, row sum")
+    # The softmax max is taken of x.detach() (model commit 63acca0): no amax node, so neither
+    # the masked scores nor the row max are saved.
+    return (3 * s * B * T * d + _BOOL * T**2 + 2 * s * B * h * T**2 + s * B * h * T,
+            "q, k, v bmm operands; causal mask; exp, probs; row sum")
 
 
 @lru_cache(maxsize=256)

@@ -1,0 +1,86 @@
+"""Independent instruments for the accounting tests: the real model run on tiny CPU configs with
+torch's own counters (saved_tensors_hooks, FlopCounterMode, a TorchDispatchMode)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+VARIANT_GRID = list(itertools.product(("rmsnorm", "none"), ("pre", "post"), ("rope", "none"),
+                                      ("swiglu", "silu"), (False, True), ("naive", "sdpa")))
+
+
+def tiny(**variants):
+    from accounting.config import ModelConfig
+
+    return ModelConfig(vocab_size=37, context_length=16, d_model=24, num_layers=2, num_heads=3,
+                       d_ff=40, **variants)
+
+
+def saved_bytes(cfg, batch_size: int, context_length: int, dtype) -> int:
+    """Bytes saved for backward by the real model + loss, deduplicated by storage, no parameters."""
+    import torch
+    from model.loss import cross_entropy
+    from model.transformer import TransformerLM
+
+    torch.manual_seed(0)
+    model = TransformerLM.from_config(cfg, dtype=dtype)
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages: dict[int, int] = {}
+
+    def pack(t):
+        st = t.untyped_storage()
+        if st.data_ptr() not in params:
+            storages.setdefault(st.data_ptr(), st.nbytes())
+        return t
+
+    x = torch.randint(0, cfg.vocab_size, (batch_size, context_length))
+    y = torch.randint(0, cfg.vocab_size, (batch_size, context_length))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = cross_entropy(model(x), y)
+    del loss
+    return sum(storages.values())
+
+
+def dispatch_counter():
+    """A TorchDispatchMode summing accounting.conventions.op_flops over every aten call."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from accounting.conventions import op_flops
+
+    class Count(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+            if first is not None and isinstance(out, torch.Tensor):
+                self.total += op_flops(str(func), out_numel=out.numel(), in_numel=first.numel(),
+                                       alpha=kwargs.get("alpha", 1))
+            return out
+
+    return Count()
+
+
+def _variant_id(v) -> str:
+    norm, position, positions, ffn, tie, attention = v
+    return f"{norm}-{position}-{positions}-{ffn}-{'tied' if tie else 'untied'}-{attention}"
+
+
+@pytest.fixture(params=VARIANT_GRID, ids=[_variant_id(v) for v in VARIANT_GRID])
+def variant_cfg(request):
+    """A tiny ModelConfig, once per combination of every variant switch (64)."""
+    norm, position, positions, ffn, tie, attention = request.param
+    return tiny(norm=norm, norm_position=position, positions=positions, ffn=ffn,
+                tie_embeddings=tie, attention=attention)
+
+
+@pytest.fixture(scope="session")
+def instruments():
+    pytest.importorskip("torch")
+    return type("Instruments", (), {"saved_bytes": staticmethod(saved_bytes),
+                                    "dispatch_counter": staticmethod(dispatch_counter),
+                                    "tiny": staticmethod(tiny)})

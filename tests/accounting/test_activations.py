@@ -1,0 +1,56 @@
+"""Activation bytes: the implementation convention byte for byte vs saved_tensors_hooks on the real
+model (every variant, float32 and bfloat16), the textbook convention by hand, checkpointing."""
+
+from __future__ import annotations
+
+import pytest
+
+from accounting import activation_bytes, activation_rows, checkpointed_activation_bytes, get_preset
+from accounting.activations import checkpoint_recompute_flops
+from accounting.flops import forward_flops
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_implementation_equals_saved_tensors(instruments, variant_cfg, dtype):
+    torch = pytest.importorskip("torch")
+    measured = instruments.saved_bytes(variant_cfg, 2, 6, getattr(torch, dtype))
+    assert activation_bytes(variant_cfg, 2, 6, "implementation", dtype) == measured
+
+
+def test_implementation_second_shape(instruments):
+    torch = pytest.importorskip("torch")
+    cfg = instruments.tiny().replace(num_layers=3, num_heads=4, d_model=32, d_ff=24)
+    for b, t in ((1, 16), (5, 3)):
+        assert activation_bytes(cfg, b, t) == instruments.saved_bytes(cfg, b, t, torch.float32)
+
+
+def test_textbook_gpt2_small_by_hand():
+    B, T, d, h, L, f, V = 2, 1024, 768, 12, 12, 3072, 50257
+    per_layer = 2 * B * T * d + 3 * B * T * d + 2 * B * h * T * T + 2 * B * T * d + 3 * B * T * f + B * T * d
+    elements = L * per_layer + B * T * d + 2 * B * T * V
+    cfg = get_preset("gpt2-small")
+    assert activation_bytes(cfg, B, T, "textbook", "float32") == 4 * elements
+    assert activation_bytes(cfg, B, T, "textbook", "bfloat16") == 2 * elements
+
+
+def test_checkpointing_keeps_block_inputs_plus_one_block():
+    cfg = get_preset("gpt2-medium")
+    full = activation_bytes(cfg, 4, 1024)
+    one_layer = activation_bytes(cfg.replace(num_layers=1), 4, 1024)
+    zero_blocks = one_layer - (activation_bytes(cfg.replace(num_layers=2), 4, 1024) - one_layer)
+    per_block = one_layer - zero_blocks
+    expected = 24 * 4 * 1024 * 1024 * 4 + per_block + zero_blocks
+    assert checkpointed_activation_bytes(cfg, 4, 1024) == expected < full
+    blocks_forward = forward_flops(cfg, 4, 1024) - 2 * 4 * 1024 * 1024 * 50257
+    assert checkpoint_recompute_flops(cfg, 4, 1024) == blocks_forward
+
+
+def test_rows_sum_to_total_and_scale_with_batch():
+    cfg = get_preset("gpt2-small").replace(attention="sdpa")
+    rows = activation_rows(cfg, 3, 512)
+    assert sum(r.value for r in rows) == activation_bytes(cfg, 3, 512)
+    # Everything but the per-layer RoPE tables and causal masks (no B factor) scales with B.
+    no_b = activation_bytes(cfg, 1, 512) - (activation_bytes(cfg, 2, 512) - activation_bytes(cfg, 1, 512))
+    assert no_b == 12 * 2 * 2 * 512 * 64 * 2  # L * (cos, sin) x (q, k) * T * d_k/2 * 4 bytes
+    with pytest.raises(ValueError, match="convention"):
+        activation_bytes(cfg, 1, 8, convention="nope")
