@@ -80,7 +80,9 @@ def variant_cfg(request):
 
 @pytest.fixture(scope="session")
 def instruments():
-    pytest.importorskip("torch")
+    torch = pytest.importorskip("torch")
+    # Tiny tensors: one thread is faster and does not fight the other test processes for cores.
+    torch.set_num_threads(1)
     return type("Instruments", (), {"saved_bytes": staticmethod(saved_bytes),
                                     "dispatch_counter": staticmethod(dispatch_counter),
                                     "tiny": staticmethod(tiny)})

@@ -1,0 +1,110 @@
+"""Report JSON schema, renderers, CLI behaviour (bad input: one line, exit 2) and import hygiene."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from accounting import build_report, get_preset, render, report_to_dict, total_parameters, train_step_flops
+from accounting.cli import main
+from accounting.cli_support import run_cli
+from accounting.format import fmt_bytes, fmt_flops, fmt_int, parse_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _ints_only(components):
+    return all(isinstance(c["value"], int) and not isinstance(c["value"], bool) for c in components)
+
+
+def test_json_schema_sections_and_exact_ints():
+    cfg = get_preset("gpt2-xl")
+    data = json.loads(render(build_report(cfg, batch_size=2, dtype="bfloat16", gpu="A100-80GB"), "json"))
+    assert {"config", "parameters", "flops", "memory", "optimizer", "training", "conventions"} <= set(data)
+    assert data["parameters"]["total"] == total_parameters(cfg) == 2_127_057_600
+    assert data["flops"]["train_step"] == train_step_flops(cfg, 2, 1024)
+    for section in (data["parameters"], data["flops"]["forward"], data["flops"]["backward"], data["memory"],
+                    data["memory"]["activations"]["implementation"], data["memory"]["activations"]["textbook"]):
+        assert _ints_only(section["components"])
+        assert all({"name", "value", "formula"} <= set(c) for c in section["components"])
+        assert sum(c["value"] for c in section["components"]) == section["total"]
+    assert isinstance(data["memory"]["largest_batch"]["batch_size"], int)
+    assert data["config"]["dtype"] == "bfloat16" and data["training"]["gpu"] == "A100-80GB"
+    assert data["conventions"]["elementwise_flops"]["aten.addcmul"] == 3
+    lm = next(c for c in data["parameters"]["components"] if c["name"] == "lm_head")
+    assert lm["formula"] == "V d" and lm["value"] == 50257 * 1600
+
+
+def test_report_dict_round_trips_through_json():
+    report = build_report(get_preset("tinystories"), batch_size=4, context_length=128)
+    d = report_to_dict(report)
+    assert json.loads(json.dumps(d)) == d
+
+
+@pytest.mark.parametrize("fmt,marker", [("table", "Parameters by component"), ("markdown", "| component |"),
+                                        ("latex", r"\begin{tabular}")])
+def test_text_renderers(fmt, marker):
+    text = render(build_report(get_preset("gpt2-small"), batch_size=1), fmt)
+    hand = 2 * 50257 * 768 + 12 * (4 * 768**2 + 3 * 768 * 3072 + 2 * 768) + 768
+    assert hand == 190_460_160
+    assert marker in text and "190,460,160" in text
+
+
+def test_cli_writes_atomically(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert run_cli(main, ["report", "--preset", "gpt2-small", "--ffn", "silu", "--tie-embeddings",
+                          "--format", "json", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["config"]["ffn"] == "silu" and data["config"]["tie_embeddings"] is True
+    assert data["parameters"]["total"] == 50257 * 768 + 12 * (4 * 768**2 + 2 * 768 * 3072 + 2 * 768) + 768
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_compare_cli(capsys):
+    assert run_cli(main, ["compare", "--context-lengths", "1024,4096,16384", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [r["context_length"] for r in data["rows"]] == [1024, 4096, 16384]
+    assert data["attention_overtakes_ffn_at_context_length"]["gpt2-small"] == 4608.0
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["report", "--preset", "nope"], "unknown preset"),
+    (["report", "--num-heads", "7"], "must divide"),
+    (["report", "--d-model", "-5"], "must be positive"),
+    (["report", "--batch-size", "0"], "batch_size"),
+    (["report", "--preset", "gpt2-xl", "--memory-budget", "1GB"], "smaller than the weights"),
+    (["report", "--gpu", "TPU9"], "unknown GPU"),
+    (["report", "--mfu", "1.5"], "mfu"),
+    (["compare", "--presets", "gpt2-small,bogus"], "unknown preset"),
+])
+def test_bad_input_one_line_exit_2(argv, fragment, capsys):
+    assert run_cli(main, argv, prog="python -m accounting") == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_input_subprocess_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "accounting", "report", "--num-heads", "7"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_import_pulls_in_no_torch_or_streamlit():
+    code = ("import sys, accounting; accounting.build_report; accounting.render; "
+            "print(sorted(m for m in ('torch', 'streamlit') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
+
+
+def test_formatting():
+    assert fmt_int(1234567) == "1,234,567"
+    assert fmt_bytes(80 * 2**30) == "80 GiB" and fmt_bytes(80 * 10**9, binary=False) == "80 GB"
+    assert fmt_flops(5.86e15) == "5.86 PFLOP"
+    assert parse_bytes("80GB") == 80 * 10**9 and parse_bytes("80GiB") == 80 * 2**30
+    with pytest.raises(ValueError):
+        parse_bytes("eighty")
