@@ -9,7 +9,10 @@
 3. Encoding throughput with GPT-2's vocabulary vs single-threaded tiktoken built offline from the same
    files (identical ids asserted), and our 2-process .npy encoder; the time to encode 825 GB (the
    Pile) extrapolated at each rate.
-Peak memory: the process's resident set size (psutil), sampled every 5 ms, above the level at start.
+Times are the best of `--trials` runs, each from a fresh setup (the machine is shared; the minimum is
+the least disturbed). Peak memory: one more run in a freshly spawned interpreter: its peak resident
+set size during the job (VmHWM, reset after loading the files) minus its RSS at the job's start; pool
+workers not counted. Linux only.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import os
 import platform
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,29 +38,58 @@ EOT = "<|endoftext|>"
 PILE_BYTES = 825e9
 
 
-def _peak_rss(fn: Callable[[], object]) -> tuple[object, float, int]:
-    """(result, seconds, peak RSS above the starting RSS in bytes) of fn()."""
-    proc = psutil.Process()
-    base = proc.memory_info().rss
-    peak = [base]
-    done = threading.Event()
+TRIALS = 3
 
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            done.wait(0.005)
 
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
+def _timed(fn: Callable[[], object]) -> tuple[object, float]:
     start = time.perf_counter()
     result = fn()
-    seconds = time.perf_counter() - start
-    done.set()
-    thread.join()
-    return result, seconds, max(peak[0], proc.memory_info().rss) - base
+    return result, time.perf_counter() - start
 
 
-def _hf_train(path: Path, vocab_size: int) -> tuple[int, float, int]:
+def _high_water_mark() -> int:
+    """This process's peak RSS (VmHWM) in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _child_job(job: str, args: tuple, queue) -> None:
+    """Run one job in a fresh process; put (peak RSS during the job - RSS before it) on the queue."""
+    prepared = _JOBS[job](*args)  # loading (files, vocabularies) is not part of the job's memory
+    Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the peak RSS to the current RSS
+    before = psutil.Process().memory_info().rss
+    prepared()
+    queue.put(_high_water_mark() - before)
+
+
+def _peak_memory(job: str, *args: object) -> int:
+    """Peak extra memory of one job, measured in a fresh spawned interpreter (pool workers not counted)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child_job, args=(job, args, queue))
+    proc.start()
+    peak = queue.get(timeout=600)
+    proc.join()
+    return max(int(peak), 0)
+
+
+def _gpt2(data: Path) -> Tokenizer:
+    return Tokenizer.from_gpt2_files(data / "gpt2_vocab.json", data / "gpt2_merges.txt", [EOT])
+
+
+def _tiktoken_gpt2(tok: Tokenizer):
+    import tiktoken
+
+    ranks = {raw: i for i, raw in tok.vocab.items() if raw != EOT.encode()}
+    return tiktoken.Encoding("gpt2-offline", pat_str=GPT2_PATTERN, mergeable_ranks=ranks,
+                             special_tokens={EOT: 50256})
+
+
+def _hf_train_job(path: Path, vocab_size: int) -> Callable[[], int]:
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import models, pre_tokenizers, trainers
 
@@ -70,71 +101,82 @@ def _hf_train(path: Path, vocab_size: int) -> tuple[int, float, int]:
         hf.train([str(path)], trainer)
         return hf.get_vocab_size()
 
-    return _peak_rss(run)  # type: ignore[return-value]
+    return run
 
 
-def _ours_train(path: Path, vocab_size: int, workers: int) -> tuple[int, float, int, TrainTimings]:
-    timings: list[TrainTimings] = []
-    (vocab, _), seconds, peak = _peak_rss(lambda: train_bpe(path, vocab_size, [EOT], num_workers=workers,
-                                                            timings=timings))
-    return len(vocab), seconds, peak, timings[0]
+def _ours_train_job(path: Path, vocab_size: int, workers: int, timings: list | None = None) -> Callable[[], int]:
+    return lambda: len(train_bpe(path, vocab_size, [EOT], num_workers=workers, timings=timings)[0])
+
+
+def _ours_encode_job(data: Path, big: Path, warm: bool = False) -> Callable[[], list[int]]:
+    tok, text = _gpt2(data), big.read_text(encoding="utf-8")
+    if warm:
+        tok.encode(text)  # fill the pre-token cache: the warm row measures the steady state
+    return lambda: tok.encode(text)
+
+
+def _tiktoken_encode_job(data: Path, big: Path) -> Callable[[], list[int]]:
+    enc, text = _tiktoken_gpt2(_gpt2(data)), big.read_text(encoding="utf-8")
+    return lambda: enc.encode(text, allowed_special="all")
+
+
+def _encode_file_job(data: Path, big: Path, out: Path) -> Callable[[], int]:
+    tok = _gpt2(data)
+    return lambda: encode_file(tok, big, out, workers=2)
+
+
+_JOBS = {"hf_train": _hf_train_job, "ours_train": _ours_train_job, "ours_encode": _ours_encode_job,
+         "tiktoken_encode": _tiktoken_encode_job, "encode_file": _encode_file_job}
+
+
+def _measure(job: str, *args: object) -> tuple[object, float, int]:
+    """(result, best seconds of TRIALS fresh setups, peak extra memory in a fresh process)."""
+    runs = [_timed(_JOBS[job](*args)) for _ in range(TRIALS)]
+    result, seconds = min(runs, key=lambda run: run[1])
+    return result, seconds, _peak_memory(job, *args)
 
 
 def _row(name: str, size: int, n: int, seconds: float, peak: int, note: str = "") -> str:
-    return (f"| {name} | {n:,} | {seconds:.3f} | {size / seconds / 1e6:.2f} | {peak / 2**20:.0f} | {note} |")
+    return f"| {name} | {n:,} | {seconds:.3f} | {size / seconds / 1e6:.2f} | {peak / 2**20:.0f} | {note} |"
 
 
 def bench_training(data: Path, big: Path) -> list[str]:
-    lines = ["| training run | vocab | seconds | MB/s | peak RSS MiB | note |", "|---|---:|---:|---:|---:|---|"]
-    small = data / "corpus.en"
-    for path, vocab_size, label in ((small, 500, "corpus.en"), (big, 10_000, big.name)):
+    lines = ["| training run | vocab | seconds | MB/s | peak extra RSS MiB | note |", "|---|---:|---:|---:|---:|---|"]
+    for path, vocab_size, label in ((data / "corpus.en", 500, "corpus.en"), (big, 10_000, "big corpus")):
         size = path.stat().st_size
-        runs = [(1, "ours, 1 process")] + ([(2, "ours, 2 processes")] if vocab_size > 500 else [])
-        for workers, name in runs:
-            n, seconds, peak, t = _ours_train(path, vocab_size, workers)
-            lines.append(_row(f"{label}: {name}", size, n, seconds, peak,
-                              f"pre-tokenize {t.pretokenize_seconds:.3f} s "
+        for workers in ((1,) if vocab_size == 500 else (1, 2)):
+            timings: list[TrainTimings] = []
+            n, seconds, peak = _measure("ours_train", path, vocab_size, workers, timings)
+            t = min(timings, key=lambda t: t.pretokenize_seconds + t.merge_seconds)
+            lines.append(_row(f"{label}: ours, {workers} process{'es' if workers > 1 else ''}", size, n, seconds,
+                              peak, f"pre-tokenize {t.pretokenize_seconds:.3f} s "
                               f"({size / t.pretokenize_seconds / 1e6:.1f} MB/s), merges {t.merge_seconds:.3f} s"))
-        n, seconds, peak = _hf_train(path, vocab_size)
+        n, seconds, peak = _measure("hf_train", path, vocab_size)
         lines.append(_row(f"{label}: HF tokenizers BpeTrainer", size, n, seconds, peak,
-                          f"Rust, {os.cpu_count()} threads"))
+                          f"Rust, up to {os.cpu_count()} threads"))
     return lines
 
 
-def _tiktoken_gpt2(data: Path, tok: Tokenizer):
-    import tiktoken
-
-    ranks = {raw: i for i, raw in tok.vocab.items() if raw != EOT.encode()}
-    return tiktoken.Encoding("gpt2-offline", pat_str=GPT2_PATTERN, mergeable_ranks=ranks,
-                             special_tokens={EOT: 50256})
-
-
-def bench_encoding(data: Path, big: Path) -> list[str]:
-    text = big.read_text(encoding="utf-8")
-    size = len(text.encode("utf-8"))
-    tok = Tokenizer.from_gpt2_files(data / "gpt2_vocab.json", data / "gpt2_merges.txt", [EOT])
-    enc = _tiktoken_gpt2(data, tok)
-    ours_cold, s_cold, peak_cold = _peak_rss(lambda: tok.encode(text))
-    ours_warm, s_warm, peak_warm = _peak_rss(lambda: tok.encode(text))
-    theirs, s_tik, peak_tik = _peak_rss(lambda: enc.encode(text, allowed_special="all"))
-    assert ours_cold == theirs and ours_warm == theirs, "ids differ from tiktoken"
-    with tempfile.TemporaryDirectory() as tmp:
-        fresh = Tokenizer.from_gpt2_files(data / "gpt2_vocab.json", data / "gpt2_merges.txt", [EOT])
-        n_file, s_file, peak_file = _peak_rss(lambda: encode_file(fresh, big, Path(tmp) / "ids.npy", workers=2))
+def bench_encoding(data: Path, big: Path, tmp: Path) -> list[str]:
+    size = big.stat().st_size
+    cold, s_cold, m_cold = _measure("ours_encode", data, big)
+    warm, s_warm, m_warm = _measure("ours_encode", data, big, True)
+    theirs, s_tik, m_tik = _measure("tiktoken_encode", data, big)
+    assert cold == theirs and warm == theirs, "ids differ from tiktoken"
+    n_file, s_file, m_file = _measure("encode_file", data, big, tmp / "ids.npy")
     assert n_file == len(theirs)
-    lines = ["| encoder (GPT-2 vocab) | tokens | seconds | MB/s | peak RSS MiB | 825 GB at this rate |",
+    lines = ["| encoder (GPT-2 vocab) | tokens | seconds | MB/s | peak extra RSS MiB | 825 GB at this rate |",
              "|---|---:|---:|---:|---:|---:|"]
     for name, n, seconds, peak in (
-        ("ours, 1 process, first pass (cold cache)", len(ours_cold), s_cold, peak_cold),
-        ("ours, 1 process, second pass (warm cache)", len(ours_warm), s_warm, peak_warm),
-        ("tiktoken, 1 thread", len(theirs), s_tik, peak_tik),
-        ("ours, encode_file to .npy, 2 processes, cold", n_file, s_file, peak_file),
+        ("ours, 1 process, fresh cache", len(cold), s_cold, m_cold),
+        ("ours, 1 process, warm cache", len(warm), s_warm, m_warm),
+        ("tiktoken, 1 thread", len(theirs), s_tik, m_tik),
+        ("ours, encode_file to .npy, 2 processes, fresh", n_file, s_file, m_file),
     ):
         hours = PILE_BYTES / (size / seconds) / 3600
         lines.append(f"| {name} | {n:,} | {seconds:.3f} | {size / seconds / 1e6:.2f} | {peak / 2**20:.0f} | "
                      f"{hours:,.0f} h |")
-    lines.append("")
-    lines.append(f"ids identical to tiktoken: yes ({len(theirs):,} tokens, {size / len(theirs):.2f} bytes/token)")
+    lines += ["", f"ids identical to tiktoken: yes ({len(theirs):,} tokens, {size / len(theirs):.2f} bytes/token)"]
     return lines
 
 
@@ -142,7 +184,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=3)
     args = parser.parse_args()
+    global TRIALS
+    TRIALS = args.trials
     if not (args.data / "corpus.en").exists():
         parser.error(f"needs the shared test data (corpus.en, GPT-2 files) in {args.data}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,7 +201,7 @@ def main() -> None:
               f"load average at start {os.getloadavg()[0]:.2f}; big corpus {mb:.2f} MB\n")
         print("\n".join(bench_training(args.data, big)))
         print()
-        print("\n".join(bench_encoding(args.data, big)))
+        print("\n".join(bench_encoding(args.data, big, Path(tmp))))
 
 
 if __name__ == "__main__":
