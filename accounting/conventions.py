@@ -98,8 +98,8 @@ class Conventions:
     backward_flops: str = ("2x forward per matmul (dL/dX and dL/dW, each one matmul of the same "
                            "size); a fused (sdpa) kernel's score recompute is reported apart")
     count_nonmatmul: bool = False
-    nonmatmul_flops: str = ("separate optional term: elementwise/reduction ops costed per element "
-                            "by ELEMENTWISE_FLOPS (transcendentals count 1)")
+    nonmatmul_flops: str = ("separate optional term: aten ops costed by ELEMENTWISE_FLOPS per output "
+                            "element (reductions: per input element; transcendentals count 1)")
     activation: str = "implementation"
     activation_meaning: str = ("bytes the forward (+ loss) saves for backward, deduplicated by "
                                "storage, excluding parameters")

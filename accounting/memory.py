@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-import math
-
 import sympy as sp
 
 from accounting.activations import activation_bytes_formula
@@ -110,8 +108,3 @@ def largest_batch_size(cfg: ModelConfig, memory_budget_bytes: int, context_lengt
     return BatchFit(batch, float(solution), memory_budget_bytes, fixed, per_seq,
                     f"{fixed} + {per_seq}*B <= {memory_budget_bytes}")
 
-
-def _sanity(fit: BatchFit) -> bool:
-    """fit.batch_size fits and fit.batch_size + 1 does not (used by tests)."""
-    used = lambda b: fit.fixed_bytes + fit.bytes_per_sequence * b  # noqa: E731
-    return used(fit.batch_size) <= fit.budget_bytes < used(fit.batch_size + 1) and math.isfinite(fit.exact_solution)

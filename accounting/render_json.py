@@ -20,7 +20,8 @@ Top-level object:
                                   "textbook": {"components", "total"},
                                   "checkpointed", "checkpoint_recompute_flops"},
                   "budget", "largest_batch": {"batch_size", "exact_solution", "fixed_bytes",
-                                              "bytes_per_sequence", "inequality"}}
+                                              "bytes_per_sequence", "inequality"} or null when
+                                              the GPU cannot hold weights + gradients + AdamW}
   "optimizer":   {"name": "AdamW", "state_bytes", "flops_per_element", "step_flops",
                   "ops": [{"op", "aten", "flops_per_element"}]}
   "training":    {"gpu", "peak_flops_per_s", "mfu", "steps", "tokens", "seconds", "tokens_per_s"}
@@ -88,9 +89,10 @@ def report_to_dict(report: Report) -> dict[str, Any]:
                             "checkpointed": m.checkpointed_bytes,
                             "checkpoint_recompute_flops": m.checkpoint_recompute_flops},
             "budget": m.budget_bytes,
-            "largest_batch": {"batch_size": fit.batch_size, "exact_solution": fit.exact_solution,
-                              "fixed_bytes": fit.fixed_bytes, "bytes_per_sequence": fit.bytes_per_sequence,
-                              "inequality": fit.inequality},
+            "largest_batch": None if fit is None else {
+                "batch_size": fit.batch_size, "exact_solution": fit.exact_solution,
+                "fixed_bytes": fit.fixed_bytes, "bytes_per_sequence": fit.bytes_per_sequence,
+                "inequality": fit.inequality},
         },
         "optimizer": {"name": "AdamW", "state_bytes": o.state_bytes,
                       "flops_per_element": o.flops_per_element, "step_flops": o.step_flops,

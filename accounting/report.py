@@ -69,7 +69,7 @@ class MemorySection:
     checkpointed_bytes: int
     checkpoint_recompute_flops: int
     budget_bytes: int
-    largest_batch: BatchFit
+    largest_batch: BatchFit | None  # None: the GPU's memory cannot hold weights + grads + AdamW
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,17 @@ def _resolve_gpu(gpu: str | GPU | None, peak_flops_per_s: float | None,
     return base, base.memory_bytes if memory_budget_bytes is None else memory_budget_bytes
 
 
+def _fit(cfg: ModelConfig, budget: int, t: int, dtype: str, explicit: bool) -> BatchFit | None:
+    """The largest batch; a user-given budget below the fixed memory is an error (ValueError), a
+    GPU's memory below it just means nothing fits (None)."""
+    try:
+        return largest_batch_size(cfg, budget, t, dtype)
+    except ValueError:
+        if explicit:
+            raise
+        return None
+
+
 def build_report(cfg: ModelConfig, *, batch_size: int, context_length: int | None = None,
                  dtype: str = "float32", gpu: str | GPU | None = None, mfu: float = 0.5,
                  steps: int = DEFAULT_STEPS, memory_budget_bytes: int | None = None,
@@ -158,7 +169,7 @@ def build_report(cfg: ModelConfig, *, batch_size: int, context_length: int | Non
         {c: activation_rows(cfg, batch_size, t, c, dtype) for c in ("implementation", "textbook")},
         checkpointed_activation_bytes(cfg, batch_size, t, dtype=dtype),
         checkpoint_recompute_flops(cfg, batch_size, t), budget,
-        largest_batch_size(cfg, budget, t, dtype),
+        _fit(cfg, budget, t, dtype, explicit=memory_budget_bytes is not None),
     )
     params = _parameters(cfg)
     flops = _flops(cfg, batch_size, t)

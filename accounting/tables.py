@@ -28,7 +28,7 @@ def _component_table(title: str, rows: list[Row], fmt, total_label: str = "total
     whole = sum(r.value for r in rows)
     body = [(r.name, fmt_int(r.value), fmt(r.value), fmt_share(r.value / whole if whole else 0.0),
              r.formula) for r in rows]
-    body.append((total_label, fmt_int(whole), fmt(whole), "100.0%", sp.Add(*(r.formula for r in rows))))
+    body.append((total_label, fmt_int(whole), fmt(whole), "100.0%", sp.expand(sp.Add(*(r.formula for r in rows)))))
     return Table(title, ("component", "exact", "readable", "share", "formula"), body)
 
 
@@ -68,10 +68,11 @@ def report_tables(r: Report) -> list[Table]:
     mem = _component_table(f"Peak training memory ({r.dtype})", m.rows, fmt_bytes)
     acts = [_component_table(f"Activations, {c} convention", rows, fmt_bytes) for c, rows in m.activations.items()]
     fit = m.largest_batch
+    solved = ("weights + gradients + AdamW state alone exceed the budget" if fit is None
+              else f"{fit.inequality}  =>  B <= {fit.exact_solution:.4f}")
     fit_t = _kv("Largest batch in the memory budget", [
         ("budget", f"{fmt_int(m.budget_bytes)} bytes ({fmt_bytes(m.budget_bytes)})"),
-        ("solved", f"{fit.inequality}  =>  B <= {fit.exact_solution:.4f}"),
-        ("largest batch", str(fit.batch_size)),
+        ("solved", solved), ("largest batch", "none" if fit is None else str(fit.batch_size)),
         ("activations with per-block checkpointing", fmt_bytes(m.checkpointed_bytes)),
         ("checkpointing recompute (extra forward)", fmt_flops(m.checkpoint_recompute_flops)),
     ])
@@ -87,5 +88,8 @@ def report_tables(r: Report) -> list[Table]:
     ])
     conv = _kv("Conventions", [(k, str(v)) for k, v in r.conventions.as_dict().items()
                                if k != "elementwise_flops"])
-    return [head, params, params_sum, fwd, _kv("Training step FLOPs", step), mem, *acts, fit_t, opt,
-            train, conv]
+    costs = ", ".join(f"{k.removeprefix('aten.')}={v}" for k, v in r.conventions.elementwise_flops.items())
+    conv.rows.append(("elementwise FLOPs per element", costs))
+    nonmm = _component_table("Non-matmul forward FLOPs (optional term)", f.nonmatmul_forward, fmt_flops)
+    return [head, params, params_sum, fwd, _kv("Training step FLOPs", step), nonmm, mem, *acts, fit_t,
+            opt, train, conv]
