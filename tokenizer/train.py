@@ -129,7 +129,8 @@ def check_vocab_size(vocab_size: int, special_tokens: Sequence[str]) -> int:
     floor = 256 + len(special_tokens)
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < floor:
         raise VocabSizeError(
-            f"vocab_size must be an integer >= 256 + {len(special_tokens)} special token(s) = {floor}, got {vocab_size!r}"
+            f"vocab_size must be an integer >= 256 + {len(special_tokens)} special token(s) = {floor}, "
+            f"got {vocab_size!r}"
         )
     return vocab_size - floor
 

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tokenizer import CorpusError, Tokenizer, TokenizerError, TokenizerFileError, encode_file, ids_dtype, train_bpe_from_text
+from tokenizer import (CorpusError, Tokenizer, TokenizerError, TokenizerFileError, encode_file, ids_dtype,
+                       train_bpe_from_text)
 from tokenizer.cli import main
 from tokenizer.gpt2_bytes import byte_to_char, bytes_to_unicode_str, unicode_str_to_bytes
 
