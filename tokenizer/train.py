@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from tokenizer.chunking import count_file_pretokens
 from tokenizer.errors import CorpusError, VocabSizeError
+from tokenizer.gc_pause import gc_paused
 from tokenizer.pretokenize import count_pretokens
 
 Vocab = dict[int, bytes]
@@ -138,7 +139,12 @@ def check_vocab_size(vocab_size: int, special_tokens: Sequence[str]) -> int:
 def learn_merges(counts: Counter[str], num_merges: int,
                  progress: Callable[[int, int], None] | None = None) -> list[tuple[bytes, bytes]]:
     """The merges (in creation order) learned from pre-token counts; stops early if no pair is left."""
-    state = _PairCounter(counts)
+    with gc_paused():
+        return _learn(_PairCounter(counts), num_merges, progress)
+
+
+def _learn(state: _PairCounter, num_merges: int,
+           progress: Callable[[int, int], None] | None) -> list[tuple[bytes, bytes]]:
     merges: list[tuple[bytes, bytes]] = []
     for step in range(num_merges):
         pair = state.best_pair()
