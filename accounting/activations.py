@@ -32,40 +32,48 @@ def _check(convention: str, dtype: str) -> None:
         raise ValueError(f"activation dtype must be float32, bfloat16 or float16, got {dtype!r}")
 
 
-def activation_terms(cfg: ModelConfig, convention: str = "implementation", dtype: str = "float32"
-                     ) -> tuple[tuple[str, sp.Expr, str], ...]:
-    """(name, bytes formula, note) per component for a model run in `dtype`."""
+def activation_terms(cfg: ModelConfig, convention: str = "implementation", dtype: str = "float32",
+                     sdpa_backend: str = "fused") -> tuple[tuple[str, sp.Expr, str], ...]:
+    """(name, bytes formula, note) per component for a model run in `dtype`. `sdpa_backend`
+    ("fused" | "math") picks which torch kernel's saved tensors attention="sdpa" is counted with
+    (implementation convention only; see accounting.activations_impl)."""
     _check(convention, dtype)
     if convention == "implementation":
         return implementation_byte_terms(cfg.norm, cfg.norm_position, cfg.positions, cfg.ffn,
-                                         cfg.tie_embeddings, cfg.attention, dtype)
+                                         cfg.tie_embeddings, cfg.attention, dtype, sdpa_backend)
     size = DTYPE_BYTES[dtype]
     terms = textbook_element_terms(cfg.norm, has_final_norm(cfg), cfg.ffn, cfg.attention)
     return tuple((n, size * f, note) for n, f, note in terms)
 
 
 @lru_cache(maxsize=256)
-def _total_formula(cfg: ModelConfig, convention: str, dtype: str) -> sp.Expr:
-    return sp.expand(sp.Add(*(f for _, f, _ in activation_terms(cfg, convention, dtype))))
+def _total_formula(cfg: ModelConfig, convention: str, dtype: str, sdpa_backend: str = "fused") -> sp.Expr:
+    return sp.expand(sp.Add(*(f for _, f, _ in activation_terms(cfg, convention, dtype, sdpa_backend))))
 
 
 def activation_bytes_formula(cfg: ModelConfig, convention: str = "implementation",
-                             dtype: str = "float32") -> sp.Expr:
+                             dtype: str = "float32", sdpa_backend: str = "fused") -> sp.Expr:
     """Total activation bytes as a sympy expression in B, T (and the model sizes)."""
-    return _total_formula(cfg, convention, dtype)
+    return _total_formula(cfg, convention, dtype, sdpa_backend)
 
 
 def activation_rows(cfg: ModelConfig, batch_size: int, context_length: int | None = None,
-                    convention: str = "implementation", dtype: str = "float32") -> list[Row]:
+                    convention: str = "implementation", dtype: str = "float32",
+                    sdpa_backend: str = "fused") -> list[Row]:
     """Activation bytes per component (unit "bytes")."""
-    terms = activation_terms(cfg, convention, dtype)
+    terms = activation_terms(cfg, convention, dtype, sdpa_backend)
     return make_rows(terms, values(cfg, batch_size, context_length), "bytes")
 
 
 def activation_bytes(cfg: ModelConfig, batch_size: int, context_length: int | None = None,
-                     convention: str = "implementation", dtype: str = "float32") -> int:
-    """Bytes the forward (+ loss) keeps for backward, for B sequences of T tokens."""
-    return evaluate(_total_formula(cfg, convention, dtype), values(cfg, batch_size, context_length))
+                     convention: str = "implementation", dtype: str = "float32",
+                     sdpa_backend: str = "fused") -> int:
+    """Bytes the forward (+ loss) keeps for backward, for B sequences of T tokens.
+
+    sdpa_backend="math" counts attention="sdpa" as torch's math decomposition (what runs on the
+    meta device); "fused" as its flash kernel (CPU, and CUDA's flash / efficient kernels)."""
+    formula = _total_formula(cfg, convention, dtype, sdpa_backend)
+    return evaluate(formula, values(cfg, batch_size, context_length))
 
 
 def _block_share(formula: sp.Expr) -> tuple[sp.Expr, sp.Expr]:

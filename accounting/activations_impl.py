@@ -17,6 +17,8 @@ saves the tensor first):
   layers.attn, sdpa:   q, k, v, output (B,h,T,d_k) 4*s*B*T*d; logsumexp (B,h,T) float32 4*B*h*T
                        (torch's CPU flash kernel; CUDA flash/efficient kernels save the same plus
                        RNG seed/offset scalars, and the efficient kernel pads T of logsumexp to 32)
+                       sdpa_backend="math" (the meta device, or fused kernels disabled): float32
+                       q*scale, k*scale, v, softmax output: 12*B*T*d + 4*B*h*T^2, whatever the dtype
   layers.attn.output_proj: the head-merged copy (B,T,d): s*B*T*d; with sdpa and no RoPE, q is a
                        transposed view, the kernel's output follows its (B,T,h,d_k) layout and the
                        merge is a view of the saved output: 0 (CPU kernel; on CUDA the flash
@@ -48,7 +50,18 @@ def _rmsnorm() -> sp.Expr:
     return 2 * _F32 * B * T * d + _F32 * B * T  # x.float(), x*rms (B,T,d); rms (B,T,1)
 
 
-def _attention_core(attention: str, s: int) -> tuple[sp.Expr, str]:
+SDPA_BACKENDS = ("fused", "math")
+"""Which torch kernel runs attention="sdpa": "fused" (the flash kernel torch picks on CPU; CUDA's
+flash / memory-efficient kernels save the same tensors) or "math" (the decomposition torch runs on
+the meta device, or when the fused kernels are disabled)."""
+
+
+def _attention_core(attention: str, s: int, sdpa_backend: str) -> tuple[sp.Expr, str]:
+    if attention == "sdpa" and sdpa_backend == "math":
+        # The math path upcasts q, k, v to float32, scales q and k, and saves the scaled q, k, the
+        # v bmm operand and the softmax output, all float32; its mask is not saved.
+        return (3 * _F32 * B * T * d + _F32 * B * h * T**2,
+                "sdpa math path: float32 q*scale, k*scale, v, softmax output")
     if attention == "sdpa":
         return 4 * s * B * T * d + _F32 * B * h * T, "sdpa: q, k, v, output, logsumexp (fp32)"
     # The softmax max is taken of x.detach() (model commit 63acca0): no amax node, so neither
@@ -59,12 +72,15 @@ def _attention_core(attention: str, s: int) -> tuple[sp.Expr, str]:
 
 @lru_cache(maxsize=256)
 def implementation_byte_terms(norm: str, norm_position: str, positions: str, ffn: str,
-                              tie_embeddings: bool, attention: str, dtype: str
-                              ) -> tuple[tuple[str, sp.Expr, str], ...]:
+                              tie_embeddings: bool, attention: str, dtype: str,
+                              sdpa_backend: str = "fused") -> tuple[tuple[str, sp.Expr, str], ...]:
     """(name, bytes formula, note) per component, aggregated over the L blocks.
 
     `tie_embeddings` does not change what is saved (the head's weight is a parameter either way).
+    `sdpa_backend` ("fused" | "math", see SDPA_BACKENDS) matters only for attention="sdpa".
     """
+    if sdpa_backend not in SDPA_BACKENDS:
+        raise ValueError(f"sdpa_backend must be one of {', '.join(SDPA_BACKENDS)}, got {sdpa_backend!r}")
     s = DTYPE_BYTES[dtype]
     rms = norm == "rmsnorm"
     terms: list[tuple[str, sp.Expr, str]] = [("token_embeddings", _I64 * B * T, "token ids, int64")]
@@ -74,9 +90,9 @@ def implementation_byte_terms(norm: str, norm_position: str, positions: str, ffn
     block.append(("layers.attn.q_proj", s * B * T * d, "q/k/v input"))
     if positions == "rope":
         block.append(("layers.attn.rope", 2 * s * T * d / h, "cos, sin per call (q and k)"))
-    core, note = _attention_core(attention, s)
+    core, note = _attention_core(attention, s, sdpa_backend)
     block.append(("layers.attn", core, note))
-    if attention == "sdpa" and positions == "none":
+    if attention == "sdpa" and sdpa_backend == "fused" and positions == "none":
         # q is then a transposed view (B,T,h,d_k in memory); torch's kernel writes its output in
         # that layout, so merging heads is a view of the saved sdpa output: nothing new saved.
         block.append(("layers.attn.output_proj", sp.Integer(0), "shares the sdpa output's storage"))

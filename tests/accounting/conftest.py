@@ -18,9 +18,13 @@ def tiny(**variants):
                        d_ff=40, **variants)
 
 
-def saved_bytes(cfg, batch_size: int, context_length: int, dtype) -> int:
-    """Bytes saved for backward by the real model + loss, deduplicated by storage, no parameters."""
+def saved_bytes(cfg, batch_size: int, context_length: int, dtype, sdpa_math: bool = False) -> int:
+    """Bytes saved for backward by the real model + loss, deduplicated by storage, no parameters.
+    `sdpa_math` forces torch's math sdpa kernel (the one the meta device runs)."""
+    import contextlib
+
     import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from model.loss import cross_entropy
     from model.transformer import TransformerLM
 
@@ -37,7 +41,8 @@ def saved_bytes(cfg, batch_size: int, context_length: int, dtype) -> int:
 
     x = torch.randint(0, cfg.vocab_size, (batch_size, context_length))
     y = torch.randint(0, cfg.vocab_size, (batch_size, context_length))
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    backend = sdpa_kernel(SDPBackend.MATH) if sdpa_math else contextlib.nullcontext()
+    with backend, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         loss = cross_entropy(model(x), y)
     del loss
     return sum(storages.values())

@@ -17,6 +17,16 @@ def test_implementation_equals_saved_tensors(instruments, variant_cfg, dtype):
     assert activation_bytes(variant_cfg, 2, 6, "implementation", dtype) == measured
 
 
+@pytest.mark.parametrize("positions", ["rope", "none"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_sdpa_math_backend(instruments, positions, dtype):
+    torch = pytest.importorskip("torch")
+    cfg = instruments.tiny(attention="sdpa", positions=positions)
+    measured = instruments.saved_bytes(cfg, 2, 6, getattr(torch, dtype), sdpa_math=True)
+    assert activation_bytes(cfg, 2, 6, dtype=dtype, sdpa_backend="math") == measured
+    assert activation_bytes(cfg, 2, 6, dtype=dtype) != measured  # the fused kernel saves less
+
+
 def test_implementation_second_shape(instruments):
     torch = pytest.importorskip("torch")
     cfg = instruments.tiny().replace(num_layers=3, num_heads=4, d_model=32, d_ff=24)
