@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -88,21 +88,30 @@ def count_file_pretokens(path: str | os.PathLike[str], special_tokens: Sequence[
                          progress: Callable[[int, int], None] | None = None) -> Counter[str]:
     """Pre-token counts of a corpus file, over `num_workers` processes when it is large enough.
 
+    Files of 4 MiB or more with a special token are read chunk by chunk (cut at the special token),
+    so even one process holds only a chunk of text at a time.
+
     `progress(done_chunks, total_chunks)` is called as chunks finish.
     """
     path = str(path)
     size = os.path.getsize(path) if os.path.exists(path) else None
-    if size is None or num_workers <= 1 or size < PARALLEL_MIN_BYTES or not special_tokens:
+    if size is None or size < PARALLEL_MIN_BYTES or not special_tokens:
         counts = count_pretokens(read_corpus(path), special_tokens)
         if progress:
             progress(1, 1)
         return counts
-    if size == 0:
-        raise CorpusError(f"{path} is empty: nothing to train or encode")
     split_token = max(special_tokens, key=len).encode("utf-8")
-    cuts = chunk_boundaries(path, num_workers * 4, split_token)
+    # about 16 MiB per chunk at least 4 chunks per worker: bounded memory, balanced pool
+    cuts = chunk_boundaries(path, max(num_workers * 4, size // (16 << 20) + 1), split_token)
     jobs = [(path, a, b, tuple(special_tokens)) for a, b in zip(cuts, cuts[1:])]
     total: Counter[str] = Counter()
+    if num_workers <= 1:
+        results: Iterator[Counter[str]] = map(_count_chunk, jobs)
+        for done, counts in enumerate(results, start=1):
+            total.update(counts)
+            if progress:
+                progress(done, len(jobs))
+        return total
     with ProcessPoolExecutor(max_workers=num_workers) as pool:
         for done, counts in enumerate(pool.map(_count_chunk, jobs), start=1):
             total.update(counts)

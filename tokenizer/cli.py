@@ -83,7 +83,8 @@ def _train(args) -> None:
     seconds = time.perf_counter() - start
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
     Tokenizer(vocab, merges, args.special_tokens).save(args.out)
-    longest = sorted(vocab.values(), key=len, reverse=True)[:5]
+    specials = {t.encode("utf-8") for t in args.special_tokens}
+    longest = sorted((t for t in vocab.values() if t not in specials), key=len, reverse=True)[:5]
     print(f"trained {len(vocab):,} tokens ({len(merges):,} merges) in {seconds:.2f} s "
           f"(pre-tokenize {timings[0].pretokenize_seconds:.2f} s, merges {timings[0].merge_seconds:.2f} s); "
           f"peak RSS of this process {peak_rss / 2**20:.0f} MiB")

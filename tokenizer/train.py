@@ -213,7 +213,12 @@ def train_bpe(input_path: str | os.PathLike[str], vocab_size: int, special_token
     specials = list(dict.fromkeys(special_tokens))
     check_vocab_size(vocab_size, specials)  # fail before reading a large file
     start = time.perf_counter()
-    counts = count_file_pretokens(input_path, specials, num_workers)
+    chunk_progress, close = _tqdm_progress("pre-tokenize chunks") if progress is True else (None, None)
+    try:
+        counts = count_file_pretokens(input_path, specials, num_workers, chunk_progress)
+    finally:
+        if close:
+            close()
     middle = time.perf_counter()
     result = train_bpe_from_counts(counts, vocab_size, specials, progress)
     if timings is not None:

@@ -83,7 +83,10 @@ def test_workers_give_the_same_result(tmp_path, monkeypatch, shared_data):
     monkeypatch.setattr(chunking, "PARALLEL_MIN_BYTES", 0)  # force the pool on a small file
     path = tmp_path / "corpus.txt"
     path.write_text((shared_data / "tinystories_sample.txt").read_text("utf-8") * 2, encoding="utf-8")
-    assert train_bpe(path, 400, [EOT], num_workers=2) == train_bpe(path, 400, [EOT], num_workers=1)
+    whole = train_bpe_from_text(path.read_text("utf-8"), 400, [EOT])  # one piece, no chunks
+    assert len(chunking.chunk_boundaries(path, 8, EOT.encode())) > 3
+    assert train_bpe(path, 400, [EOT], num_workers=2) == whole  # pool over chunks
+    assert train_bpe(path, 400, [EOT], num_workers=1) == whole  # chunk by chunk in-process
 
 
 def test_chunk_boundaries_sit_on_the_special_token(tmp_path):
