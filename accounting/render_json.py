@@ -6,8 +6,9 @@ Top-level object:
                  "dtype" ("float32" | "bfloat16")
   "conventions": the counting rules (accounting.conventions.Conventions.as_dict(), incl. the
                  per-op "elementwise_flops" table)
-  "parameters":  {"components": [component], "total", "non_embedding", "matmul",
-                  "bytes": {"float32", "bfloat16"}}
+  "parameters":  {"components": [component], "total", "non_embedding" (without token_embeddings,
+                  lm_head kept), "non_embedding_without_head", "matmul" (every weight that multiplies
+                  activations, the LM head even when tied), "bytes": {"float32", "bfloat16"}}
   "flops":       {"forward": {"components": [component], "total"},
                   "backward": {"components": [component], "total"},
                   "train_step" (forward + backward), "per_token" (float),
@@ -72,7 +73,8 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "config": {**report.config.to_dict(), "batch_size": report.batch_size,
                    "context_length": report.context_length, "dtype": report.dtype},
         "conventions": report.conventions.as_dict(),
-        "parameters": {**_components(p.rows), "non_embedding": p.non_embedding, "matmul": p.matmul,
+        "parameters": {**_components(p.rows), "non_embedding": p.non_embedding,
+                       "non_embedding_without_head": p.non_embedding_without_head, "matmul": p.matmul,
                        "bytes": dict(p.bytes_by_dtype)},
         "flops": {
             "forward": _components(f.forward), "backward": _components(f.backward),

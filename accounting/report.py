@@ -44,8 +44,9 @@ class Estimate:
 class ParameterSection:
     rows: list[Row]
     total: int
-    non_embedding: int
-    matmul: int
+    non_embedding: int                 # without token_embeddings, lm_head kept (Kaplan)
+    non_embedding_without_head: int    # also without lm_head (0 difference when tied)
+    matmul: int                        # weights multiplying activations, the head even when tied
     bytes_by_dtype: dict[str, int]
 
 
@@ -111,7 +112,9 @@ def _parameters(cfg: ModelConfig) -> ParameterSection:
     rows = parameter_rows(cfg)
     n = total(rows)
     subs = values(cfg)
-    return ParameterSection(rows, n, evaluate(non_embedding_parameters_formula(cfg), subs),
+    non_embedding = evaluate(non_embedding_parameters_formula(cfg), subs)
+    head = 0 if cfg.tie_embeddings else cfg.vocab_size * cfg.d_model
+    return ParameterSection(rows, n, non_embedding, non_embedding - head,
                             evaluate(matmul_parameters_formula(cfg), subs),
                             {k: n * DTYPE_BYTES[k] for k in ("float32", "bfloat16")})
 

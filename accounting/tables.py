@@ -50,6 +50,7 @@ def report_tables(r: Report) -> list[Table]:
     params = _component_table("Parameters by component", p.rows, fmt_count)
     params_sum = _kv("Parameter totals", [
         ("total", fmt_int(p.total)), ("non-embedding (w/o token_embeddings)", fmt_int(p.non_embedding)),
+        ("non-embedding w/o lm_head", fmt_int(p.non_embedding_without_head)),
         ("matmul weights (incl. LM head)", fmt_int(p.matmul)),
         ("memory to load, float32", f"{fmt_bytes(p.bytes_by_dtype['float32'], False)} "
                                     f"({fmt_bytes(p.bytes_by_dtype['float32'])})"),

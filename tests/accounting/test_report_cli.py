@@ -26,6 +26,8 @@ def test_json_schema_sections_and_exact_ints():
     data = json.loads(render(build_report(cfg, batch_size=2, dtype="bfloat16", gpu="A100-80GB"), "json"))
     assert {"config", "parameters", "flops", "memory", "optimizer", "training", "conventions"} <= set(data)
     assert data["parameters"]["total"] == total_parameters(cfg) == 2_127_057_600
+    assert data["parameters"]["non_embedding"] == 2_127_057_600 - 50257 * 1600
+    assert data["parameters"]["non_embedding_without_head"] == 2_127_057_600 - 2 * 50257 * 1600
     assert data["flops"]["train_step"] == train_step_flops(cfg, 2, 1024)
     for section in (data["parameters"], data["flops"]["forward"], data["flops"]["backward"], data["memory"],
                     data["memory"]["activations"]["implementation"], data["memory"]["activations"]["textbook"]):
@@ -99,6 +101,13 @@ def test_import_pulls_in_no_torch_or_streamlit():
             "print(sorted(m for m in ('torch', 'streamlit') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
+
+
+def test_every_public_name_resolves():
+    import accounting
+
+    for name in accounting.__all__:
+        assert getattr(accounting, name) is not None, name
 
 
 def test_formatting():
