@@ -9,7 +9,9 @@ Per call, with n = B*T:
   RoPE (q or k): 4 products + 1 sub + 1 add on half-width pairs: 3*n*d
   naive core:    *scale, amax (per input), -max, exp, sum (per input), /sum on (B,h,T,T): 6*B*h*T^2
   SwiGLU:        sigmoid, x*sigmoid, gate*W3x on (n, d_ff): 3*n*d_ff;  SiLU FFN: 2*n*d_ff
-  residual adds: 2 per block, n*d each
+  residual adds: 2 per block, n*d each (row "layers": the block's own forward)
+Row names are the module paths the ops run in, aggregated over blocks (the shared RoPE module is
+registered once, as layers.0.attn.rope).
   cross_entropy: amax, -max, exp, sum on (n, V): 4*n*V; log, -target, mean over n: 3n
 """
 
@@ -42,7 +44,7 @@ def nonmatmul_terms(norm: str, norm_position: str, positions: str, ffn: str, att
     else:
         block.append(("layers.attn", sp.Integer(0), "inside the fused sdpa kernel (not counted)"))
     block.append(("layers.ffn", (3 if ffn == "swiglu" else 2) * B * T * d_ff, "SiLU, gating"))
-    block.append(("layers.residual", 2 * B * T * d, "two residual adds"))
+    block.append(("layers", 2 * B * T * d, "two residual adds (in the block's own forward)"))
     terms = [(n, L * f, note) for n, f, note in block]
     if norm == "rmsnorm" and norm_position == "pre":
         terms.append(("ln_final", _rmsnorm(), ""))
