@@ -25,7 +25,8 @@ Top-level object:
                                               the GPU cannot hold weights + gradients + AdamW}
   "optimizer":   {"name": "AdamW", "state_bytes", "flops_per_element", "step_flops",
                   "ops": [{"op", "aten", "flops_per_element"}]}
-  "training":    {"gpu", "peak_flops_per_s", "mfu", "steps", "tokens", "seconds", "tokens_per_s"}
+  "training":    {"gpu", "peak_flops_per_s", "mfu", "steps", "tokens", "seconds", "tokens_per_s",
+                  "chinchilla_tokens" (20 per parameter)}
 A component is {"name", "value", "formula" (LaTeX), "share" (of its list's total, float),
 "unit", "note"}. Integer counts (params, FLOPs, bytes, tokens) are exact JSON integers; shares,
 ratios, seconds and rates are floats.
@@ -102,7 +103,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
                               for src, op, a in o.ops]},
         "training": {"gpu": t.gpu, "peak_flops_per_s": t.peak_flops_per_s, "mfu": t.mfu,
                      "steps": t.steps, "tokens": t.tokens, "seconds": t.seconds,
-                     "tokens_per_s": t.tokens_per_s},
+                     "tokens_per_s": t.tokens_per_s, "chinchilla_tokens": t.chinchilla_tokens},
     }
 
 

@@ -12,6 +12,7 @@ from accounting.activations import (
     activation_rows, checkpoint_recompute_flops, checkpointed_activation_bytes,
 )
 from accounting.config import ModelConfig
+from accounting.dataset import chinchilla_tokens
 from accounting.conventions import DEFAULT_CONVENTIONS, DTYPE_BYTES, TRAINING_DTYPES, Conventions
 from accounting.flops import (
     attention_recompute_flops, backward_flops_rows, forward_flops_rows, kaplan_6nd_formula, palm_formula,
@@ -90,6 +91,7 @@ class TrainingSection:
     tokens: int
     seconds: float
     tokens_per_s: float
+    chinchilla_tokens: int   # 20 tokens per parameter (Hoffmann et al. 2022)
 
 
 @dataclass(frozen=True)
@@ -182,5 +184,6 @@ def build_report(cfg: ModelConfig, *, batch_size: int, context_length: int | Non
     seconds = training_seconds(cfg, batch_size=batch_size, context_length=t, steps=steps,
                                peak_flops_per_s=peak, mfu=mfu)
     tokens = steps * batch_size * t
-    training = TrainingSection(device.name, peak, mfu, steps, tokens, seconds, tokens / seconds)
+    training = TrainingSection(device.name, peak, mfu, steps, tokens, seconds, tokens / seconds,
+                               chinchilla_tokens(params.total))
     return Report(cfg, batch_size, t, dtype, params, flops, memory, optimizer, training)

@@ -86,6 +86,7 @@ def report_tables(r: Report) -> list[Table]:
         ("device", f"{t.gpu}, peak {fmt_flops_per_s(t.peak_flops_per_s)} ({r.dtype})"),
         ("MFU", fmt_share(t.mfu)), ("steps", fmt_int(t.steps)), ("tokens", fmt_count(t.tokens)),
         ("throughput", f"{t.tokens_per_s:,.0f} tokens/s"), ("time", fmt_seconds(t.seconds)),
+        ("Chinchilla-optimal tokens (20 per parameter)", fmt_count(t.chinchilla_tokens)),
     ])
     conv = _kv("Conventions", [(k, str(v)) for k, v in r.conventions.as_dict().items()
                                if k != "elementwise_flops"])
