@@ -7,8 +7,9 @@ AdamW state are allocated too). Two precisions (`dtype`):
     model run in float32.
   - "bfloat16" (mixed precision): float32 master weights, gradients and AdamW m, v (4 + 4 + 8 bytes
     per parameter) plus a bfloat16 working copy of the weights (2 bytes per parameter) that the
-    forward and backward read (under torch.autocast: the per-op weight casts the matmuls save); activations are those of the model run in bfloat16 (its RMSNorm
-    internals stay float32, token ids int64: the activation formulas carry those).
+    forward and backward read (under torch.autocast: the per-op weight casts the matmuls save);
+    activations are those of the model run in bfloat16 (its RMSNorm internals stay float32, token
+    ids int64: the activation formulas carry those).
 Not counted: the CUDA context, cuBLAS workspaces, allocator fragmentation, temporaries freed
 within an op (validation reports them beside these numbers).
 """

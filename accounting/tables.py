@@ -28,7 +28,8 @@ def _component_table(title: str, rows: list[Row], fmt, total_label: str = "total
     whole = sum(r.value for r in rows)
     body = [(r.name, fmt_int(r.value), fmt(r.value), fmt_share(r.value / whole if whole else 0.0),
              r.formula) for r in rows]
-    body.append((total_label, fmt_int(whole), fmt(whole), "100.0%", sp.expand(sp.Add(*(r.formula for r in rows)))))
+    whole_formula = sp.expand(sp.Add(*(r.formula for r in rows)))
+    body.append((total_label, fmt_int(whole), fmt(whole), "100.0%", whole_formula))
     return Table(title, ("component", "exact", "readable", "share", "formula"), body)
 
 
@@ -36,62 +37,91 @@ def _kv(title: str, items: list[tuple[str, str]]) -> Table:
     return Table(title, ("quantity", "value"), [tuple(i) for i in items])
 
 
-def report_tables(r: Report) -> list[Table]:
-    """All tables of a report, in print order."""
-    p, f, m, o, t = r.parameters, r.flops, r.memory, r.optimizer, r.training
+def _both_units(n: int) -> str:
+    return f"{fmt_bytes(n, binary=False)} ({fmt_bytes(n)})"
+
+
+def _config_table(r: Report) -> Table:
     cfg = r.config
-    head = _kv("Configuration", [
+    return _kv("Configuration", [
         ("model", f"V={cfg.vocab_size:,} L={cfg.num_layers} d={cfg.d_model} h={cfg.num_heads} "
                   f"d_ff={cfg.d_ff}"),
         ("variants", f"norm={cfg.norm} ({cfg.norm_position}) positions={cfg.positions} ffn={cfg.ffn} "
                      f"tie_embeddings={cfg.tie_embeddings} attention={cfg.attention}"),
         ("step", f"B={r.batch_size} x T={r.context_length} tokens, dtype {r.dtype}"),
     ])
-    params = _component_table("Parameters by component", p.rows, fmt_count)
-    params_sum = _kv("Parameter totals", [
-        ("total", fmt_int(p.total)), ("non-embedding (w/o token_embeddings)", fmt_int(p.non_embedding)),
+
+
+def _parameter_tables(r: Report) -> list[Table]:
+    p = r.parameters
+    return [_component_table("Parameters by component", p.rows, fmt_count), _kv("Parameter totals", [
+        ("total", fmt_int(p.total)),
+        ("non-embedding (w/o token_embeddings)", fmt_int(p.non_embedding)),
         ("non-embedding w/o lm_head", fmt_int(p.non_embedding_without_head)),
         ("matmul weights (incl. LM head)", fmt_int(p.matmul)),
-        ("memory to load, float32", f"{fmt_bytes(p.bytes_by_dtype['float32'], False)} "
-                                    f"({fmt_bytes(p.bytes_by_dtype['float32'])})"),
-        ("memory to load, bfloat16", f"{fmt_bytes(p.bytes_by_dtype['bfloat16'], False)} "
-                                     f"({fmt_bytes(p.bytes_by_dtype['bfloat16'])})"),
-    ])
-    fwd = _component_table("Forward FLOPs by component (matmuls)", f.forward, fmt_flops)
-    step = [("forward", fmt_flops(f.forward_total)), ("backward (2x forward)", fmt_flops(f.backward_total)),
+        ("memory to load, float32", _both_units(p.bytes_by_dtype["float32"])),
+        ("memory to load, bfloat16", _both_units(p.bytes_by_dtype["bfloat16"])),
+    ])]
+
+
+def _flop_tables(r: Report) -> list[Table]:
+    f = r.flops
+    step = [("forward", fmt_flops(f.forward_total)),
+            ("backward (2x forward)", fmt_flops(f.backward_total)),
             ("training step (fwd + bwd)", f"{fmt_flops(f.train_step)} = {fmt_int(f.train_step)}"),
             ("per token", fmt_flops(f.train_step / (r.batch_size * r.context_length)))]
-    step += [(f"{e.name} [{e.n_meaning}]", f"{fmt_flops(e.value)} (ratio {e.ratio:.4f})") for e in f.estimates]
-    if f.nonmatmul_forward:
-        step.append(("non-matmul forward (optional term)", fmt_flops(sum(x.value for x in f.nonmatmul_forward))))
+    step += [(f"{e.name} [{e.n_meaning}]", f"{fmt_flops(e.value)} (ratio {e.ratio:.4f})")
+             for e in f.estimates]
+    nonmatmul = sum(x.value for x in f.nonmatmul_forward)
+    step.append(("non-matmul forward (optional term)", fmt_flops(nonmatmul)))
     if f.attention_recompute:
         step.append(("sdpa backward score recompute (not in step)", fmt_flops(f.attention_recompute)))
-    mem = _component_table(f"Peak training memory ({r.dtype})", m.rows, fmt_bytes)
-    acts = [_component_table(f"Activations, {c} convention", rows, fmt_bytes) for c, rows in m.activations.items()]
-    fit = m.largest_batch
+    return [_component_table("Forward FLOPs by component (matmuls)", f.forward, fmt_flops),
+            _kv("Training step FLOPs", step),
+            _component_table("Non-matmul forward FLOPs (optional term)", f.nonmatmul_forward, fmt_flops)]
+
+
+def _memory_tables(r: Report) -> list[Table]:
+    m, fit = r.memory, r.memory.largest_batch
     solved = ("weights + gradients + AdamW state alone exceed the budget" if fit is None
               else f"{fit.inequality}  =>  B <= {fit.exact_solution:.4f}")
-    fit_t = _kv("Largest batch in the memory budget", [
-        ("budget", f"{fmt_int(m.budget_bytes)} bytes ({fmt_bytes(m.budget_bytes)})"),
-        ("solved", solved), ("largest batch", "none" if fit is None else str(fit.batch_size)),
-        ("activations with per-block checkpointing", fmt_bytes(m.checkpointed_bytes)),
-        ("checkpointing recompute (extra forward)", fmt_flops(m.checkpoint_recompute_flops)),
-    ])
-    opt = _kv("AdamW", [
-        ("state (exp_avg + exp_avg_sq, float32)", f"{fmt_int(o.state_bytes)} bytes ({fmt_bytes(o.state_bytes)})"),
+    return [
+        _component_table(f"Peak training memory ({r.dtype})", m.rows, fmt_bytes),
+        *(_component_table(f"Activations, {c} convention", rows, fmt_bytes)
+          for c, rows in m.activations.items()),
+        _kv("Largest batch in the memory budget", [
+            ("budget", f"{fmt_int(m.budget_bytes)} bytes ({fmt_bytes(m.budget_bytes)})"),
+            ("solved", solved), ("largest batch", "none" if fit is None else str(fit.batch_size)),
+            ("activations with per-block checkpointing", fmt_bytes(m.checkpointed_bytes)),
+            ("checkpointing recompute (extra forward)", fmt_flops(m.checkpoint_recompute_flops)),
+        ]),
+    ]
+
+
+def _optimizer_training_tables(r: Report) -> list[Table]:
+    o, t = r.optimizer, r.training
+    return [_kv("AdamW", [
+        ("state (exp_avg + exp_avg_sq, float32)",
+         f"{fmt_int(o.state_bytes)} bytes ({fmt_bytes(o.state_bytes)})"),
         ("FLOPs per parameter element", str(o.flops_per_element)),
         ("step FLOPs", f"{fmt_flops(o.step_flops)} = {fmt_int(o.step_flops)}"),
-    ])
-    train = _kv("Training time", [
+    ]), _kv("Training time", [
         ("device", f"{t.gpu}, peak {fmt_flops_per_s(t.peak_flops_per_s)} ({r.dtype})"),
         ("MFU", fmt_share(t.mfu)), ("steps", fmt_int(t.steps)), ("tokens", fmt_count(t.tokens)),
         ("throughput", f"{t.tokens_per_s:,.0f} tokens/s"), ("time", fmt_seconds(t.seconds)),
         ("Chinchilla-optimal tokens (20 per parameter)", fmt_count(t.chinchilla_tokens)),
-    ])
+    ])]
+
+
+def _conventions_table(r: Report) -> Table:
     conv = _kv("Conventions", [(k, str(v)) for k, v in r.conventions.as_dict().items()
                                if k != "elementwise_flops"])
     costs = ", ".join(f"{k.removeprefix('aten.')}={v}" for k, v in r.conventions.elementwise_flops.items())
     conv.rows.append(("elementwise FLOPs per element", costs))
-    nonmm = _component_table("Non-matmul forward FLOPs (optional term)", f.nonmatmul_forward, fmt_flops)
-    return [head, params, params_sum, fwd, _kv("Training step FLOPs", step), nonmm, mem, *acts, fit_t,
-            opt, train, conv]
+    return conv
+
+
+def report_tables(r: Report) -> list[Table]:
+    """All tables of a report, in print order."""
+    return [_config_table(r), *_parameter_tables(r), *_flop_tables(r), *_memory_tables(r),
+            *_optimizer_training_tables(r), _conventions_table(r)]

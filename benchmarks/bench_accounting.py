@@ -85,7 +85,8 @@ def measure(runs: int) -> str:
         f"| floor: `python -c 'import sympy'` | {statistics.median(floor):.3f} s ({min(floor):.3f} s) |",
         f"| in-process `build_report` + table render, first call | {inproc['cold'] * 1e3:.1f} ms |",
         f"| in-process, warm (formulas cached, new batch size) | {inproc['warm'] * 1e3:.1f} ms |",
-        f"| in-process, naive twin (every formula rebuilt, caches cleared) | {inproc['naive'] * 1e3:.1f} ms |",
+        "| in-process, naive twin (every formula rebuilt, caches cleared) | "
+        f"{inproc['naive'] * 1e3:.1f} ms |",
         "",
         "Evaluation substitutes exact integers into sympy formulas (`xreplace`); nothing is evaluated "
         "at import time and `import accounting` loads sympy only on first use. The formulas are small, "

@@ -42,7 +42,8 @@ def test_gpt2_xl_in_80gb(dtype):
 def test_largest_batch_fits_and_one_more_does_not(budget_gib, t, dtype):
     cfg = get_preset("gpt2-small")
     budget = int(budget_gib * 2**30)
-    fixed = peak_memory_bytes(cfg, 1, t, dtype) - (peak_memory_bytes(cfg, 2, t, dtype) - peak_memory_bytes(cfg, 1, t, dtype))
+    one, two = peak_memory_bytes(cfg, 1, t, dtype), peak_memory_bytes(cfg, 2, t, dtype)
+    fixed = one - (two - one)  # peak memory is linear in B
     if budget < fixed:
         with pytest.raises(ValueError, match="smaller than the weights"):
             largest_batch_size(cfg, budget, t, dtype)

@@ -29,8 +29,9 @@ def test_json_schema_sections_and_exact_ints():
     assert data["parameters"]["non_embedding"] == 2_127_057_600 - 50257 * 1600
     assert data["parameters"]["non_embedding_without_head"] == 2_127_057_600 - 2 * 50257 * 1600
     assert data["flops"]["train_step"] == train_step_flops(cfg, 2, 1024)
+    acts = data["memory"]["activations"]
     for section in (data["parameters"], data["flops"]["forward"], data["flops"]["backward"], data["memory"],
-                    data["memory"]["activations"]["implementation"], data["memory"]["activations"]["textbook"]):
+                    acts["implementation"], acts["textbook"], data["flops"]["nonmatmul_forward"]):
         assert _ints_only(section["components"])
         assert all({"name", "value", "formula"} <= set(c) for c in section["components"])
         assert sum(c["value"] for c in section["components"]) == section["total"]
