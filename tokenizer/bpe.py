@@ -197,11 +197,13 @@ class Tokenizer:
         limit = max(pos, min(len(text), special_limit))
         piece = text[pos:limit]
         cut = 0
+        words: list[str] = []
         for start, end in pretoken_spans(piece):
             if end > len(piece) - _CONTRACTION_LOOKAHEAD:
                 break
+            words.append(piece[start:end])  # not re-split: "\n\n" cut from "\n\n<" is two pre-tokens
             cut = end
-        out.extend(self._encode_ordinary(piece[:cut]))
+        out.extend(self._encode_words(words))
         return out, text[pos + cut:]
 
     # ---- decoding ----
