@@ -71,8 +71,9 @@ class Tokenizer:
         if any(i < 0 for i in self.vocab):
             raise TokenizerError("token ids must be non-negative")
         for a, b in self.merges:
-            if a + b not in self._ids:
-                raise TokenizerError(f"merge {a!r} + {b!r} makes a token that is not in the vocabulary")
+            for part in (a, b, a + b):
+                if part not in self._ids:
+                    raise TokenizerError(f"merge {a!r} + {b!r} needs {part!r}, which is not in the vocabulary")
 
     @property
     def vocab_size(self) -> int:

@@ -72,6 +72,11 @@ def test_malformed_files(tmp_path):
         Tokenizer.from_dir(tmp_path)
     with pytest.raises(FileNotFoundError):
         Tokenizer.from_dir(tmp_path / "nope")
+    byte_vocab = {i: bytes([i]) for i in range(256)}
+    with pytest.raises(TokenizerError, match="not in the vocabulary"):
+        Tokenizer(byte_vocab, [(b"a", b"b")])  # b"ab" has no id
+    with pytest.raises(TokenizerError, match="not in the vocabulary"):
+        Tokenizer({**byte_vocab, 256: b"abc"}, [(b"ab", b"c")])  # b"ab" has no id
 
 
 def _small_tokenizer() -> Tokenizer:
