@@ -18,7 +18,6 @@ workers not counted. Linux only.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
