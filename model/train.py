@@ -20,7 +20,9 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -131,9 +133,10 @@ def _run(model_cfg, train_cfg, train_data, val_data, out, args) -> int:
     def on_event(event: dict) -> None:
         print(json.dumps(event), flush=True)
 
+    stop = _stop_on_signals()
     try:
         result = train(model_cfg, train_cfg, train_data, val_data, out_dir=out,
-                       resume_from=args.resume, on_event=on_event,
+                       resume_from=args.resume, on_event=on_event, stop_event=stop,
                        progress=not args.no_progress)
     finally:
         if world > 1:
@@ -142,7 +145,28 @@ def _run(model_cfg, train_cfg, train_data, val_data, out, args) -> int:
             dist.destroy_process_group()
     if rank == 0:
         sys.stderr.write(f"{PROG}: {result.message}; checkpoint {result.checkpoint}\n")
-    return 1 if result.diverged else 0
+    return 1 if result.diverged else 130 if result.reason == "stopped" else 0
+
+
+def _stop_on_signals() -> threading.Event | None:
+    """First Ctrl-C / SIGTERM: finish the current step, checkpoint, exit 130. A second: abort.
+
+    Single-process only: under torchrun the launcher forwards signals to every rank, and ranks
+    stopping at different steps would hang in a collective, so the default handling is kept.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 or threading.current_thread() is not threading.main_thread():
+        return None
+    stop = threading.Event()
+
+    def handler(signum, frame):
+        stop.set()
+        sys.stderr.write(f"\n{PROG}: stopping after this step (again to abort)\n")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
 
 
 def _init_distributed(train_cfg: TrainConfig) -> TrainConfig:

@@ -29,7 +29,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,12 +110,33 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_data: npt.NDArra
     val_data None: the tail `train_cfg.val_fraction` of `train_data` is held out (0 = no eval).
     flops_per_step overrides the FLOPs used for `mfu` (default: accounting's exact count).
     """
-    run = _Run(model_cfg, train_cfg, train_data, val_data, out_dir, on_event, stop_event)
-    if resume_from is not None:
-        run.resume(resume_from)
-    if flops_per_step is not None:
-        run.flops_per_step = flops_per_step
-    return run.loop(progress)
+    with _deterministic_on_cpu(train_cfg.device):
+        run = _Run(model_cfg, train_cfg, train_data, val_data, out_dir, on_event, stop_event)
+        if resume_from is not None:
+            run.resume(resume_from)
+        if flops_per_step is not None:
+            run.flops_per_step = flops_per_step
+        return run.loop(progress)
+
+
+@contextmanager
+def _deterministic_on_cpu(device: str):
+    """torch.use_deterministic_algorithms(True) for the run on CPU, restored afterwards.
+
+    Without it, two fresh CPU runs with 2+ threads differ in the 7th digit (the embedding
+    backward's accumulating index_put_ is parallel and order-dependent). Process-wide state:
+    concurrent runs in threads share it. Not on CUDA, where it would demand cuBLAS settings.
+    """
+    if not str(device).startswith("cpu"):
+        yield
+        return
+    was, warn_only = torch.are_deterministic_algorithms_enabled(), \
+        torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=warn_only)
 
 
 class _Run:

@@ -95,3 +95,14 @@ def test_train_config_validation_and_json(tmp_path):
     TCFG.save(tmp_path / "t.json")
     assert TrainConfig.load(tmp_path / "t.json") == TCFG
     assert torch.get_default_dtype() == torch.float32
+
+
+def test_cpu_runs_use_deterministic_algorithms_and_restore_the_setting():
+    # Fresh CPU runs with 2 threads differed in the 7th digit without it (parallel index_put_
+    # accumulation in the embedding backward); the setting must not leak out of the run.
+    seen = []
+    before = torch.are_deterministic_algorithms_enabled()
+    train_model(CFG, TCFG.replace(steps=1), DATA,
+                on_event=lambda e: seen.append(torch.are_deterministic_algorithms_enabled()))
+    assert seen and all(seen)
+    assert torch.are_deterministic_algorithms_enabled() == before
