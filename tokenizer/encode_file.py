@@ -78,7 +78,7 @@ def _id_blocks(tokenizer: Tokenizer, path: str, dtype: np.dtype, workers: int,
     if workers <= 1 or not tokenizer.special_tokens:  # no special token: no safe place to cut
         yield from _stream_ids(tokenizer, path, dtype, progress)
         return
-    split = max(tokenizer.special_tokens, key=len).encode("utf-8")
+    split = tokenizer.special_tokens[0].encode("utf-8")  # the document separator, by convention
     cuts = chunk_boundaries(path, workers * 8, split)
     jobs = [(path, a, b, dtype.str) for a, b in zip(cuts, cuts[1:])]
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(tokenizer,)) as pool:
