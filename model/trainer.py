@@ -166,7 +166,9 @@ class _Run:
         self.sampler = batch_generator(train_cfg.seed, self.rank)
         self.start_step = 0
         self.events: list[Event] = []
-        self.flops_per_step = _default_flops(model_cfg, train_cfg.batch_size * self.world)
+        # MFU is only reported on CUDA; skip the (sympy) FLOP count elsewhere
+        self.flops_per_step = _default_flops(model_cfg, train_cfg.batch_size * self.world) \
+            if self.device.type == "cuda" else None
 
     def resume(self, path: str | Path) -> None:
         payload = read_checkpoint(path, map_location=self.device)

@@ -106,3 +106,24 @@ def test_cpu_runs_use_deterministic_algorithms_and_restore_the_setting():
                 on_event=lambda e: seen.append(torch.are_deterministic_algorithms_enabled()))
     assert seen and all(seen)
     assert torch.are_deterministic_algorithms_enabled() == before
+
+
+def test_mfu_is_flops_rate_over_peak(monkeypatch):
+    # No GPU here: stand in a peak of 1e9 FLOP/s and 1e6 FLOPs per step. Then
+    # mfu = 1e6 FLOPs * (tokens_per_s / tokens per step) / 1e9, tokens per step = B * T = 64.
+    import model.trainer as trainer
+
+    monkeypatch.setattr(trainer, "_cuda_peak", lambda device, dtype: 1e9)
+    result = train_model(CFG, TCFG.replace(steps=2), DATA, flops_per_step=10**6)
+    for e in (e for e in result.events if e["type"] == "step"):
+        assert e["mfu"] == pytest.approx(1e6 * e["tokens_per_s"] / 64 / 1e9)
+
+
+def test_accounting_flops_hook_counts_matmuls_of_a_step():
+    # Hand count, B=4, T=16, d=32, d_ff=48, V=64, L=2, 2 FLOPs per multiply-add:
+    #   per layer: Q,K,V,O 4*2*BTd^2 = 524,288; scores + weighted values 2*2*B*T^2*d = 131,072;
+    #              SwiGLU 3*2*BTd*d_ff = 589,824  -> 1,245,184, times 2 layers = 2,490,368
+    #   LM head 2*BTdV = 262,144; forward 2,752,512; a step (forward + 2x backward) = 8,257,536
+    from model.trainer import _default_flops
+
+    assert _default_flops(CFG, 4) == 8_257_536
