@@ -81,6 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     payload = read_checkpoint(args.checkpoint, map_location=device)
     cfg = checkpoint_model_config(payload)
     codec = _codec(args.tokenizer)
+    codec_size = len(getattr(codec, "vocab", range(256)))
+    if codec_size > cfg.vocab_size:
+        source = f"tokenizer {args.tokenizer}" if args.tokenizer else "raw bytes (no --tokenizer)"
+        raise UsageError(f"{source} has {codec_size} tokens but the model's vocab_size is "
+                         f"{cfg.vocab_size} (wrong --tokenizer?)")
     prompt_ids = codec.encode(args.prompt)
     if not prompt_ids:
         raise UsageError("--prompt is empty")

@@ -92,3 +92,26 @@ def test_train_cli_bad_input_in_process(tmp_path, text_file, capsys, args, needl
     code, _, stderr = _train_in_process(argv, capsys)
     assert code == 2
     _assert_one_line_error(stderr, needle)
+
+
+def test_generate_with_a_tokenizer_dir(tmp_path, capsys):
+    import numpy as np
+
+    from tokenizer import Tokenizer
+
+    vocab = {i: bytes([i]) for i in range(256)} | {256: b"On"}
+    tok = Tokenizer(vocab, [(b"O", b"n")], ["<|endoftext|>"])  # <|endoftext|> becomes id 257
+    tok.save(tmp_path / "tok")
+    ids = np.array(tok.encode("Once upon a time.<|endoftext|>" * 30), dtype=np.uint16)
+    assert ids.max() == 257
+    np.save(tmp_path / "ids.npy", ids)
+    argv = ["--train-data", str(tmp_path / "ids.npy"), "--out", str(tmp_path / "run"),
+            *TINY[:-4], "--vocab-size", "258", "--context-length", "8", "--steps", "2",
+            "--batch-size", "2", "--no-progress"]
+    code, _, stderr = _train_in_process(argv, capsys)
+    assert code == 0, stderr
+    ckpt = str(tmp_path / "run" / "ckpt.pt")
+    gen = _cli("model.generate", "--checkpoint", ckpt, "--tokenizer", str(tmp_path / "tok"),
+               "--prompt", "Once", "--max-new-tokens", "3", "--temperature", "0")
+    assert gen.returncode == 0, gen.stderr
+    assert gen.stdout.startswith("Once")
