@@ -14,14 +14,18 @@ class AdamW(torch.optim.Optimizer):
     Per parameter p with gradient g, at step t = 1, 2, ... (state: t in state["step"], a Python int;
     m = state["exp_avg"] and v = state["exp_avg_sq"], float tensors shaped like p, zero at t = 0):
 
-        m.mul_(beta1).add_(g, alpha=1 - beta1)             # 2 FLOPs / element
-        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)      # 3 FLOPs / element
+        m.mul_(beta1).add_(g, alpha=1 - beta1)             # 1 + 2 FLOPs / element
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)      # 1 + 3 FLOPs / element
         alpha_t = lr * sqrt(1 - beta2**t) / (1 - beta1**t) # Python floats, no tensor work
-        denom = v.sqrt().add_(eps)                         # 2 FLOPs / element (1 temp tensor)
+        denom = v.sqrt().add_(eps)                         # 1 + 1 FLOPs / element (1 temp tensor)
         p.addcdiv_(m, denom, value=-alpha_t)               # 3 FLOPs / element
         p.add_(p, alpha=-lr * weight_decay)                # 2 FLOPs / element
 
-    so 12 elementwise FLOPs and 2 state tensors (m, v) per parameter element. Weight decay is applied
+    so 14 elementwise FLOPs per parameter element, counted as accounting.conventions costs each
+    aten op (add with alpha != 1 = 2: scale + add; addcmul / addcdiv = 3; mul, sqrt = 1), which is
+    accounting.adamw_flops_per_element(); and 2 state tensors (m, v) per parameter element plus
+    one parameter-sized temporary (denom) at a time. model.fast_optim.FastAdamW runs the same
+    update over whole parameter lists. Weight decay is applied
     after the Adam update (CS336 order); torch.optim.AdamW decays before it, so the two agree exactly
     with weight_decay=0 and to O(lr * weight_decay * alpha_t) per step otherwise. Parameters are
     assumed dense and real; `lr` may be changed between steps through `param_groups`.

@@ -12,6 +12,12 @@ as one JSON line, and a tqdm bar runs on stderr.
 Distributed: under `torchrun --nproc-per-node N` (RANK / WORLD_SIZE / LOCAL_RANK in the
 environment) it trains data-parallel (nccl on CUDA, gloo on CPU); the effective batch per step is
 batch_size * N sequences; rank 0 logs and checkpoints.
+
+MFU (the `mfu` of step events): accounting.train_step_flops (matmul FLOPs, 2mnp, forward +
+backward) per step x steps/s over a peak FLOP/s: `--peak-flops` when given (any device), else on
+CUDA the GPU's dense peak from accounting's GPU table; each step event names its `peak_source`.
+Fast paths: `--optimizer foreach|fused`, `--activation-checkpointing`, `--compile`,
+`--dtype bfloat16`, `--attention sdpa`.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any
 
 from accounting.cli_support import OneLineArgumentParser, UsageError, run_cli
 from accounting.config import VARIANT_CHOICES, ModelConfig, get_preset, list_presets
-from model.train_config import DTYPES, TrainConfig
+from model.train_config import DTYPES, OPTIMIZERS, TrainConfig
 
 PROG = "python -m model.train"
 _TRAIN_FLAG_SKIP = {"betas"}  # given as two numbers, added by hand
@@ -67,10 +73,13 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument("--out", help="output directory (default: the --resume checkpoint's)")
     parser.add_argument("--resume", help="checkpoint to continue from")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--peak-flops", type=float, metavar="FLOP/S",
+                        help="device peak FLOP/s for the logged MFU (default: CUDA GPU table)")
     _add_field_flags(parser.add_argument_group("model config"), dataclasses.fields(ModelConfig),
                      VARIANT_CHOICES)
     train_group = parser.add_argument_group("training config")
-    _add_field_flags(train_group, dataclasses.fields(TrainConfig), {"dtype": DTYPES}, _TRAIN_FLAG_SKIP)
+    _add_field_flags(train_group, dataclasses.fields(TrainConfig), {"dtype": DTYPES, "optimizer": OPTIMIZERS},
+                     _TRAIN_FLAG_SKIP)
     train_group.add_argument("--betas", type=float, nargs=2, default=None, metavar=("B1", "B2"))
     return parser
 
@@ -111,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stored = {"model_config": payload.get("model_config"), "train_config": extra.get("train_config")}
         if not stored["model_config"]:
             raise UsageError(f"{args.resume} stores no model config")
+    if args.peak_flops is not None and not (0 < args.peak_flops < float("inf")):
+        raise UsageError(f"--peak-flops must be a positive number, got {args.peak_flops}")
     model_cfg, train_cfg = resolve_configs(args, stored)
     out = args.out or (str(Path(args.resume).parent) if args.resume else None)
     if out is None:
@@ -130,14 +141,19 @@ def _run(model_cfg, train_cfg, train_data, val_data, out, args) -> int:
         train_cfg = _init_distributed(train_cfg)
     rank = int(os.environ.get("RANK", "0"))
 
+    said = []
+
     def on_event(event: dict) -> None:
+        if event["type"] == "step" and not said:
+            said.append(True)
+            sys.stderr.write(f"{PROG}: {_mfu_basis(event)}\n")
         print(json.dumps(event), flush=True)
 
     stop = _stop_on_signals()
     try:
         result = train(model_cfg, train_cfg, train_data, val_data, out_dir=out,
                        resume_from=args.resume, on_event=on_event, stop_event=stop,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, peak_flops_per_s=args.peak_flops)
     finally:
         if world > 1:
             import torch.distributed as dist
@@ -146,6 +162,13 @@ def _run(model_cfg, train_cfg, train_data, val_data, out, args) -> int:
     if rank == 0:
         sys.stderr.write(f"{PROG}: {result.message}; checkpoint {result.checkpoint}\n")
     return 1 if result.diverged else 130 if result.reason == "stopped" else 0
+
+
+def _mfu_basis(event: dict) -> str:
+    if event.get("peak_flops_per_s") is None:
+        return "MFU not logged (no known peak FLOP/s on this device; pass --peak-flops)"
+    return (f"MFU = accounting.train_step_flops (matmul FLOPs, 2mnp) per step x steps/s over "
+            f"{event['peak_flops_per_s']:.4g} FLOP/s ({event['peak_source']})")
 
 
 def _stop_on_signals() -> threading.Event | None:

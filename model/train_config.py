@@ -12,6 +12,7 @@ from typing import Any
 from accounting.atomic import atomic_write_text
 
 DTYPES = ("float32", "bfloat16")
+OPTIMIZERS = ("reference", "foreach", "fused")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,11 @@ class TrainConfig:
     - dtype: "float32", or "bfloat16" = bf16 autocast for the forward pass with float32 master
       weights, gradients and optimizer state.
     - val_fraction: tail fraction of the training tokens held out when no validation data is given.
+    - optimizer: "reference" (model.optim.AdamW, a loop over tensors), "foreach" or "fused"
+      (model.fast_optim.FastAdamW: the same update over whole parameter lists); checkpoints are
+      interchangeable between them.
+    - activation_checkpointing: recompute each block's forward in backward (less memory, about
+      one more forward of the blocks per step; TransformerLM.activation_checkpointing).
     """
 
     batch_size: int = 32
@@ -47,6 +53,8 @@ class TrainConfig:
     compile: bool = False
     seed: int = 0
     val_fraction: float = 0.1
+    optimizer: str = "reference"
+    activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.betas, list):
@@ -65,8 +73,11 @@ class TrainConfig:
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
-        if not isinstance(self.compile, bool):
-            raise ValueError(f"compile must be a bool, got {self.compile!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
+        for name in ("compile", "activation_checkpointing"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device must be a non-empty string, got {self.device!r}")
         if not (_is_number(self.val_fraction) and 0 <= self.val_fraction < 1):

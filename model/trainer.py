@@ -9,11 +9,19 @@ states are all checkpointed).
 
 Events (one dict each; `step` counts completed optimizer steps):
   {"type": "step", "step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "wall_s", "mfu"}
+   (+ "peak_flops_per_s", "peak_source" when a peak is known)
   {"type": "eval", "step", "val_loss", "val_perplexity"}
   {"type": "checkpoint", "step", "path"}
   {"type": "end", "step", "reason"}   reason: "done" | "stopped" | "diverged"
-`mfu` is model FLOPs utilization on CUDA (exact matmul FLOPs per step from
-`accounting.flops.train_step_flops` over the GPU's dense peak from `accounting.hardware`), else None.
+`mfu` is model FLOPs utilization: exact matmul FLOPs per step (2mnp per matmul, forward + backward,
+from `accounting.flops.train_step_flops`; activation checkpointing's recompute is not model FLOPs
+and is not counted) times steps/s, over a peak FLOP/s: `peak_flops_per_s` when given (peak_source
+"user-given"), else on CUDA the GPU's dense peak for the run's matmul dtype from
+`accounting.hardware` (peak_source names the table entry); None when no peak is known.
+
+Fast paths (TrainConfig): optimizer="foreach"|"fused" (model.fast_optim.FastAdamW, the same update),
+activation_checkpointing, compile, dtype="bfloat16"; the model's attention="sdpa" is a ModelConfig
+variant.
 
 Distributed data parallel: if torch.distributed is initialized, the model is wrapped in
 DistributedDataParallel; each rank samples `batch_size` sequences from its own generator
@@ -104,14 +112,18 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_data: npt.NDArra
           val_data: npt.NDArray | None = None, *, out_dir: str | Path | None = None,
           resume_from: str | Path | None = None, on_event: Callable[[Event], None] | None = None,
           stop_event: threading.Event | None = None, progress: bool = False,
-          flops_per_step: int | None = None) -> TrainResult:
+          flops_per_step: int | None = None, peak_flops_per_s: float | None = None) -> TrainResult:
     """Train a TransformerLM built from `model_cfg`; see the module docstring for the contract.
 
     val_data None: the tail `train_cfg.val_fraction` of `train_data` is held out (0 = no eval).
-    flops_per_step overrides the FLOPs used for `mfu` (default: accounting's exact count).
+    flops_per_step overrides the FLOPs used for `mfu` (default: accounting's exact count);
+    peak_flops_per_s is the device's peak for `mfu` (default: the CUDA GPU table, else no MFU).
     """
+    if peak_flops_per_s is not None and not peak_flops_per_s > 0:
+        raise ValueError(f"peak_flops_per_s must be positive, got {peak_flops_per_s}")
     with _deterministic_on_cpu(train_cfg.device):
-        run = _Run(model_cfg, train_cfg, train_data, val_data, out_dir, on_event, stop_event)
+        run = _Run(model_cfg, train_cfg, train_data, val_data, out_dir, on_event, stop_event,
+                   peak_flops_per_s)
         if resume_from is not None:
             run.resume(resume_from)
         if flops_per_step is not None:
@@ -142,7 +154,8 @@ def _deterministic_on_cpu(device: str):
 class _Run:
     """State of one training run (model, optimizer, samplers, events); `train` drives it."""
 
-    def __init__(self, model_cfg, train_cfg, train_data, val_data, out_dir, on_event, stop_event):
+    def __init__(self, model_cfg, train_cfg, train_data, val_data, out_dir, on_event, stop_event,
+                 peak_flops_per_s=None):
         from model import TransformerLM  # late: the model core is a sibling module
 
         self.cfg, self.tcfg = model_cfg, train_cfg
@@ -160,15 +173,20 @@ class _Run:
         self.out_dir = Path(out_dir) if self.saving and self.rank == 0 else None
         self.on_event, self.stop_event = on_event, stop_event
         torch.manual_seed(train_cfg.seed)  # identical init on every rank
-        self.model = TransformerLM.from_config(model_cfg, device=self.device)
-        self.optimizer = AdamW(self.model.parameters(), lr=train_cfg.max_lr, betas=train_cfg.betas,
-                               eps=train_cfg.eps, weight_decay=train_cfg.weight_decay)
+        self.model = TransformerLM.from_config(
+            model_cfg, device=self.device, activation_checkpointing=train_cfg.activation_checkpointing)
+        self.optimizer = _optimizer(self.model, train_cfg)
         self.sampler = batch_generator(train_cfg.seed, self.rank)
         self.start_step = 0
         self.events: list[Event] = []
-        # MFU is only reported on CUDA; skip the (sympy) FLOP count elsewhere
+        if peak_flops_per_s is not None:
+            self.peak, self.peak_source = float(peak_flops_per_s), "user-given"
+        else:
+            self.peak = _cuda_peak(self.device, train_cfg.dtype)
+            self.peak_source = _cuda_peak_source(self.device, train_cfg.dtype) if self.peak else None
+        # MFU only with a known peak; skip the (sympy) FLOP count otherwise
         self.flops_per_step = _default_flops(model_cfg, train_cfg.batch_size * self.world) \
-            if self.device.type == "cuda" else None
+            if self.peak is not None else None
 
     def resume(self, path: str | Path) -> None:
         payload = read_checkpoint(path, map_location=self.device)
@@ -217,9 +235,12 @@ class _Run:
                 now = time.perf_counter()
                 tps = self._tokens(step - last_step) / max(now - last_t, 1e-9)
                 last_t, last_step = now, step
-                self._emit({"type": "step", "step": step, "loss": loss, "lr": lr,
-                            "grad_norm": grad_norm, "tokens": self._tokens(step),
-                            "tokens_per_s": tps, "wall_s": now - t0, "mfu": self._mfu(tps)})
+                event = {"type": "step", "step": step, "loss": loss, "lr": lr,
+                         "grad_norm": grad_norm, "tokens": self._tokens(step),
+                         "tokens_per_s": tps, "wall_s": now - t0, "mfu": self._mfu(tps)}
+                if self.peak is not None:  # say what the MFU is relative to
+                    event.update(peak_flops_per_s=self.peak, peak_source=self.peak_source)
+                self._emit(event)
                 bar.set_postfix(loss=f"{loss:.4f}")
             if self._due(step, tcfg.eval_interval):
                 self._evaluate(model, step)
@@ -302,11 +323,10 @@ class _Run:
         return step == self.tcfg.steps or (interval > 0 and step % interval == 0)
 
     def _mfu(self, tokens_per_s: float) -> float | None:
-        peak = _cuda_peak(self.device, self.tcfg.dtype) if self.flops_per_step else None
-        if peak is None:
+        if self.peak is None or not self.flops_per_step:
             return None
         steps_per_s = tokens_per_s / self._tokens(1)
-        return self.flops_per_step * steps_per_s / (peak * self.world)
+        return self.flops_per_step * steps_per_s / (self.peak * self.world)
 
     def _emit(self, event: Event) -> None:
         if self.rank != 0:
@@ -380,8 +400,9 @@ _GPU_NAMES = (("h200", "H200"), ("h100 pcie", "H100-PCIe"), ("h100", "H100-SXM")
               ("a100-sxm4-40gb", "A100-40GB"), ("a100", "A100-80GB"))
 
 
-def _cuda_peak(device: torch.device, dtype: str) -> float | None:
-    """Dense peak FLOP/s of this CUDA device for the run's matmul dtype, or None if unknown."""
+def _cuda_gpu(device: torch.device, dtype: str):
+    """(accounting GPU, matmul dtype) of a known CUDA device for the run's dtype, else None.
+    "float32" means tfloat32 when torch allows TF32 matmuls."""
     if device.type != "cuda":
         return None
     try:
@@ -394,4 +415,25 @@ def _cuda_peak(device: torch.device, dtype: str) -> float | None:
         return None
     matmul_dtype = "bfloat16" if dtype == "bfloat16" else (
         "tfloat32" if torch.backends.cuda.matmul.allow_tf32 else "float32")
-    return get_gpu(known).peak(matmul_dtype)
+    return get_gpu(known), matmul_dtype
+
+
+def _cuda_peak(device: torch.device, dtype: str) -> float | None:
+    """Dense peak FLOP/s of this CUDA device for the run's matmul dtype, or None if unknown."""
+    found = _cuda_gpu(device, dtype)
+    return found[0].peak(found[1]) if found else None
+
+
+def _cuda_peak_source(device: torch.device, dtype: str) -> str | None:
+    found = _cuda_gpu(device, dtype)
+    return f"accounting GPU table: {found[0].name} {found[1]} ({found[0].source})" if found else None
+
+
+def _optimizer(model: torch.nn.Module, tcfg: TrainConfig) -> torch.optim.Optimizer:
+    """The AdamW implementation `tcfg.optimizer` names (all compute the same update)."""
+    kwargs = dict(lr=tcfg.max_lr, betas=tcfg.betas, eps=tcfg.eps, weight_decay=tcfg.weight_decay)
+    if tcfg.optimizer == "reference":
+        return AdamW(model.parameters(), **kwargs)
+    from model.fast_optim import FastAdamW
+
+    return FastAdamW(model.parameters(), implementation=tcfg.optimizer, **kwargs)

@@ -36,12 +36,20 @@ Plus, once: the token ids (B,T) int64 (embedding), ln_final as an RMSNorm, ln_fi
 (B,T,d) (input of lm_head). The sdpa variant saves torch's own q, k, v (B,h,T,d_k), output
 (B,h,T,d_k) and logsumexp (B,h,T) float32 instead of mask/scores/e/probs/v-copy (on CPU; other
 backends differ). validation/ measures these exactly.
+
+Activation checkpointing (`activation_checkpointing=True`, off by default): each block runs under
+torch.utils.checkpoint (use_reentrant=False) when grad is enabled. The forward then keeps only
+each block's input (B,T,d) for the L blocks (plus everything outside the blocks, as above); the
+backward reruns one block's forward at a time, holding that block's saved tensors while its
+gradient is taken (accounting.checkpointed_activation_bytes, checkpoint_recompute_flops).
+Losses and gradients equal the plain model's (same ops, same order).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from accounting.config import VARIANT_CHOICES, ModelConfig
 from model.attention import MultiHeadSelfAttention
@@ -105,14 +113,16 @@ class TransformerLM(nn.Module):
     `lm_head`. `config` is the `ModelConfig` it was built from (or one built from the keyword
     arguments; `eps` is its `norm_eps`). Sequences longer than context_length are rejected (RoPE
     tables stop there). `forward(token_ids, token_positions=None)`: positions default to arange(T).
+    `activation_checkpointing` (a plain attribute, may be toggled): recompute each block in backward.
     """
 
     def __init__(self, vocab_size: int, context_length: int, d_model: int, num_layers: int,
                  num_heads: int, d_ff: int, rope_theta: float, *, norm: str = "rmsnorm",
                  norm_position: str = "pre", positions: str = "rope", ffn: str = "swiglu",
                  attention: str = "naive", eps: float = 1e-5, tie_embeddings: bool = False,
-                 device=None, dtype=None):
+                 activation_checkpointing: bool = False, device=None, dtype=None):
         super().__init__()
+        self.activation_checkpointing = bool(activation_checkpointing)
         self.config = ModelConfig(
             vocab_size=vocab_size, context_length=context_length, d_model=d_model,
             num_layers=num_layers, num_heads=num_heads, d_ff=d_ff, rope_theta=float(rope_theta),
@@ -135,12 +145,14 @@ class TransformerLM(nn.Module):
             self.lm_head.weight = self.token_embeddings.weight
 
     @classmethod
-    def from_config(cls, cfg: ModelConfig, device=None, dtype=None) -> "TransformerLM":
+    def from_config(cls, cfg: ModelConfig, device=None, dtype=None,
+                    activation_checkpointing: bool = False) -> "TransformerLM":
         """Build from the shared `ModelConfig`; `model.config` is `cfg` itself."""
         model = cls(cfg.vocab_size, cfg.context_length, cfg.d_model, cfg.num_layers, cfg.num_heads,
                     cfg.d_ff, cfg.rope_theta, norm=cfg.norm, norm_position=cfg.norm_position,
                     positions=cfg.positions, ffn=cfg.ffn, attention=cfg.attention, eps=cfg.norm_eps,
-                    tie_embeddings=cfg.tie_embeddings, device=device, dtype=dtype)
+                    tie_embeddings=cfg.tie_embeddings,
+                    activation_checkpointing=activation_checkpointing, device=device, dtype=dtype)
         model.config = cfg
         return model
 
@@ -149,6 +161,10 @@ class TransformerLM(nn.Module):
         if T > self.config.context_length:
             raise ValueError(f"sequence length {T} exceeds context_length {self.config.context_length}")
         x = self.token_embeddings(token_ids)  # (B, T, d)
+        recompute = self.activation_checkpointing and torch.is_grad_enabled()
         for layer in self.layers:
-            x = layer(x, token_positions)  # (B, T, d)
+            if recompute:  # keeps only x; reruns the block's forward in backward
+                x = checkpoint(layer, x, token_positions, use_reentrant=False)  # (B, T, d)
+            else:
+                x = layer(x, token_positions)  # (B, T, d)
         return self.lm_head(self.ln_final(x))  # (B, T, V)
