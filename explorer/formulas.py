@@ -1,0 +1,80 @@
+"""Formulas: every accounting expression rendered with st.latex from the sympy objects, the
+symbols' meanings, and each formula's LaTeX source in a copyable code block."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import sympy as sp
+import streamlit as st
+
+import accounting as acc
+from accounting.activations import activation_bytes_formula, checkpointed_activation_bytes_formula
+from accounting.compare import attention_crossover_formula
+from accounting.flops import forward_flops_formula, kaplan_6nd_formula, palm_formula, train_step_flops_formula
+from accounting.memory import peak_memory_formula
+from accounting.parameters import non_embedding_parameters_formula, total_parameters_formula
+from accounting.render_json import latex
+from accounting.symbols import B, L, T, V, d, d_ff, h
+from explorer.state import Settings
+
+SYMBOLS: tuple[tuple[sp.Symbol, str], ...] = (
+    (V, "vocabulary size (tokens)"), (T, "sequence length of the step (tokens)"),
+    (L, "number of Transformer blocks"), (d, "d_model, the residual width (features)"),
+    (h, "attention heads (d_k = d / h)"), (d_ff, "FFN inner width (features)"),
+    (B, "batch size (sequences)"),
+)
+STEPS, MFU, PEAK = sp.symbols("S MFU P", positive=True)
+
+
+@lru_cache(maxsize=64)
+def formulas(cfg: acc.ModelConfig, dtype: str) -> list[tuple[str, str, sp.Expr, str]]:
+    """(section, name, formula, unit/convention) for `cfg`'s variant switches (sizes stay symbols)."""
+    step = train_step_flops_formula(cfg)
+    out = [
+        ("Parameters", "total parameters N", total_parameters_formula(cfg), "params; tied matrix once"),
+        ("Parameters", "non-embedding (Kaplan)", non_embedding_parameters_formula(cfg),
+         "params; without token_embeddings, LM head kept"),
+        ("FLOPs", "forward", forward_flops_formula(cfg.ffn), "FLOPs; 2mnp per matmul, attention dense"),
+        ("FLOPs", "training step (forward + backward)", step, "FLOPs; backward = 2× forward"),
+        ("FLOPs", "6ND (Kaplan)", kaplan_6nd_formula(cfg), "FLOPs; N non-embedding, D = B·T"),
+        ("FLOPs", "PaLM (6N + 12LdT)·BT", palm_formula(cfg), "FLOPs; N = matmul weights"),
+        ("FLOPs", "attention core = FFN at T", attention_crossover_formula(cfg.ffn), "tokens"),
+        ("Memory", "activations (implementation)", activation_bytes_formula(cfg, "implementation", dtype),
+         f"bytes; what this model saves for backward, run in {dtype}"),
+        ("Memory", "activations (textbook)", activation_bytes_formula(cfg, "textbook", dtype),
+         f"bytes; CS336 list × {acc.DTYPE_BYTES[dtype]} bytes"),
+        ("Memory", "activations, per-block checkpointing", checkpointed_activation_bytes_formula(cfg, dtype=dtype),
+         "bytes"),
+        ("Memory", "peak training memory", peak_memory_formula(cfg, dtype),
+         "bytes; weights + gradients + AdamW m, v + activations"),
+        ("Time", "training time", STEPS * step / (MFU * PEAK), "seconds; S steps, P dense peak FLOP/s"),
+    ]
+    for row in acc.parameter_rows(cfg):
+        out.append(("Parameters by component", row.name, row.formula, "params"))
+    for row in acc.forward_flops_rows(cfg, 1):
+        out.append(("Forward FLOPs by component", row.name, row.formula, "FLOPs"))
+    return out
+
+
+def render(report: acc.Report, settings: Settings) -> None:
+    cfg = report.config
+    st.markdown(f"Formulas for the variants of the current config (norm={cfg.norm} ({cfg.norm_position}), "
+                f"positions={cfg.positions}, ffn={cfg.ffn}, tie_embeddings={cfg.tie_embeddings}, "
+                f"attention={cfg.attention}), in {report.dtype}. Sizes are symbols; component rows are "
+                "summed over the L blocks.")
+    with st.expander("Symbols", expanded=True):
+        st.dataframe([{"symbol": str(s), "meaning": m, "value now": v} for (s, m), v in zip(
+            SYMBOLS, (cfg.vocab_size, report.context_length, cfg.num_layers, cfg.d_model, cfg.num_heads,
+                      cfg.d_ff, report.batch_size))], hide_index=True, width="stretch")
+        st.caption("S: training steps, MFU: model FLOPs utilization, P: dense peak FLOP/s of the GPU.")
+    section = None
+    for sec, name, expr, unit in formulas(cfg, report.dtype):
+        if sec != section:
+            st.subheader(sec)
+            section = sec
+        source = latex(expr)
+        st.markdown(f"**{name}** — {unit}")
+        st.latex(source)
+        with st.expander("LaTeX source (copy)"):
+            st.code(source, language="latex")

@@ -1,0 +1,112 @@
+"""Measured vs analytic: run the validation for the current config (meta device at any size, CPU
+for small models, CUDA when present) and show its table; also the committed results, labelled
+with their hardware. `validation` is imported lazily: without it the view says so and stops."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+import accounting as acc
+from explorer.state import Settings
+
+CPU_PARAMETER_LIMIT = 50_000_000
+"""Largest model (parameters) the view runs on CPU: bigger ones take minutes and many GiB."""
+
+
+def _validation():
+    try:
+        import validation
+        validation.measure, validation.load_results  # noqa: B018  (the API this view needs)
+    except (ImportError, AttributeError) as exc:
+        st.info(f"The validation package is not available yet ({type(exc).__name__}: {exc}). "
+                "This view shows measured-vs-analytic tables once `validation.measure` exists.")
+        return None
+    return validation
+
+
+def table(measurement) -> pd.DataFrame:
+    """One row per comparison: symbolic, measured, relative difference, convention, reason."""
+    return pd.DataFrame([{
+        "quantity": r.quantity, "component": r.component, "unit": r.unit, "symbolic": r.symbolic,
+        "measured": r.measured, "relative difference": r.rel_diff, "convention": r.convention,
+        "residual explained": r.reason,
+    } for r in measurement.rows])
+
+
+def _show(measurement, title: str) -> None:
+    st.markdown(f"**{title}**")
+    hardware = getattr(measurement, "hardware", {}) or {}
+    settings = getattr(measurement, "settings", {}) or {}
+    st.caption("Hardware: " + (", ".join(f"{k}: {v}" for k, v in hardware.items()) or "unknown") +
+               (" · settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()) if settings else ""))
+    st.dataframe(table(measurement), hide_index=True, width="stretch", column_config={
+        "relative difference": st.column_config.NumberColumn(format="%.2e"),
+        "symbolic": st.column_config.NumberColumn(format="localized"),
+        "measured": st.column_config.NumberColumn(format="localized")})
+
+
+def _devices(cfg: acc.ModelConfig) -> list[str]:
+    devices = ["meta"]
+    if acc.total_parameters(cfg) <= CPU_PARAMETER_LIMIT:
+        devices.append("cpu")
+    try:
+        import torch
+        if torch.cuda.is_available():
+            devices.append("cuda")
+    except ImportError:
+        pass
+    return devices
+
+
+def _run(validation, settings: Settings, cfg: acc.ModelConfig) -> None:
+    devices = _devices(cfg)
+    c = st.columns(3)
+    device = c[0].selectbox("Device", devices, key="w_measure_device",
+                            help="meta: shapes only (any size, FLOPs and saved bytes, no time); cpu: only "
+                                 f"models up to {CPU_PARAMETER_LIMIT:,} parameters.")
+    batch = int(c[1].number_input("Batch", 1, 64, 1, key="w_measure_batch"))
+    steps = int(c[2].number_input("Steps", 1, 10, 1, key="w_measure_steps"))
+    if not st.button("Run the validation", key="w_measure_go", type="primary"):
+        return
+    bar = st.progress(0.0, text="starting…")
+
+    def progress(phase: str, fraction: float) -> None:
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=phase)
+
+    try:
+        measurement = validation.measure(cfg, device=device, batch_size=batch, dtype=settings.dtype,
+                                         steps=steps, progress=progress)
+    except (ValueError, RuntimeError, MemoryError) as exc:
+        bar.empty()
+        st.error(f"The validation could not run: {exc}")
+        return
+    bar.empty()
+    st.session_state["measurement"] = measurement
+
+
+def render(settings: Settings) -> None:
+    try:
+        cfg = settings.config()
+    except ValueError as exc:
+        st.error(f"This configuration is not valid: {exc}. Change it in the sidebar.")
+        return
+    validation = _validation()
+    if validation is None:
+        return
+    st.markdown("Runs the real model with instruments (FLOP counter, saved-tensor hooks, memory) and "
+                "puts each measured number beside the accounting's; a non-zero difference names its cause.")
+    _run(validation, settings, cfg)
+    measurement = st.session_state.get("measurement")
+    if measurement is not None:
+        _show(measurement, "This session's run")
+    st.subheader("Committed results")
+    try:
+        results = validation.load_results()
+    except (OSError, ValueError) as exc:
+        st.warning(f"Could not read the committed results: {exc}")
+        return
+    if not results:
+        st.info("No committed results found.")
+    for i, m in enumerate(results):
+        _show(m, f"Result {i + 1}: {(getattr(m, 'hardware', {}) or {}).get('device', '')}")

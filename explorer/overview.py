@@ -1,0 +1,62 @@
+"""Overview: the headline numbers of the current config, each a metric with its convention."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from accounting import Report, fmt_bytes, fmt_count, fmt_flops, fmt_int, fmt_seconds
+
+CONVENTIONS = (
+    "**Conventions.** FLOPs: 2·m·n·p per matmul, causal attention counted dense, backward = 2× "
+    "forward, non-matmul work not counted. Memory: bytes, GiB = 2³⁰ bytes, GB = 10⁹ bytes. Peak "
+    "training memory = weights + gradients + AdamW state + activations (the tensors this "
+    "implementation's forward and loss save for backward). Training time = steps × step FLOPs / "
+    "(MFU × dense peak FLOP/s)."
+)
+
+
+def _fit_text(report: Report) -> tuple[str, str]:
+    fit = report.memory.largest_batch
+    if fit is None:
+        return "none", "weights + gradients + AdamW state alone exceed the GPU's memory"
+    return fmt_int(fit.batch_size), f"solved {fit.inequality} ⇒ B ≤ {fit.exact_solution:.3f}"
+
+
+def render(report: Report, settings: object = None) -> None:
+    """Headline metrics of `report` (settings unused: every number is in the report)."""
+    p, f, m, t = report.parameters, report.flops, report.memory, report.training
+    cfg = report.config
+    st.subheader(f"{cfg.num_layers} layers · d_model {cfg.d_model:,} · {cfg.num_heads} heads · "
+                 f"vocab {cfg.vocab_size:,} — step of B={report.batch_size:,} × T={report.context_length:,} "
+                 f"tokens, {report.dtype}")
+    tokens = report.batch_size * report.context_length
+    c = st.columns(4)
+    c[0].metric("Parameters", fmt_int(p.total), help="Trainable parameters, tied matrices once; RoPE "
+                f"buffers are not parameters. Non-embedding (Kaplan): {fmt_int(p.non_embedding)}.")
+    c[1].metric("Memory to load the weights", fmt_bytes(p.bytes_by_dtype["float32"]),
+                help=f"float32, 4 bytes per parameter = {fmt_int(p.bytes_by_dtype['float32'])} bytes; "
+                     f"bfloat16: {fmt_bytes(p.bytes_by_dtype['bfloat16'])}.")
+    c[2].metric("Forward FLOPs per step", fmt_flops(f.forward_total),
+                help=f"Matmul FLOPs (2mnp) of one forward over {fmt_int(tokens)} tokens: "
+                     f"{fmt_int(f.forward_total)}.")
+    c[3].metric("Training-step FLOPs", fmt_flops(f.train_step),
+                help=f"Forward + backward (2× forward) matmul FLOPs: {fmt_int(f.train_step)}; "
+                     f"{fmt_flops(f.train_step / tokens)} per token. AdamW step not included.")
+    c = st.columns(4)
+    fits = m.peak_bytes <= m.budget_bytes
+    c[0].metric("Peak training memory", fmt_bytes(m.peak_bytes),
+                delta=None if fits else "exceeds the GPU", delta_color="inverse",
+                help=f"{fmt_int(m.peak_bytes)} bytes = weights + gradients + AdamW m, v + activations "
+                     f"({report.dtype}).")
+    batch, how = _fit_text(report)
+    c[1].metric("Largest batch in the GPU", batch, help=f"{how}; budget {fmt_bytes(m.budget_bytes)}.")
+    c[2].metric("Training time", fmt_seconds(t.seconds),
+                help=f"{fmt_int(t.steps)} steps × {fmt_flops(f.train_step)} / ({t.mfu:.0%} × "
+                     f"{fmt_flops(t.peak_flops_per_s)}/s on {t.gpu}, {report.dtype} peak).")
+    c[3].metric("Tokens trained", fmt_count(t.tokens),
+                help=f"steps × B × T = {fmt_int(t.tokens)}; Chinchilla-optimal (20 per parameter): "
+                     f"{fmt_count(t.chinchilla_tokens)}.")
+    if not fits:
+        st.error(f"A batch of {report.batch_size:,} does not fit: it needs {fmt_bytes(m.peak_bytes)} but "
+                 f"{t.gpu} holds {fmt_bytes(m.budget_bytes)}. Largest batch that fits: {batch} ({how}).")
+    st.info(CONVENTIONS)

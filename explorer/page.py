@@ -1,0 +1,34 @@
+"""The page: sidebar, URL warnings, then the chosen view; config errors shown inline."""
+
+from __future__ import annotations
+
+import importlib
+
+import streamlit as st
+
+from explorer import compute, sidebar
+from explorer.state import VIEWS
+
+_ACCOUNTING_VIEWS = {"overview": "overview", "params_flops": "params_flops", "memory": "memory",
+                     "formulas": "formulas", "downloads": "downloads"}
+_OTHER_VIEWS = {"measured": "measured", "train": "train", "tokenizer": "tokenizer_view"}
+
+
+def main() -> None:
+    """Draw the whole page for this run."""
+    warnings = sidebar.load_from_url()
+    settings = sidebar.render_sidebar()
+    sidebar.sync_url(settings)
+    st.title(f"lm-accounting · {VIEWS[settings.view]}")
+    for message in warnings:
+        st.warning(message)
+    if settings.view in _OTHER_VIEWS:
+        importlib.import_module(f"explorer.{_OTHER_VIEWS[settings.view]}").render(settings)
+        return
+    try:
+        report = compute.report(settings)
+    except ValueError as exc:
+        st.error(f"This configuration is not valid: {exc}. Change it in the sidebar.")
+        return
+    view = importlib.import_module(f"explorer.{_ACCOUNTING_VIEWS[settings.view]}")
+    view.render(report, settings)

@@ -1,0 +1,171 @@
+"""The sidebar: every setting as a widget, seeded from the URL once per session and written back.
+
+Widget keys are "w_<setting>" and "w_cfg_<config field>". The URL is read on a session's first
+run (bad values: a visible warning, then the default); after that the widgets are the source of
+truth and every run writes their non-default values back to st.query_params.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from accounting.config import VARIANT_CHOICES, ModelConfig, get_preset
+from explorer.state import (
+    CUSTOM, DEFAULTS, DTYPES, GPU_NAMES, INT_LIMITS, OVERRIDE_FIELDS, PRESETS, VIEWS, Settings,
+    parse_query, to_query, with_overrides,
+)
+
+_LOADED = "_explorer_loaded"
+_WARNINGS = "_explorer_warnings"
+_PLAIN = ("checkpointing",)  # settings owned by one view's widget: kept in plain session keys
+
+_HELP = {
+    "vocab_size": "V: vocabulary size (tokens).",
+    "d_model": "d: residual stream width (features).",
+    "num_layers": "L: number of Transformer blocks.",
+    "num_heads": "h: attention heads; must divide d_model (d_k = d / h).",
+    "d_ff": "d_ff: FFN inner width (features).",
+    "rope_theta": "RoPE base Θ (no effect on the counts).",
+    "norm_eps": "RMSNorm ε (no effect on the counts).",
+    "norm": "rmsnorm, or none (identity: the 'no norm' ablation).",
+    "norm_position": "pre: x + f(norm(x)); post: norm(x + f(x)).",
+    "positions": "rope (rotary on Q, K) or none (the 'no RoPE' ablation).",
+    "ffn": "swiglu: W2(SiLU(W1x) ⊙ W3x); silu: W2 SiLU(W1x).",
+    "tie_embeddings": "The LM head reuses the token-embedding matrix (counted once).",
+    "attention": "naive: materializes the (T, T) scores; sdpa: torch's fused kernel.",
+}
+
+
+def _key(name: str) -> str:
+    return f"w_cfg_{name}" if name in OVERRIDE_FIELDS else f"w_{name}"
+
+
+def _seed(settings: Settings) -> None:
+    """Put `settings` into the widgets' session-state keys."""
+    ss = st.session_state
+    for name in ("view", "preset", "batch_size", "dtype", "gpu", "peak_tflops", "memory_gib", "mfu",
+                 "steps"):
+        ss[_key(name)] = getattr(settings, name)
+    ss[_key("context_length")] = settings.step_context
+    ss["checkpointing"] = settings.checkpointing
+    _seed_config(settings.config() if _valid(settings) else settings.base_config, dict(settings.overrides))
+
+
+def _valid(settings: Settings) -> bool:
+    try:
+        settings.config()
+    except ValueError:
+        return False
+    return True
+
+
+def _seed_config(cfg: ModelConfig, overrides: dict[str, Any]) -> None:
+    for name in OVERRIDE_FIELDS:
+        st.session_state[_key(name)] = overrides.get(name, getattr(cfg, name))
+
+
+def load_from_url() -> list[str]:
+    """On a session's first run: seed the widgets from the URL. Returns the URL's warnings (shown
+    on that first run only)."""
+    ss = st.session_state
+    if ss.get(_LOADED):
+        return []
+    settings, warnings = parse_query(st.query_params.to_dict())
+    _seed(settings)
+    ss[_LOADED] = True
+    return warnings
+
+
+def _on_preset_change() -> None:
+    """A new preset resets the config fields and the context length to the preset's."""
+    name = st.session_state[_key("preset")]
+    base = ModelConfig() if name == CUSTOM else get_preset(name)
+    _seed_config(base, {})
+    st.session_state[_key("context_length")] = base.context_length
+
+
+def _ensure(name: str, default: Any) -> str:
+    """The widget key of `name`, with a value restored if Streamlit dropped it (widget not drawn)."""
+    key = _key(name)
+    st.session_state.setdefault(key, default)
+    return key
+
+
+def _int_input(label: str, name: str, default: int, help: str | None = None) -> int:
+    lo, hi = INT_LIMITS[name]
+    return int(st.number_input(label, min_value=lo, max_value=hi, step=1, key=_ensure(name, default),
+                               help=help))
+
+
+def _config_widgets(base: ModelConfig) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    with st.expander("Model shape and variants", expanded=False):
+        st.caption("Start from the preset; any change here overrides it (and goes into the URL).")
+        for name in ("vocab_size", "d_model", "num_layers", "num_heads", "d_ff"):
+            values[name] = _int_input(name, name, getattr(base, name), _HELP[name])
+        for name, choices in VARIANT_CHOICES.items():
+            values[name] = st.selectbox(name, choices, key=_ensure(name, getattr(base, name)),
+                                        help=_HELP[name])
+        values["tie_embeddings"] = st.checkbox(
+            "tie_embeddings", key=_ensure("tie_embeddings", base.tie_embeddings), help=_HELP["tie_embeddings"])
+        for name in ("rope_theta", "norm_eps"):
+            values[name] = float(st.number_input(
+                name, min_value=1e-12, format="%g", key=_ensure(name, getattr(base, name)), help=_HELP[name]))
+    return values
+
+
+def _gpu_widgets() -> dict[str, Any]:
+    out: dict[str, Any] = {"gpu": st.selectbox(
+        "GPU", GPU_NAMES, key=_ensure("gpu", DEFAULTS.gpu),
+        help="Dense peak FLOP/s and memory from NVIDIA datasheets (accounting.hardware), or custom.")}
+    if out["gpu"] == CUSTOM:
+        out["peak_tflops"] = float(st.number_input(
+            "Peak TFLOP/s (dense, 10¹² FLOP/s)", min_value=0.001, format="%g",
+            key=_ensure("peak_tflops", DEFAULTS.peak_tflops)))
+        out["memory_gib"] = float(st.number_input(
+            "Memory, GiB (2³⁰ bytes)", min_value=0.001, format="%g",
+            key=_ensure("memory_gib", DEFAULTS.memory_gib)))
+    else:
+        ss = st.session_state
+        out["peak_tflops"] = ss.get(_key("peak_tflops"), DEFAULTS.peak_tflops)
+        out["memory_gib"] = ss.get(_key("memory_gib"), DEFAULTS.memory_gib)
+    return out
+
+
+def render_sidebar() -> Settings:
+    """Draw the sidebar and return the settings it holds."""
+    with st.sidebar:
+        view = st.radio("View", list(VIEWS), format_func=VIEWS.__getitem__,
+                        key=_ensure("view", DEFAULTS.view))
+        st.divider()
+        preset = st.selectbox("Preset", PRESETS, key=_ensure("preset", DEFAULTS.preset),
+                              on_change=_on_preset_change,
+                              help="GPT-2 sizes (Radford et al. 2019), the CS336 TinyStories / OWT "
+                                   "models, or custom.")
+        base = ModelConfig() if preset == CUSTOM else get_preset(preset)
+        context = _int_input("Context length T (tokens)", "context_length", base.context_length,
+                             "Tokens per sequence of the step (also the model's context length).")
+        batch = _int_input("Batch size B (sequences)", "batch_size", DEFAULTS.batch_size)
+        dtype = st.selectbox("dtype", DTYPES, key=_ensure("dtype", DEFAULTS.dtype),
+                             help="float32, or bfloat16 mixed precision (float32 master weights, "
+                                  "gradients and AdamW state + a bf16 weight copy).")
+        config_values = _config_widgets(base)
+        st.divider()
+        gpu = _gpu_widgets()
+        mfu = st.slider("MFU (model FLOPs utilization)", 0.01, 1.0, step=0.01,
+                        key=_ensure("mfu", DEFAULTS.mfu),
+                        help="Achieved / peak FLOP/s, for the training-time estimate.")
+        steps = _int_input("Training steps", "steps", DEFAULTS.steps)
+    settings = Settings(view=view, preset=preset, context_length=context, batch_size=batch,
+                        dtype=dtype, mfu=float(mfu), steps=steps,
+                        checkpointing=bool(st.session_state.get("checkpointing", False)), **gpu)
+    return with_overrides(settings, config_values)
+
+
+def sync_url(settings: Settings) -> None:
+    """Write the settings' non-default values to the URL (only when they changed)."""
+    query = to_query(settings)
+    if st.query_params.to_dict() != query:
+        st.query_params.from_dict(query)

@@ -1,0 +1,209 @@
+"""The explorer's settings and their URL form (no Streamlit here: pure functions, tested alone).
+
+Every setting lives in the URL query parameters, so a view is a shareable link. Only values that
+differ from the defaults are written (a clean URL). Parameters:
+  view            one of VIEWS (default "overview")
+  preset          one of accounting.list_presets() or "custom" (default "gpt2-small")
+  context_length  T of the step, tokens (default: the preset's context length)
+  batch_size      B, sequences per step (default 8)
+  dtype           "float32" | "bfloat16" (mixed precision, see accounting.memory)
+  gpu             a name in accounting.GPUS or "custom" (default "H100-SXM")
+  peak_tflops     custom GPU dense peak, TFLOP/s (10^12 FLOP/s); memory_gib: its memory, GiB (2^30 B)
+  mfu             model FLOPs utilization in (0, 1]; steps: optimizer steps for the training time
+  checkpointing   "1" = per-block activation checkpointing in the memory view
+  <config field>  any ModelConfig field except context_length overrides the preset
+                  (d_model, num_heads, norm, ffn, tie_embeddings, ...)
+A value that cannot be read falls back to its default and yields a warning naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from accounting.config import VARIANT_CHOICES, ModelConfig, get_preset, list_presets
+
+VIEWS: dict[str, str] = {
+    "overview": "Overview",
+    "params_flops": "Parameters & FLOPs",
+    "memory": "Memory",
+    "formulas": "Formulas",
+    "measured": "Measured vs analytic",
+    "train": "Train",
+    "tokenizer": "Tokenizer",
+    "downloads": "Downloads",
+}
+"""View id (URL value) -> title."""
+
+CUSTOM = "custom"
+PRESETS: tuple[str, ...] = (*list_presets(), CUSTOM)
+DTYPES: tuple[str, ...] = ("float32", "bfloat16")
+GPU_NAMES: tuple[str, ...] = ("A100-40GB", "A100-80GB", "H100-SXM", "H100-PCIe", "H200", CUSTOM)
+
+INT_LIMITS: dict[str, tuple[int, int]] = {
+    "vocab_size": (1, 10_000_000), "d_model": (1, 1_048_576), "num_layers": (1, 10_000),
+    "num_heads": (1, 65_536), "d_ff": (1, 16_777_216), "context_length": (1, 16_777_216),
+    "batch_size": (1, 10_000_000), "steps": (1, 10**12),
+}
+"""Inclusive (min, max) of the integer settings (the widgets' bounds, and the URL's)."""
+
+OVERRIDE_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(ModelConfig) if f.name != "context_length")
+"""Config fields the sidebar overrides (context_length is the step's own setting)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the user chose. `overrides` holds config fields that differ from the preset;
+    `context_length` None means the preset's; `peak_tflops` (10^12 FLOP/s) and `memory_gib`
+    (2^30 bytes) describe a custom GPU."""
+
+    view: str = "overview"
+    preset: str = "gpt2-small"
+    overrides: tuple[tuple[str, Any], ...] = ()
+    context_length: int | None = None
+    batch_size: int = 8
+    dtype: str = "float32"
+    gpu: str = "H100-SXM"
+    peak_tflops: float = 100.0
+    memory_gib: float = 80.0
+    mfu: float = 0.5
+    steps: int = 10_000
+    checkpointing: bool = False
+
+    @property
+    def base_config(self) -> ModelConfig:
+        """The preset's config (the default ModelConfig for "custom")."""
+        return ModelConfig() if self.preset == CUSTOM else get_preset(self.preset)
+
+    @property
+    def step_context(self) -> int:
+        return self.base_config.context_length if self.context_length is None else self.context_length
+
+    def config(self) -> ModelConfig:
+        """The model config: preset + overrides at the step's context length (ValueError if invalid)."""
+        return self.base_config.replace(**dict(self.overrides), context_length=self.step_context)
+
+
+DEFAULTS = Settings()
+
+
+# ---- reading values ----------------------------------------------------------------------------
+def _int_in(name: str) -> Callable[[str], int]:
+    lo, hi = INT_LIMITS[name]
+
+    def read(text: str) -> int:
+        value = int(text.replace(",", "").replace("_", ""))
+        if not lo <= value <= hi:
+            raise ValueError(f"must be an integer in [{lo:,}, {hi:,}]")
+        return value
+    return read
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def read(text: str) -> str:
+        if text not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return text
+    return read
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be 1 or 0")
+
+
+def _mfu(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise ValueError("must be in (0, 1]")
+    return value
+
+
+_READERS: dict[str, Callable[[str], Any]] = {
+    "view": _choice(tuple(VIEWS)), "preset": _choice(PRESETS),
+    "context_length": _int_in("context_length"), "batch_size": _int_in("batch_size"),
+    "dtype": _choice(DTYPES), "gpu": _choice(GPU_NAMES), "peak_tflops": _positive_float,
+    "memory_gib": _positive_float, "mfu": _mfu, "steps": _int_in("steps"), "checkpointing": _bool,
+}
+
+
+def field_reader(name: str) -> Callable[[str], Any]:
+    """The parser of config field `name` from its URL text."""
+    if name in VARIANT_CHOICES:
+        return _choice(VARIANT_CHOICES[name])
+    if name == "tie_embeddings":
+        return _bool
+    if name in INT_LIMITS:
+        return _int_in(name)
+    return _positive_float  # rope_theta, norm_eps
+
+
+def parse_query(params: Mapping[str, Any]) -> tuple[Settings, list[str]]:
+    """Settings from URL query parameters, and one warning per value that could not be read
+    (that value falls back to its default). Unknown parameter names are reported too."""
+    values: dict[str, Any] = {}
+    overrides: dict[str, Any] = {}
+    warnings: list[str] = []
+    for name, raw in params.items():
+        text = str(raw[-1] if isinstance(raw, list) and raw else raw)
+        if name in _READERS:
+            target, reader = values, _READERS[name]
+        elif name in OVERRIDE_FIELDS:
+            target, reader = overrides, field_reader(name)
+        else:
+            warnings.append(f"Ignored unknown URL parameter `{name}`.")
+            continue
+        try:
+            target[name] = reader(text)
+        except ValueError as exc:
+            reason = str(exc) if "must" in str(exc) else "cannot be read"
+            warnings.append(f"URL parameter `{name}={text}` {reason}; using the default instead.")
+    settings = Settings(**values)
+    base = settings.base_config
+    kept = tuple((k, v) for k, v in sorted(overrides.items()) if getattr(base, k) != v)
+    return dataclasses.replace(settings, overrides=kept), warnings
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def to_query(settings: Settings) -> dict[str, str]:
+    """The URL query parameters of `settings`: only values that differ from the defaults."""
+    out: dict[str, str] = {}
+    for name in _READERS:
+        value = getattr(settings, name)
+        if name == "context_length":
+            if value is None or value == settings.base_config.context_length:
+                continue
+        elif value == getattr(DEFAULTS, name):
+            continue
+        if name in ("peak_tflops", "memory_gib") and settings.gpu != CUSTOM:
+            continue
+        out[name] = _text(value)
+    for name, value in settings.overrides:
+        out[name] = _text(value)
+    return out
+
+
+def with_overrides(settings: Settings, values: Mapping[str, Any]) -> Settings:
+    """`settings` with config field values `values` (those equal to the preset's are dropped)."""
+    base = settings.base_config
+    kept = tuple((k, values[k]) for k in OVERRIDE_FIELDS if k in values and getattr(base, k) != values[k])
+    return dataclasses.replace(settings, overrides=kept)
