@@ -1,1 +1,41 @@
-"""(being written)"""
+"""Validation: the real model, optimizer and tokenizer run with instruments, every measured number
+beside the accounting's symbolic one.
+
+`import validation` imports no torch; measuring does (loaded on first use, PEP 562).
+
+Public API:
+  measure(cfg, *, device="meta", batch_size=1, context_length=None, dtype="float32", steps=1,
+          progress=None) -> Measurement          (progress(phase_name, fraction_done))
+  Measurement (.rows, .hardware, .config, .settings, .notes, .row(q, c), .to_dict(), .from_dict(d))
+  ComparisonRow (quantity, component, unit, symbolic, measured, convention, reason; .rel_diff)
+  measure_tokenizer(text=None, tokenizer=None, *, vocab_size=4096) -> TokenizerMeasurement (.rows)
+  load_results(directory=None) -> list[Measurement]   (validation/results/*.json)
+  render(measurement, fmt="table"|"markdown"|"json") -> str
+CLI: python -m validation.measure --help
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from validation.rows import SCHEMA_VERSION, ComparisonRow, Measurement
+
+_LAZY = {
+    "measure": "core", "measure_tokenizer": "tokenizer_check", "TokenizerMeasurement": "tokenizer_check",
+    "load_results": "results", "RESULTS_DIR": "results", "render": "render",
+}
+
+__all__ = ["SCHEMA_VERSION", "ComparisonRow", "Measurement", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"validation.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'validation' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,75 @@
+"""`python -m validation.measure`: measure one training step of the real model beside the accounting.
+
+--device meta|cpu|cuda (default: cuda if available, else cpu), --preset NAME plus the accounting
+CLI's override flags (--d-model, --ffn silu, --attention sdpa, --tie-embeddings, ...),
+--batch-size, --context-length (tokens per sequence; also the config's context_length),
+--dtype float32|bfloat16, --steps (timed steps on cpu / cuda), --format table|markdown|json,
+--out FILE (written atomically). Progress on stderr (tqdm). Bad input: one line, exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from accounting.atomic import atomic_write_text
+from accounting.cli import _add_model_flags, config_from_args
+from accounting.cli_support import OneLineArgumentParser, run_cli
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def build_parser() -> OneLineArgumentParser:
+    p = OneLineArgumentParser(prog="python -m validation.measure", description=__doc__.splitlines()[0])
+    _add_model_flags(p)
+    p.add_argument("--device", default=None, help="meta | cpu | cuda[:n] (default: cuda if available, else cpu)")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--steps", type=int, default=3, help="timed training steps after a warm-up (cpu, cuda)")
+    p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    p.add_argument("--out", default=None, help="write here (atomically) instead of stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return p
+
+
+def _progress_bar(enabled: bool):
+    if not enabled:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, file=sys.stderr, desc="measure", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
+
+    def update(phase: str, done: float) -> None:
+        bar.set_description(phase)
+        bar.update(max(0, round(100 * done) - bar.n))
+
+    return update, bar.close
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from validation.core import measure
+    from validation.render import render
+
+    cfg = config_from_args(args)
+    progress, close = _progress_bar(not args.no_progress)
+    try:
+        result = measure(cfg, device=args.device or _default_device(), batch_size=args.batch_size,
+                         context_length=args.context_length, dtype=args.dtype, steps=args.steps,
+                         progress=progress)
+    finally:
+        close()
+    text = render(result, args.format)
+    if args.out:
+        atomic_write_text(args.out, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    return run_cli(main, argv, prog="python -m validation.measure")

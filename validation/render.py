@@ -1,0 +1,85 @@
+"""A Measurement as a plain-text table, Markdown or JSON (all number formatting lives here and in
+accounting.format). Imports no torch."""
+
+from __future__ import annotations
+
+import json
+
+from accounting.format import fmt_bytes, fmt_count, fmt_flops, fmt_flops_per_s, fmt_int
+from validation.rows import ComparisonRow, Measurement
+
+FORMATS = ("table", "markdown", "json")
+_HEADERS = ("quantity", "component", "symbolic", "measured", "rel. diff", "reason")
+
+
+def fmt_value(value, unit: str) -> str:
+    """A value in its unit: exact integers with separators plus a short form, seconds, ratios."""
+    if value is None:
+        return "-"
+    if unit in ("params", "flops", "bytes") and isinstance(value, int):
+        short = {"params": fmt_count, "flops": fmt_flops, "bytes": fmt_bytes}[unit](value)
+        return f"{fmt_int(value)} ({short})"
+    if unit == "flop/s":
+        return fmt_flops_per_s(value)
+    if unit == "ratio":
+        return f"{100 * value:.2f}%"
+    if unit == "seconds":
+        return f"{value:.4g} s"
+    return f"{value:,.4g} {unit}"
+
+
+def fmt_rel_diff(row: ComparisonRow) -> str:
+    diff = row.rel_diff
+    if diff is None:
+        return "-"
+    return "equal" if row.equal else f"{100 * diff:+.3f}%"
+
+
+def _cells(row: ComparisonRow) -> list[str]:
+    return [row.quantity, row.component, fmt_value(row.symbolic, row.unit),
+            fmt_value(row.measured, row.unit), fmt_rel_diff(row), row.reason]
+
+
+def _header(m: Measurement) -> list[str]:
+    s, hw, c = m.settings, m.hardware, m.config
+    return [
+        f"Validation: {c.get('num_layers')} layers, d_model {c.get('d_model')}, "
+        f"attention {c.get('attention')}, ffn {c.get('ffn')}, norm {c.get('norm')} ({c.get('norm_position')}), "
+        f"positions {c.get('positions')}, tied {c.get('tie_embeddings')}",
+        f"B={s.get('batch_size')} T={s.get('context_length')} dtype={s.get('dtype')} steps={s.get('steps')} "
+        f"on {s.get('device')} ({hw.get('name')}; torch {hw.get('torch')}, CUDA {hw.get('cuda')}, "
+        f"python {hw.get('python')}, load {hw.get('load_average_1min')})",
+        "FLOPs: 2*m*n*p per matmul; bytes: saved-for-backward tensors deduplicated by storage, "
+        "no parameters; symbolic = accounting, measured = instruments",
+    ]
+
+
+def to_table(m: Measurement) -> str:
+    cells = [list(_HEADERS)] + [_cells(r) for r in m.rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(_HEADERS) - 1)]
+    lines = _header(m) + [""]
+    for i, r in enumerate(cells):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  ------")
+    lines += [f"note: {n}" for n in m.notes]
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def to_markdown(m: Measurement) -> str:
+    lines = [f"_{h}_  " for h in _header(m)] + ["", "| " + " | ".join(_HEADERS) + " |",
+                                                   "|" + "---|" * len(_HEADERS)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _cells(r)) + " |" for r in m.rows]
+    lines += [""] + [f"- note: {n}" for n in m.notes]
+    return "\n".join(lines) + "\n"
+
+
+def render(measurement: Measurement, fmt: str = "table") -> str:
+    """The measurement as "table" (plain text), "markdown" or "json" (Measurement.to_dict)."""
+    if fmt == "json":
+        return json.dumps(measurement.to_dict(), indent=2) + "\n"
+    if fmt == "table":
+        return to_table(measurement)
+    if fmt == "markdown":
+        return to_markdown(measurement)
+    raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")

@@ -1,0 +1,109 @@
+"""Wall-clock training steps (CPU and CUDA), throughput, MFU, and the hardware description.
+
+A timed step is forward + loss + backward + AdamW step + zero_grad, with no instrument attached,
+after one untimed warm-up step. On CUDA each step is timed with CUDA events; on CPU with
+time.perf_counter. Model FLOPs for throughput and MFU are accounting.train_step_flops (forward +
+backward matmuls, no sdpa recompute, no optimizer), PaLM's definition.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+from accounting.hardware import GPU, get_gpu
+from model.loss import cross_entropy
+from model.optim import AdamW
+
+_GPU_NAMES = (("h200", "H200"), ("h100 pcie", "H100-PCIe"), ("h100", "H100-SXM"),
+              ("a100-sxm4-40gb", "A100-40GB"), ("a100", "A100-80GB"))
+
+
+def match_gpu(device_name: str) -> GPU | None:
+    """The accounting table's entry for a CUDA device name (torch.cuda.get_device_name), or None."""
+    lowered = device_name.lower()
+    return next((get_gpu(key) for pattern, key in _GPU_NAMES if pattern in lowered), None)
+
+
+def matmul_dtype(dtype: str, allow_tf32: bool) -> str:
+    """The dtype whose peak applies: bfloat16, else tfloat32 when TF32 matmuls are on, else float32."""
+    if dtype == "bfloat16":
+        return "bfloat16"
+    return "tfloat32" if allow_tf32 else "float32"
+
+
+def mfu(model_flops_per_step: int, seconds_per_step: float, peak_flops_per_s: float) -> float:
+    """Model FLOPs utilization = (model FLOPs / step time) / peak FLOP/s."""
+    if not seconds_per_step > 0 or not peak_flops_per_s > 0:
+        raise ValueError("step time and peak FLOP/s must be positive")
+    return model_flops_per_step / seconds_per_step / peak_flops_per_s
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _step(model, optimizer, x, y) -> None:
+    cross_entropy(model(x), y).backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def time_steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> list[float]:
+    """Seconds of each of `steps` timed training steps (after one warm-up step)."""
+    device = x.device
+    optimizer = AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    _step(model, optimizer, x, y)  # warm-up: kernels chosen, allocator and AdamW state populated
+    _sync(device)
+    times = []
+    for _ in range(steps):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            _step(model, optimizer, x, y)
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)  # ms -> s
+        else:
+            t0 = time.perf_counter()
+            _step(model, optimizer, x, y)
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware(device: str) -> dict:
+    """Where the measurement ran: device, its name (GPU or CPU model), torch, CUDA, python,
+    CPU count and the 1-minute load average (timings on a shared machine are noisy)."""
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    return {
+        "device": dev.type,
+        "name": torch.cuda.get_device_name(dev) if cuda else _cpu_name(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if cuda else None,
+        "python": sys.version.split()[0],
+        "cpu_count": os.cpu_count(),
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "torch_threads": torch.get_num_threads(),
+    }
