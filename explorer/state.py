@@ -172,10 +172,7 @@ def parse_query(params: Mapping[str, Any]) -> tuple[Settings, list[str]]:
         except ValueError as exc:
             reason = str(exc) if "must" in str(exc) else "cannot be read"
             warnings.append(f"URL parameter `{name}={text}` {reason}; using the default instead.")
-    settings = Settings(**values)
-    base = settings.base_config
-    kept = tuple((k, v) for k, v in sorted(overrides.items()) if getattr(base, k) != v)
-    return dataclasses.replace(settings, overrides=kept), warnings
+    return with_overrides(Settings(**values), overrides), warnings
 
 
 def _text(value: Any) -> str:

@@ -1,0 +1,64 @@
+"""explorer.state: URL <-> settings, against properties (round trip) and hand-made cases."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hypothesis import given, settings as hsettings, strategies as st
+
+from accounting.config import VARIANT_CHOICES, get_preset
+from explorer.state import (
+    DEFAULTS, DTYPES, GPU_NAMES, PRESETS, VIEWS, Settings, parse_query, to_query, with_overrides,
+)
+
+_overrides = st.fixed_dictionaries({}, optional={
+    "d_model": st.integers(1, 4096), "num_heads": st.integers(1, 64), "num_layers": st.integers(1, 96),
+    "vocab_size": st.integers(1, 300_000), "d_ff": st.integers(1, 20_000),
+    "tie_embeddings": st.booleans(), "rope_theta": st.floats(1.0, 1e7),
+    **{name: st.sampled_from(choices) for name, choices in VARIANT_CHOICES.items()},
+})
+
+_settings = st.builds(
+    lambda view, preset, ctx, batch, dtype, gpu, peak, mem, mfu, steps, ckpt, overrides: with_overrides(
+        Settings(view=view, preset=preset, context_length=ctx, batch_size=batch, dtype=dtype, gpu=gpu,
+                 peak_tflops=peak, memory_gib=mem, mfu=mfu, steps=steps, checkpointing=ckpt), overrides),
+    st.sampled_from(list(VIEWS)), st.sampled_from(PRESETS), st.integers(1, 1 << 20), st.integers(1, 4096),
+    st.sampled_from(DTYPES), st.sampled_from(GPU_NAMES), st.floats(0.5, 5000), st.floats(0.5, 500),
+    st.floats(0.01, 1.0), st.integers(1, 10**9), st.booleans(), _overrides)
+
+
+def _same(a: Settings, b: Settings) -> bool:
+    """Equal up to what the URL keeps: custom-GPU fields only matter for the custom GPU."""
+    if a.gpu != "custom":
+        a = dataclasses.replace(a, peak_tflops=b.peak_tflops, memory_gib=b.memory_gib)
+    if a.context_length == a.base_config.context_length:
+        a = dataclasses.replace(a, context_length=b.context_length)
+    return a == b
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(_settings)
+def test_url_round_trip(s):
+    back, warnings = parse_query(to_query(s))
+    assert warnings == []
+    assert _same(s, back)
+
+
+def test_defaults_give_an_empty_url():
+    assert to_query(DEFAULTS) == {}
+    assert parse_query({}) == (DEFAULTS, [])
+
+
+def test_bad_values_fall_back_with_a_warning_each():
+    s, warnings = parse_query({"preset": "gpt5", "batch_size": "-1", "mfu": "2", "norm": "layernorm",
+                               "d_model": "x", "whatever": "1", "context_length": "2048"})
+    assert (s.preset, s.batch_size, s.mfu, s.overrides) == ("gpt2-small", 8, 0.5, ())
+    assert s.context_length == 2048  # the good value is kept
+    assert len(warnings) == 6
+    assert any("`preset=gpt5`" in w for w in warnings) and any("whatever" in w for w in warnings)
+
+
+def test_overrides_equal_to_the_preset_are_dropped():
+    s, _ = parse_query({"preset": "gpt2-xl", "d_model": "1600", "num_heads": "32"})
+    assert s.overrides == (("num_heads", 32),)
+    assert s.config() == get_preset("gpt2-xl").replace(num_heads=32)

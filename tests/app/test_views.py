@@ -1,0 +1,18 @@
+"""Every view renders for every preset without an exception (AppTest, one session per view)."""
+
+from __future__ import annotations
+
+import pytest
+
+from explorer.state import PRESETS, VIEWS
+
+
+@pytest.mark.parametrize("view", list(VIEWS))
+def test_every_view_renders_for_every_preset(ui, view):
+    at = ui.open(view=view)
+    ui.clean(at)
+    assert at.title[0].value.endswith(VIEWS[view])
+    for preset in PRESETS:
+        at.selectbox(key="w_preset").set_value(preset).run()
+        ui.clean(at)
+        assert at.query_params.get("view", "overview") == view
