@@ -1,0 +1,125 @@
+"""Train, Tokenizer and Downloads views: a tiny live run to completion with falling loss, cancel,
+sampling, the tokenizer's byte counts, the downloads (AppTest + the worker registry)."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+
+import pytest
+
+from explorer import runs
+
+
+def _wait(at, job_id, timeout=90.0):
+    job = runs.get_job(job_id)
+    deadline = time.monotonic() + timeout
+    while job.running and time.monotonic() < deadline:
+        time.sleep(0.2)
+        at.run()  # the page keeps polling while the worker trains
+    assert job.wait(5), "the training job did not end"
+    return job
+
+
+def _tiny(at, steps):
+    at.number_input(key="w_train_kb").set_value(60)
+    at.number_input(key="w_train_vocab").set_value(300)
+    at.number_input(key="w_train_d_model").set_value(32)
+    at.number_input(key="w_train_d_ff").set_value(64)
+    at.number_input(key="w_train_ctx").set_value(32)
+    at.number_input(key="w_train_batch").set_value(8)
+    at.number_input(key="w_train_steps").set_value(steps)
+    at.number_input(key="w_train_lr").set_value(0.01)
+    return at.run()
+
+
+@pytest.fixture(scope="module")
+def trained(ui):
+    """One session that trained the baseline and the SiLU ablation for 40 steps."""
+    at = _tiny(ui.open(view="train", timeout=120), 40)
+    at.multiselect(key="w_train_variants").select("SiLU FFN").run()
+    at.button(key="w_train_start").click().run()
+    ui.clean(at)
+    job_id = at.session_state["train_job"]
+    job = _wait(at, job_id)
+    at.run()
+    return at, job
+
+
+def test_tiny_run_completes_with_falling_loss(ui, trained):
+    at, job = trained
+    ui.clean(at)
+    states = job.snapshot()
+    assert [s.label for s in states] == ["baseline", "SiLU FFN"]
+    for s in states:
+        assert s.status == "done", s.message
+        steps, losses, vsteps, vlosses = s.losses()
+        assert steps[-1] == 40 and vsteps[-1] == 40
+        assert losses[-1] < losses[0] - 0.5  # from ~ln(300) = 5.7 down
+        assert s.checkpoint is not None and s.checkpoint.is_file()
+    silu = states[1].config
+    assert (silu.ffn, silu.d_ff) == ("silu", 96)  # 3/2 of 64: about SwiGLU's parameter count
+    assert {"train loss", "tokens/s", "MFU"} <= set(ui.metrics(at))
+    assert any("baseline" in m.value and "done" in m.value for m in at.markdown)
+
+
+def test_sampling_uses_the_trained_model(ui, trained):
+    at, job = trained
+    at.slider(key="w_sample_temp").set_value(0.0)
+    at.number_input(key="w_sample_n").set_value(5)
+    at.button(key="w_sample_go").click().run()
+    ui.clean(at)
+    text = at.code[-1].value
+    assert text.startswith("def ") and len(text) > len("def ")
+
+
+def test_downloads_offer_checkpoint_and_tokenizer(ui, trained):
+    at, job = trained
+    at.radio(key="w_view").set_value("downloads").run()
+    ui.clean(at)
+    labels = [b.label for b in at.get("download_button")]
+    assert any(label.startswith("Checkpoint") for label in labels)
+    assert any(label.startswith("Tokenizer") for label in labels)
+    archive = zipfile.ZipFile(io.BytesIO(runs.tokenizer_zip(job.tokenizer)))
+    assert {"vocab.json", "merges.txt"} <= set(archive.namelist())
+
+
+def test_cancel_stops_the_worker(ui):
+    at = _tiny(ui.open(view="train", timeout=120), 100_000)
+    at.multiselect(key="w_train_variants").select("no norm").run()
+    at.button(key="w_train_start").click().run()
+    job = runs.get_job(at.session_state["train_job"])
+    deadline = time.monotonic() + 30
+    while not job.snapshot()[0].events and time.monotonic() < deadline:
+        time.sleep(0.1)
+    at.run()
+    at.button(key="w_train_cancel").click().run()
+    assert job.wait(30)
+    states = job.snapshot()
+    assert states[0].status == "stopped" and states[0].events[-1]["reason"] == "stopped"
+    assert states[1].status == "cancelled"  # the queued ablation never started
+    at.run()
+    ui.clean(at)
+
+
+def test_tokenizer_view_counts_bytes(ui):
+    at = ui.open(view="tokenizer", timeout=120)
+    text = "héllo wörld 🙂"
+    at.text_area(key="w_tok_text").input(text).run()
+    ui.clean(at)
+    shown = ui.metrics(at)
+    assert shown["UTF-8 bytes"] == str(len(text.encode("utf-8")))
+    assert shown["UTF-16 bytes"] == str(len(text.encode("utf-16-le")))
+    assert shown["UTF-32 bytes"] == str(4 * len(text))
+    tokens = int(shown["tokens"])
+    assert shown["UTF-8 bytes / token"] == f"{len(text.encode('utf-8')) / tokens:.2f}"
+
+
+def test_bad_upload_is_an_inline_error():
+    from explorer.corpus import read_text
+
+    for data, message in ((b"\x00\x01binary", "binary"), (b"\xff\xfe bad", "not UTF-8"), (b"  ", "no text")):
+        with pytest.raises(ValueError, match=message):
+            read_text(data, "f.txt")
+    assert read_text("héllo".encode(), "f.txt") == "héllo"
