@@ -58,6 +58,7 @@ def measure(cfg: ModelConfig, *, device: str = "meta", batch_size: int = 1,
     report = progress or (lambda phase, done: None)
     ctx = RunContext(dev.type, cfg.attention, dtype)
     report("build model", 0.0)
+    cuda_fixed = _cuda_fixed(dev) if dev.type == "cuda" else (0, 0)
     model = build(cfg, str(dev), dtype)
     x, y = batch(cfg, batch_size, T, str(dev))
     raw = instrumented_step(model, x, y, report)
@@ -76,7 +77,7 @@ def measure(cfg: ModelConfig, *, device: str = "meta", batch_size: int = 1,
         from validation.cuda import memory_phases
 
         report("CUDA memory", 0.8)
-        mem = memory_phases(lambda: build(cfg, str(dev), dtype), x, y)
+        mem = memory_phases(lambda: build(cfg, str(dev), dtype), x, y, *cuda_fixed)
         rows += cuda_memory_rows(cfg, mem, batch_size, T, ctx)
     report("done", 1.0)
     settings = {"batch_size": batch_size, "context_length": T, "dtype": dtype, "steps": steps,
@@ -86,6 +87,13 @@ def measure(cfg: ModelConfig, *, device: str = "meta", batch_size: int = 1,
     if unexplained:
         notes.append("unexplained differences: " + ", ".join(unexplained))
     return Measurement(rows, hardware(str(dev)), dataclasses.asdict(cfg), settings, notes)
+
+
+def _cuda_fixed(dev: torch.device) -> tuple[int, int]:
+    """The CUDA context and cuBLAS workspace, measured before the model touches the GPU."""
+    from validation.cuda import context_bytes, cublas_workspace_bytes
+
+    return context_bytes(dev), cublas_workspace_bytes(dev)
 
 
 def _attribution_notes(raw) -> list[str]:

@@ -58,11 +58,11 @@ def cublas_workspace_bytes(device: torch.device) -> int:
     return max(grown - 2 * 512, 0)  # minus the two 8x8 float32 tensors' 512-byte blocks
 
 
-def memory_phases(build_model, x: torch.Tensor, y: torch.Tensor) -> CudaMemory:
-    """Allocator bytes at each phase; `build_model()` builds the model on x's device."""
+def memory_phases(build_model, x: torch.Tensor, y: torch.Tensor, context: int, workspace: int) -> CudaMemory:
+    """Allocator bytes at each phase; `build_model()` builds the model on x's device. `context` and
+    `workspace` come from context_bytes / cublas_workspace_bytes, taken before any other CUDA work
+    of the process (the workspace is allocated once, on the first matmul)."""
     device = x.device
-    ctx = context_bytes(device)
-    workspace = cublas_workspace_bytes(device)
     torch.cuda.synchronize(device)
     torch.cuda.empty_cache()
     base = torch.cuda.memory_allocated(device)
@@ -87,5 +87,5 @@ def memory_phases(build_model, x: torch.Tensor, y: torch.Tensor) -> CudaMemory:
     reserved = torch.cuda.max_memory_reserved(device)
     del model, optimizer
     torch.cuda.empty_cache()
-    return CudaMemory(ctx, workspace, after_weights, after_forward - after_weights,
+    return CudaMemory(context, workspace, after_weights, after_forward - after_weights,
                       after_backward - after_weights, after_step - after_backward, peak, reserved)

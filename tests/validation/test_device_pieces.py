@@ -1,0 +1,128 @@
+"""The CUDA-only and timing pieces that can be checked without a GPU: GPU matching, MFU, the
+named reasons, the CUDA memory rows from given allocator numbers; and the tokenizer check."""
+
+from __future__ import annotations
+
+import pytest
+
+from accounting import (activation_bytes, adamw_state_bytes, get_gpu, get_preset, mfu_from_tokens_per_s,
+                        total_parameters, train_step_flops)
+from validation import reasons
+from validation.reasons import RunContext, reason_for
+
+pytest.importorskip("torch")
+
+
+def test_match_gpu_and_matmul_dtype():
+    from validation.timing import match_gpu, matmul_dtype
+
+    assert match_gpu("NVIDIA H100 80GB HBM3").name == "H100-SXM"
+    assert match_gpu("NVIDIA H100 PCIe").name == "H100-PCIe"
+    assert match_gpu("NVIDIA H200").name == "H200"
+    assert match_gpu("NVIDIA A100-SXM4-40GB").name == "A100-40GB"
+    assert match_gpu("NVIDIA A100-SXM4-80GB").name == "A100-80GB"
+    assert match_gpu("NVIDIA GeForce RTX 4090") is None
+    assert matmul_dtype("bfloat16", False) == "bfloat16"
+    assert matmul_dtype("float32", True) == "tfloat32" and matmul_dtype("float32", False) == "float32"
+
+
+def test_mfu_matches_accounting_inverse():
+    from validation.timing import mfu
+
+    cfg, B, T = get_preset("gpt2-small"), 8, 1024
+    seconds = 0.5
+    peak = get_gpu("H100-SXM").peak("bfloat16")
+    ours = mfu(train_step_flops(cfg, B, T), seconds, peak)
+    assert ours == pytest.approx(mfu_from_tokens_per_s(cfg, B * T / seconds, peak_flops_per_s=peak,
+                                                       context_length=T))
+    d, f, V, L = 768, 3072, 50257, 12
+    by_hand = 3 * B * (L * (8 * T * d * d + 4 * T * T * d + 6 * T * d * f) + 2 * T * d * V)
+    assert ours == pytest.approx(by_hand / 0.5 / 989.4e12)
+    with pytest.raises(ValueError):
+        mfu(1, 0.0, peak)
+
+
+def test_timing_rows_by_hand():
+    from validation.device_rows import timing_rows
+
+    cfg = get_preset("tinystories")
+    rows = {(r.quantity, r.component): r for r in timing_rows(cfg, 2, 128, [0.3, 0.1, 0.2], 1e12, "x")}
+    assert rows[("step time", "total")].measured == 0.2  # the median
+    assert rows[("throughput", "tokens/s")].measured == pytest.approx(256 / 0.2)
+    assert rows[("MFU", "total")].measured == pytest.approx(train_step_flops(cfg, 2, 128) / 0.2 / 1e12)
+    assert ("MFU", "total") not in {(r.quantity, r.component) for r in timing_rows(cfg, 2, 128, [1.0], None)}
+
+
+def test_reason_naming():
+    cpu_sdpa, meta_sdpa = RunContext("cpu", "sdpa"), RunContext("meta", "sdpa")
+    assert reason_for("parameters", "total", cpu_sdpa, 5, 5) == ""
+    assert reason_for("parameters", "total", cpu_sdpa, None, 5) == ""
+    assert reason_for("backward matmul FLOPs", "layers.attn.core", cpu_sdpa, 4, 5) == reasons.SDPA_RECOMPUTE
+    assert reason_for("backward matmul FLOPs", "layers.attn.core", meta_sdpa, 4, 5) == reasons.UNEXPLAINED
+    assert reason_for("non-matmul forward FLOPs", "layers.attn", meta_sdpa, 0, 5) == reasons.META_SDPA_MATH
+    assert reason_for("activations (textbook)", "total", cpu_sdpa, 4, 5) == reasons.TEXTBOOK
+    assert reason_for("activations (implementation)", "layers.attn", RunContext("cuda", "sdpa"), 4, 5
+                      ) == reasons.CUDA_SDPA_SAVED
+    assert reason_for("parameters", "lm_head", cpu_sdpa, 4, 5) == reasons.UNEXPLAINED
+    peak_bf16 = reason_for("CUDA memory", "peak", RunContext("cuda", "naive", "bfloat16"), 4, 5)
+    assert reasons.LOGITS_UPCAST in peak_bf16 and reasons.CUBLAS_WORKSPACE in peak_bf16
+    assert meta_sdpa.sdpa_backend == "math" and cpu_sdpa.sdpa_backend == "fused" and cpu_sdpa.fused_sdpa
+
+
+def test_cuda_memory_rows_from_given_allocator_numbers():
+    from validation.cuda import CudaMemory
+    from validation.device_rows import cuda_memory_rows
+
+    cfg, B, T = get_preset("gpt2-small"), 4, 512
+    n = total_parameters(cfg)
+    acts = activation_bytes(cfg, B, T)
+    mem = CudaMemory(context_bytes=500 << 20, cublas_workspace_bytes=8 << 20, weights=4 * n + 512,
+                     activations=acts + 4096, gradients=4 * n, optimizer_state=8 * n,
+                     peak=16 * n + acts + (300 << 20), reserved=17 * n + acts + (400 << 20))
+    rows = {r.component: r for r in cuda_memory_rows(cfg, mem, B, T, RunContext("cuda", "naive"))}
+    assert rows["after weights"].symbolic == 4 * n and rows["after weights"].reason == reasons.ALLOCATOR_ROUNDING
+    assert rows["gradients"].equal and rows["optimizer state"].symbolic == adamw_state_bytes(cfg)
+    assert rows["peak"].symbolic == 16 * n + acts and reasons.TEMPORARIES in rows["peak"].reason
+    assert rows["reserved"].symbolic is None and rows["reserved"].reason
+    assert rows["CUDA context"].measured == 500 << 20 and rows["CUDA context"].reason == reasons.CUDA_CONTEXT
+    assert all(r.reason != reasons.UNEXPLAINED for r in rows.values())
+
+
+def test_tokenizer_measurement_feeds_the_dataset_formulas():
+    from tokenizer import Tokenizer, train_bpe_from_text
+    from validation import measure_tokenizer
+
+    text = "<|endoftext|>".join(["the cat sat on the mat. " * 20, "a dog ate the hat! " * 30, "héllo wörld " * 9])
+    vocab, merges = train_bpe_from_text(text, 300, ["<|endoftext|>"])
+    m = measure_tokenizer(text, Tokenizer(vocab, merges, ["<|endoftext|>"]))
+    n_tokens = m.stats.n_tokens
+    assert m.stats.utf8_bytes == len(text.replace("<|endoftext|>", "").encode("utf-8"))
+    assert m.bytes_per_token == pytest.approx(m.stats.utf8_bytes / n_tokens) and m.bytes_per_s > 0
+    rows = {(r.quantity, r.component): r for r in m.rows}
+    assert rows[("dataset", "tokens")].equal and rows[("dataset", "tokens")].measured == n_tokens
+    assert rows[("dataset", "storage")].equal and rows[("dataset", "storage")].measured == 2 * n_tokens
+    assert not m.trained_on_text
+    with pytest.raises(ValueError):
+        measure_tokenizer("<|endoftext|>", Tokenizer(vocab, merges, ["<|endoftext|>"]))
+
+
+def test_memory_phases_arithmetic_with_a_scripted_allocator(monkeypatch):
+    """The CUDA memory path run on CPU tensors, torch.cuda's counters replaced by a script: checks
+    the order of the phases and the deltas (the GPU numbers themselves need a GPU)."""
+    import torch
+
+    from validation import cuda
+    from validation.run import batch, build
+
+    readings = iter([100, 1_100, 1_600, 2_100, 4_100])  # base, weights, forward, backward, step
+    for name in ("synchronize", "empty_cache", "reset_peak_memory_stats"):
+        monkeypatch.setattr(torch.cuda, name, lambda *a, **k: None)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *a: next(readings))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 5_000)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda *a: 6_000)
+    from .conftest import tiny
+
+    cfg = tiny()
+    x, y = batch(cfg, 2, 5, "cpu")
+    mem = cuda.memory_phases(lambda: build(cfg, "cpu", "float32"), x, y, context=7, workspace=3)
+    assert mem == cuda.CudaMemory(7, 3, 1_000, 500, 1_000, 2_000, 4_900, 6_000)

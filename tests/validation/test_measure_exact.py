@@ -1,0 +1,99 @@
+"""Measured (the real model with instruments) vs symbolic (accounting): exact, integer for integer.
+
+Meta device for every preset at its full size and for every variant of a tiny config; real CPU
+tensors for a few tiny cases, where torch's fused sdpa kernel runs (its backward recomputes the
+scores: the only named difference in the matmul FLOPs)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from accounting import attention_recompute_flops, forward_flops_rows, get_preset, list_presets
+from validation import measure
+from validation.reasons import META_SDPA_MATH, SDPA_RECOMPUTE
+
+from .conftest import assert_exact, tiny
+
+pytest.importorskip("torch")
+
+VARIANTS = list(itertools.product(("rmsnorm", "none"), ("pre", "post"), ("rope", "none"),
+                                  ("swiglu", "silu"), (False, True), ("naive", "sdpa")))
+
+
+@pytest.mark.parametrize("preset", list_presets())
+def test_every_preset_on_meta(preset):
+    cfg = get_preset(preset)
+    m = measure(cfg, device="meta")
+    assert_exact(m, allowed_reasons=(META_SDPA_MATH,))
+    assert m.row("parameters").measured == m.row("parameters").symbolic
+    assert m.settings["context_length"] == cfg.context_length and m.hardware["device"] == "meta"
+
+
+@pytest.mark.parametrize("batch_size,context_length", [(1, 1024), (3, 200), (8, 64)])
+def test_gpt2_small_batch_and_context_on_meta(batch_size, context_length):
+    cfg = get_preset("gpt2-small")
+    m = measure(cfg, device="meta", batch_size=batch_size, context_length=context_length)
+    assert_exact(m)
+    by_hand = 12 * 2 * 2 * batch_size * context_length**2 * 768  # QK^T and P V, dense, 12 blocks
+    assert (m.row("forward matmul FLOPs", "layers.attn.scores").measured
+            + m.row("forward matmul FLOPs", "layers.attn.weighted_values").measured) == by_hand
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(map(str, v)))
+def test_every_variant_on_meta(variant):
+    norm, position, positions, ffn, tie, attention = variant
+    cfg = tiny(norm=norm, norm_position=position, positions=positions, ffn=ffn,
+               tie_embeddings=tie, attention=attention)
+    m = measure(cfg, device="meta", batch_size=2, context_length=12)
+    assert_exact(m, allowed_reasons=(META_SDPA_MATH,))
+    nonmatmul = m.row("non-matmul forward FLOPs")
+    assert nonmatmul.equal or (attention == "sdpa" and nonmatmul.reason == META_SDPA_MATH)
+
+
+@pytest.mark.parametrize("variant,dtype", [
+    ({}, "float32"),
+    ({"attention": "sdpa"}, "float32"),
+    ({"attention": "sdpa", "positions": "none", "ffn": "silu", "tie_embeddings": True}, "float32"),
+    ({"norm_position": "post"}, "bfloat16"),
+    ({"attention": "sdpa", "norm": "none"}, "bfloat16"),
+], ids=str)
+def test_real_cpu_tensors(variant, dtype):
+    cfg = tiny(**variant)
+    m = measure(cfg, device="cpu", batch_size=3, context_length=10, dtype=dtype, steps=1)
+    assert_exact(m, allowed_reasons=(SDPA_RECOMPUTE,))
+    assert m.row("non-matmul forward FLOPs").equal
+    backward = m.row("backward matmul FLOPs")
+    recompute = attention_recompute_flops(cfg, 3, 10) if cfg.attention == "sdpa" else 0
+    assert backward.measured == backward.symbolic + recompute
+    assert m.row("step time").measured > 0 and m.row("throughput", "tokens/s").measured > 0
+
+
+def test_sdpa_core_is_one_row_with_both_matmuls():
+    cfg = tiny(attention="sdpa")
+    m = measure(cfg, device="meta", batch_size=2, context_length=8)
+    core = m.row("forward matmul FLOPs", "layers.attn.core")
+    rows = {r.name: r.value for r in forward_flops_rows(cfg, 2, 8)}
+    assert core.measured == rows["layers.attn.scores"] + rows["layers.attn.weighted_values"]
+    assert m.row("non-matmul forward FLOPs", "layers.attn").reason == META_SDPA_MATH
+
+
+def test_progress_is_reported_in_order():
+    seen = []
+    measure(tiny(), device="meta", progress=lambda phase, done: seen.append((phase, done)))
+    fractions = [d for _, d in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and seen[0][0] == "build model"
+
+
+def test_bad_settings_raise_value_error():
+    for kwargs, fragment in (({"device": "tpu"}, "device"), ({"batch_size": 0}, "batch_size"),
+                             ({"dtype": "float16"}, "dtype"), ({"steps": 0}, "steps")):
+        with pytest.raises(ValueError, match=fragment):
+            measure(tiny(), **kwargs)
+
+
+def test_longer_context_than_the_config_grows_it():
+    m = measure(tiny(), device="meta", context_length=40)
+    assert m.config["context_length"] == 40
+    assert_exact(m)
