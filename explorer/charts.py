@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import pandas as pd
@@ -28,14 +29,17 @@ def shares_vs_context(frame: pd.DataFrame, crossover: float, current: int, title
         fig.add_trace(go.Scatter(x=part["context_length"], y=part["share"], name=group,
                                  mode="lines+markers",
                                  hovertemplate="T=%{x:,}: %{y:.1%}<extra>" + group + "</extra>"))
-    fig.add_vline(x=crossover, line_dash="dash", line_color="crimson",
-                  annotation_text=f"attention core = FFN at T ≈ {crossover:,.0f}",
-                  annotation_position="top left")
-    fig.add_vline(x=current, line_dash="dot", line_color="gray", annotation_text=f"your T = {current:,}",
-                  annotation_position="bottom right")
-    fig.update_layout(title=title, xaxis=dict(type="log", title="context length T (tokens)"),
-                      yaxis=dict(title="share of forward matmul FLOPs", tickformat=".0%"), height=420,
-                      **_LAYOUT)
+    top = dict(y=1.0, yref="paper", yanchor="bottom", showarrow=False, font=dict(size=11))
+    fig.add_vline(x=crossover, line_dash="dash", line_color="crimson")
+    fig.add_annotation(x=math.log10(crossover), text=f"attention core = FFN<br>at T ≈ {crossover:,.0f}",
+                       **{**top, "font": dict(size=11, color="crimson")})
+    fig.add_vline(x=current, line_dash="dot", line_color="gray")
+    fig.add_annotation(x=math.log10(current), text=f"your T = {current:,}", xanchor="right", **top)
+    ticks = sorted(set(frame["context_length"]))
+    fig.update_layout(title=title, xaxis=dict(type="log", title="context length T (tokens)", tickvals=ticks,
+                                              ticktext=[f"{t // 1024}k" if t >= 1024 else str(t) for t in ticks]),
+                      yaxis=dict(title="share of forward matmul FLOPs", tickformat=".0%"), height=440,
+                      **{**_LAYOUT, "margin": dict(l=10, r=10, t=90, b=10)})
     return fig
 
 
@@ -50,23 +54,38 @@ def shares_across_sizes(frame: pd.DataFrame, title: str) -> go.Figure:
     return fig
 
 
+_FIXED_COLORS = {"weights": "#1f3b73", "weights_bf16_copy": "#3a6fb0", "gradients": "#7fa7d9",
+                 "optimizer_state": "#8c8c8c"}
+_ACTIVATION_COLORS = ("#f4a261", "#e76f51", "#e9c46a", "#2a9d8f", "#8ab17d", "#b5838d", "#6d597a",
+                      "#ffb4a2", "#bc6c25", "#90be6d", "#f9844a", "#577590", "#43aa8b", "#f94144",
+                      "#277da1", "#cdb4db")
+
+
 def memory_vs_batch(frame: pd.DataFrame, budget_bytes: int, budget_label: str, largest: int,
                     title: str) -> go.Figure:
-    """Stacked bytes per component against B, the memory budget as a line, the largest B marked."""
+    """Stacked bytes per component against B, the memory budget as a line, the largest B marked.
+    Weights, gradients and optimizer state in blues/grey at the bottom; activations above."""
     gib = 2**30
     fig = go.Figure()
+    batches = sorted(set(frame["batch_size"]))
+    activation = 0
     for component, part in frame.groupby("component", sort=False):
-        fig.add_trace(go.Bar(x=part["batch_size"], y=part["bytes"] / gib, name=component,
+        color = _FIXED_COLORS.get(component)
+        if color is None:
+            color = _ACTIVATION_COLORS[activation % len(_ACTIVATION_COLORS)]
+            activation += 1
+        fig.add_trace(go.Bar(x=part["batch_size"], y=part["bytes"] / gib, name=component, marker_color=color,
                              hovertemplate="B=%{x}: %{y:.3g} GiB<extra>" + component + "</extra>"))
     fig.add_hline(y=budget_bytes / gib, line_dash="dash", line_color="crimson",
-                  annotation_text=budget_label, annotation_position="top left")
+                  annotation_text=budget_label, annotation_position="top left",
+                  annotation_font_color="crimson")
     if largest > 0:
-        fig.add_vline(x=largest, line_dash="dot", line_color="green",
-                      annotation_text=f"largest batch B = {largest:,}", annotation_position="top right")
-    fig.update_layout(barmode="stack", title=title, height=520,
-                      xaxis=dict(title="batch size B (sequences)", type="category"),
-                      yaxis=dict(title="GiB (2³⁰ bytes)"),
-                      margin=dict(l=10, r=10, t=50, b=10), legend=dict(font=dict(size=10)))
+        fig.add_vline(x=largest, line_dash="dot", line_color="green", annotation_text=f"largest batch B = {largest:,}",
+                      annotation_position="top", annotation_font_color="green")
+    fig.update_layout(barmode="stack", title=title, height=540, bargap=0.15,
+                      xaxis=dict(title="batch size B (sequences)", tickvals=batches),
+                      yaxis=dict(title="GiB (2³⁰ bytes)"), legend=dict(font=dict(size=10), traceorder="reversed"),
+                      margin=dict(l=10, r=10, t=70, b=10))
     return fig
 
 

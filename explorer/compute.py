@@ -43,9 +43,19 @@ def rows_frame(rows: list[acc.Row], fmt) -> pd.DataFrame:
         "exact": [r.value for r in rows],
         "readable": [fmt(r.value) for r in rows],
         "share": [r.value / whole for r in rows],
-        "formula": [str(r.formula) for r in rows],
+        "formula": [formula_text(r.formula) for r in rows],
         "note": [r.note for r in rows],
     })
+
+
+def formula_text(expr) -> str:
+    """A formula as compact text for tables: 2·B·L·T·d^2 (st.latex shows the typeset form)."""
+    return str(expr).replace("**", "^").replace("*", "·")
+
+
+def table_height(rows: int) -> int:
+    """Pixels that show a st.dataframe of `rows` rows without an inner scrollbar."""
+    return 35 * (rows + 1) + 3
 
 
 @lru_cache(maxsize=64)

@@ -12,6 +12,7 @@ import accounting as acc
 from explorer import charts, compute
 from explorer.sidebar import _key
 from explorer.state import Settings
+from explorer.tables import component_table
 
 _FUSED, _CKPT, _CONV = "w_mem_fused", "w_mem_checkpointing", "w_mem_convention"
 
@@ -77,9 +78,7 @@ def _conventions(report: acc.Report) -> None:
     for col, (name, rows) in zip(cols, report.memory.activations.items()):
         with col:
             st.markdown(f"**{name}**: {acc.fmt_bytes(sum(r.value for r in rows))}")
-            st.dataframe(compute.rows_frame(rows, acc.fmt_bytes), hide_index=True, width="stretch",
-                         column_config={"share": st.column_config.ProgressColumn(
-                             "share", format="percent", min_value=0, max_value=1)})
+            component_table(compute.rows_frame(rows, acc.fmt_bytes))
     st.caption("textbook: the CS336 list of intermediate tensors × bytes of the run dtype. implementation: "
                "exactly what this model and its loss save for backward (RMSNorm internals float32, token "
                "ids int64, causal mask bool), deduplicated by storage, parameters excluded.")
@@ -89,5 +88,5 @@ def render(report: acc.Report, settings: Settings) -> None:
     checkpointing, convention = _toggles(report)
     _stack(report, checkpointing, convention)
     st.subheader("Peak memory at your batch (implementation convention, no checkpointing)")
-    st.dataframe(compute.rows_frame(report.memory.rows, acc.fmt_bytes), hide_index=True, width="stretch")
+    component_table(compute.rows_frame(report.memory.rows, acc.fmt_bytes))
     _conventions(report)

@@ -15,11 +15,23 @@ CONVENTIONS = (
 )
 
 
+INTRO = ("Pick a model, a context length T and a batch size B in the sidebar: every number below is "
+         "the exact count for one training step of B sequences of T tokens. Hover a **?** for how it "
+         "is counted; the other views show the breakdowns, the formulas and the measurements.")
+
+
 def _fit_text(report: Report) -> tuple[str, str]:
     fit = report.memory.largest_batch
     if fit is None:
         return "none", "weights + gradients + AdamW state alone exceed the GPU's memory"
-    return fmt_int(fit.batch_size), f"solved {fit.inequality} ⇒ B ≤ {fit.exact_solution:.3f}"
+    return fmt_int(fit.batch_size), (
+        f"solved {fmt_bytes(fit.fixed_bytes)} + {fmt_bytes(fit.bytes_per_sequence)} × B ≤ "
+        f"{fmt_bytes(fit.budget_bytes)} ⇒ B ≤ {fit.exact_solution:.3f}")
+
+
+def _captions(columns, texts) -> None:
+    for column, text in zip(columns, texts):
+        column.caption(text)
 
 
 def render(report: Report, settings: object = None) -> None:
@@ -29,6 +41,7 @@ def render(report: Report, settings: object = None) -> None:
     st.subheader(f"{cfg.num_layers} layers · d_model {cfg.d_model:,} · {cfg.num_heads} heads · "
                  f"vocab {cfg.vocab_size:,} — step of B={report.batch_size:,} × T={report.context_length:,} "
                  f"tokens, {report.dtype}")
+    st.markdown(INTRO)
     tokens = report.batch_size * report.context_length
     c = st.columns(4)
     c[0].metric("Parameters", fmt_int(p.total), help="Trainable parameters, tied matrices once; RoPE "
@@ -42,6 +55,8 @@ def render(report: Report, settings: object = None) -> None:
     c[3].metric("Training-step FLOPs", fmt_flops(f.train_step),
                 help=f"Forward + backward (2× forward) matmul FLOPs: {fmt_int(f.train_step)}; "
                      f"{fmt_flops(f.train_step / tokens)} per token. AdamW step not included.")
+    _captions(c, ("all weights, tied matrices once", "float32, 4 bytes per parameter",
+                  f"matmuls (2mnp) over B·T = {fmt_int(tokens)} tokens", "forward + backward (2× forward)"))
     c = st.columns(4)
     fits = m.peak_bytes <= m.budget_bytes
     c[0].metric("Peak training memory", fmt_bytes(m.peak_bytes),
@@ -56,6 +71,9 @@ def render(report: Report, settings: object = None) -> None:
     c[3].metric("Tokens trained", fmt_count(t.tokens),
                 help=f"steps × B × T = {fmt_int(t.tokens)}; Chinchilla-optimal (20 per parameter): "
                      f"{fmt_count(t.chinchilla_tokens)}.")
+    _captions(c, (f"{report.dtype}: weights, gradients, AdamW, activations",
+                  f"in {fmt_bytes(m.budget_bytes)} of {t.gpu}", f"{fmt_int(t.steps)} steps at {t.mfu:.0%} MFU",
+                  "steps × B × T"))
     if not fits:
         st.error(f"A batch of {report.batch_size:,} does not fit: it needs {fmt_bytes(m.peak_bytes)} but "
                  f"{t.gpu} holds {fmt_bytes(m.budget_bytes)}. Largest batch that fits: {batch} ({how}).")

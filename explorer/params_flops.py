@@ -8,12 +8,7 @@ import accounting as acc
 from explorer import charts, compute
 from explorer.state import Settings
 
-_COLUMNS = {"share": st.column_config.ProgressColumn("share", format="percent", min_value=0, max_value=1),
-            "exact": st.column_config.NumberColumn("exact", format="localized")}
-
-
-def _table(frame) -> None:
-    st.dataframe(frame, hide_index=True, column_config=_COLUMNS, width="stretch")
+from explorer.tables import component_table as _table
 
 
 def _parameters(report: acc.Report) -> None:
