@@ -71,6 +71,10 @@ class DispatchCounter(TorchDispatchMode):
                 self.nonmatmul[self.phase][self._component(True)] += flops
         return out
 
+    def nonmatmul_flops(self, phase: str = "forward") -> int:
+        """Non-matmul FLOPs of `phase`, all components."""
+        return sum(self.nonmatmul[phase].values())
+
     def _component(self, module_only: bool = False) -> str:
         """The running component: its full label, or only its module (non-matmul work)."""
         if self.attribution is None:
@@ -91,11 +95,12 @@ def storage_key(t: torch.Tensor) -> int:
 
 
 @contextlib.contextmanager
-def saved_bytes_by_component(attribution: Attribution, parameters: list[torch.Tensor]
+def saved_bytes_by_component(attribution: Attribution | None, parameters: list[torch.Tensor]
                              ) -> Iterator[dict[str, int]]:
     """Within the block, every tensor autograd saves is charged (its storage's bytes, once per
     storage, parameters excluded) to the module that saves it first (attribution.current's
-    module). Yields the dict it fills: component -> bytes."""
+    module; everything to "total" without an attribution). Yields the dict it fills:
+    component -> bytes."""
     skip = {storage_key(p) for p in parameters}
     seen: set[int] = set()
     by_component: dict[str, int] = defaultdict(int)
@@ -104,7 +109,8 @@ def saved_bytes_by_component(attribution: Attribution, parameters: list[torch.Te
         key = storage_key(t)
         if key not in skip and key not in seen:
             seen.add(key)
-            by_component[attribution.current[0]] += t.untyped_storage().nbytes()
+            label = attribution.current[0] if attribution is not None else "total"
+            by_component[label] += t.untyped_storage().nbytes()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):

@@ -19,55 +19,34 @@ def tiny(**variants):
 
 
 def saved_bytes(cfg, batch_size: int, context_length: int, dtype, sdpa_math: bool = False) -> int:
-    """Bytes saved for backward by the real model + loss, deduplicated by storage, no parameters.
-    `sdpa_math` forces torch's math sdpa kernel (the one the meta device runs)."""
+    """Bytes saved for backward by the real model + loss, deduplicated by storage, no parameters
+    (validation's saved-tensor instrument). `sdpa_math` forces torch's math sdpa kernel (the one
+    the meta device runs)."""
     import contextlib
 
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from model.loss import cross_entropy
     from model.transformer import TransformerLM
+    from validation.counters import saved_bytes_by_component
 
     torch.manual_seed(0)
     model = TransformerLM.from_config(cfg, dtype=dtype)
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    storages: dict[int, int] = {}
-
-    def pack(t):
-        st = t.untyped_storage()
-        if st.data_ptr() not in params:
-            storages.setdefault(st.data_ptr(), st.nbytes())
-        return t
-
     x = torch.randint(0, cfg.vocab_size, (batch_size, context_length))
     y = torch.randint(0, cfg.vocab_size, (batch_size, context_length))
     backend = sdpa_kernel(SDPBackend.MATH) if sdpa_math else contextlib.nullcontext()
-    with backend, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with backend, saved_bytes_by_component(None, list(model.parameters())) as saved:
         loss = cross_entropy(model(x), y)
     del loss
-    return sum(storages.values())
+    return sum(saved.values())
 
 
 def dispatch_counter():
-    """A TorchDispatchMode summing accounting.conventions.op_flops over every aten call."""
-    import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
+    """validation's TorchDispatchMode counter: accounting.conventions.op_flops over every aten
+    call (`.nonmatmul_flops()` after the block)."""
+    from validation.counters import DispatchCounter
 
-    from accounting.conventions import op_flops
-
-    class Count(TorchDispatchMode):
-        total = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            kwargs = kwargs or {}
-            out = func(*args, **kwargs)
-            first = next((a for a in args if isinstance(a, torch.Tensor)), None)
-            if first is not None and isinstance(out, torch.Tensor):
-                self.total += op_flops(str(func), out_numel=out.numel(), in_numel=first.numel(),
-                                       alpha=kwargs.get("alpha", 1))
-            return out
-
-    return Count()
+    return DispatchCounter()
 
 
 def _variant_id(v) -> str:
