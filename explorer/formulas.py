@@ -57,6 +57,20 @@ def formulas(cfg: acc.ModelConfig, dtype: str) -> list[tuple[str, str, sp.Expr, 
     return out
 
 
+def value_now(expr: sp.Expr, report: acc.Report, unit: str) -> str:
+    """The formula evaluated at the current settings, formatted for its unit."""
+    from accounting.symbols import values
+
+    subs = {k: sp.Integer(v) for k, v in values(report.config, report.batch_size, report.context_length).items()}
+    t = report.training
+    subs.update({STEPS: t.steps, MFU: t.mfu, PEAK: t.peak_flops_per_s})
+    value = float(expr.xreplace(subs))
+    kind = unit.split(";")[0]
+    formats = {"params": lambda v: f"{int(v):,} params", "FLOPs": acc.fmt_flops, "bytes": acc.fmt_bytes,
+               "tokens": lambda v: f"{v:,.0f} tokens", "seconds": acc.fmt_seconds}
+    return formats[kind](value)
+
+
 def render(report: acc.Report, settings: Settings) -> None:
     cfg = report.config
     st.markdown(f"Formulas for the variants of the current config (norm={cfg.norm} ({cfg.norm_position}), "
@@ -74,7 +88,7 @@ def render(report: acc.Report, settings: Settings) -> None:
             st.subheader(sec)
             section = sec
         source = latex(expr)
-        st.markdown(f"**{name}** — {unit}")
+        st.markdown(f"**{name}** — {unit} · now **{value_now(expr, report, unit)}**")
         st.latex(source)
         with st.expander("LaTeX source (copy)"):
             st.code(source, language="latex")

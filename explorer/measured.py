@@ -34,16 +34,42 @@ def table(measurement) -> pd.DataFrame:
     } for r in measurement.rows])
 
 
-def _show(measurement, title: str) -> None:
-    st.markdown(f"**{title}**")
-    hardware = getattr(measurement, "hardware", {}) or {}
-    settings = getattr(measurement, "settings", {}) or {}
-    st.caption("Hardware: " + (", ".join(f"{k}: {v}" for k, v in hardware.items()) or "unknown") +
-               (" · settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()) if settings else ""))
-    st.dataframe(table(measurement), hide_index=True, width="stretch", column_config={
+def summary(measurement) -> pd.DataFrame:
+    """Per quantity: how many rows, how many exactly equal, the largest |relative difference|."""
+    frame = table(measurement)
+    frame["equal"] = [r.equal for r in measurement.rows]
+    frame["abs_rel"] = frame["relative difference"].abs()
+    return frame.groupby("quantity", sort=False).agg(
+        rows=("component", "size"), exactly_equal=("equal", "sum"),
+        largest_abs_relative_difference=("abs_rel", "max")).reset_index()
+
+
+def label(measurement) -> str:
+    """A one-line name of a measurement: device and hardware, model shape, step."""
+    hw, cfg, st_ = measurement.hardware or {}, measurement.config or {}, measurement.settings or {}
+    return (f"{st_.get('device', hw.get('device', '?'))} ({hw.get('name', 'unknown hardware')}) · "
+            f"L={cfg.get('num_layers')} d={cfg.get('d_model')} V={cfg.get('vocab_size')} "
+            f"attention={cfg.get('attention')} · B={st_.get('batch_size')} T={st_.get('context_length')} "
+            f"{st_.get('dtype')}")
+
+
+def _show(measurement, key: str) -> None:
+    hardware = measurement.hardware or {}
+    st.caption("Hardware: " + (", ".join(f"{k}: {v}" for k, v in hardware.items()) or "unknown"))
+    st.dataframe(summary(measurement), hide_index=True, width="stretch", column_config={
+        "largest_abs_relative_difference": st.column_config.NumberColumn(
+            "largest |relative difference|", format="%.2e")})
+    quantities = ["all"] + list(dict.fromkeys(r.quantity for r in measurement.rows))
+    chosen = st.selectbox("Rows of", quantities, key=f"w_measure_q_{key}")
+    frame = table(measurement)
+    if chosen != "all":
+        frame = frame[frame["quantity"] == chosen]
+    st.dataframe(frame, hide_index=True, width="stretch", column_config={
         "relative difference": st.column_config.NumberColumn(format="%.2e"),
         "symbolic": st.column_config.NumberColumn(format="localized"),
         "measured": st.column_config.NumberColumn(format="localized")})
+    for note in getattr(measurement, "notes", []) or []:
+        st.caption(f"Note: {note}")
 
 
 def _devices(cfg: acc.ModelConfig) -> list[str]:
@@ -99,14 +125,27 @@ def render(settings: Settings) -> None:
     _run(validation, settings, cfg)
     measurement = st.session_state.get("measurement")
     if measurement is not None:
-        _show(measurement, "This session's run")
+        st.subheader("This session's run")
+        st.markdown(f"**{label(measurement)}**")
+        _show(measurement, "session")
     st.subheader("Committed results")
     try:
-        results = validation.load_results()
+        results = _load_results()
     except (OSError, ValueError) as exc:
         st.warning(f"Could not read the committed results: {exc}")
         return
     if not results:
         st.info("No committed results found.")
-    for i, m in enumerate(results):
-        _show(m, f"Result {i + 1}: {(getattr(m, 'hardware', {}) or {}).get('device', '')}")
+        return
+    names = [label(m) for m in results]
+    index = st.selectbox("Result (labelled with the hardware it ran on)", range(len(results)),
+                         format_func=names.__getitem__, key="w_measure_result")
+    _show(results[index], "committed")
+
+
+@st.cache_resource(show_spinner=False, ttl=60)
+def _load_results() -> list:
+    """validation.load_results(), read at most once a minute (the files are committed, read-only)."""
+    import validation
+
+    return validation.load_results()

@@ -25,14 +25,25 @@ def default_tokenizer():
     return Tokenizer(vocab, merges, [DOCUMENT_SEPARATOR])
 
 
+def token_label(raw: bytes) -> tuple[str, bool]:
+    """(display text, whole): a token that is not valid UTF-8 on its own (part of a multi-byte
+    character) shows its bytes in hex, e.g. "⟨C3⟩"."""
+    try:
+        return raw.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return "⟨" + " ".join(f"{b:02X}" for b in raw) + "⟩", False
+
+
 def token_html(pieces: list[bytes]) -> str:
-    """Tokens as coloured spans (a token that splits a UTF-8 character shows U+FFFD)."""
+    """Tokens as coloured spans; partial UTF-8 characters as hex bytes with a dashed outline."""
     spans = []
     for i, raw in enumerate(pieces):
-        text = html.escape(raw.decode("utf-8", errors="replace")).replace("\n", "↵<br>")
-        spans.append(f'<span title="token {i}" style="background:{_PALETTE[i % len(_PALETTE)]};'
-                     f'padding:2px 1px;border-radius:3px;white-space:pre-wrap">{text}</span>')
-    return '<div style="font-family:monospace;line-height:2.0">' + "".join(spans) + "</div>"
+        label, whole = token_label(raw)
+        text = html.escape(label).replace("\n", "↵<br>")
+        border = "" if whole else "outline:1px dashed #888;font-size:0.8em;"
+        spans.append(f'<span title="token {i}: {len(raw)} bytes" style="background:{_PALETTE[i % len(_PALETTE)]};'
+                     f'{border}padding:2px 1px;margin:0 1px;border-radius:3px;white-space:pre-wrap">{text}</span>')
+    return '<div style="font-family:monospace;line-height:2.2">' + "".join(spans) + "</div>"
 
 
 def byte_sizes(text: str) -> dict[str, int]:
@@ -45,7 +56,9 @@ def render(settings: Settings) -> None:
 
     trained = current_tokenizer()
     options = ["default (1,000 tokens, Python docs)"] + (["trained in the Train view"] if trained else [])
-    choice = st.radio("Tokenizer", options, horizontal=True, key="w_tok_choice")
+    choice = st.radio("Tokenizer", options, horizontal=True, key="w_tok_choice",
+                      help="The default is trained once per server on the first 500 kB of Python's "
+                           "documentation; train your own in the Train view.")
     tok = trained.tokenizer if trained and choice == options[-1] and len(options) > 1 else default_tokenizer()
     text = st.text_area("Text", SAMPLE, height=120, key="w_tok_text", max_chars=100_000)
     if not text:
@@ -61,8 +74,9 @@ def render(settings: Settings) -> None:
         col.metric(f"{name} bytes", f"{n:,}")
     c[5].metric("UTF-8 bytes / token", f"{sizes['UTF-8'] / len(ids):.2f}" if ids else "–")
     st.markdown(token_html(pieces), unsafe_allow_html=True)
-    st.caption(f"Vocabulary: {tok.vocab_size:,} ids. Hover a token for its position.")
+    st.caption(f"Vocabulary: {tok.vocab_size:,} ids. Each coloured box is one token; ⟨C3⟩-style boxes "
+               "are single bytes of a multi-byte UTF-8 character that the vocabulary has no merge for.")
     with st.expander("Token ids"):
         st.code(" ".join(map(str, ids)), language=None)
-        st.dataframe([{"position": i, "id": t, "bytes": len(p), "token": p.decode("utf-8", errors="replace")}
+        st.dataframe([{"position": i, "id": t, "bytes": len(p), "token": token_label(p)[0]}
                       for i, (t, p) in enumerate(zip(ids, pieces))], hide_index=True, width="stretch")

@@ -141,6 +141,10 @@ def test_formulas_are_sympy_latex(ui):
     assert at.latex[0].value.strip("$\n") == latex(total_parameters_formula(cfg))
     assert len(at.latex) >= 12 + len(acc.parameter_rows(cfg)) + len(acc.forward_flops_rows(cfg, 1))
     assert any(c.value == latex(total_parameters_formula(cfg)) for c in at.code)  # copyable source
+    total = acc.total_parameters(cfg)
+    assert any(f"now **{total:,} params**" in m.value for m in at.markdown)
+    step = acc.fmt_flops(acc.train_step_flops(cfg, 8))
+    assert any("training step" in m.value and f"now **{step}**" in m.value for m in at.markdown)
 
 
 def test_accounting_views_answer_fast(ui):

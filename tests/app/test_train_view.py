@@ -123,3 +123,23 @@ def test_bad_upload_is_an_inline_error():
         with pytest.raises(ValueError, match=message):
             read_text(data, "f.txt")
     assert read_text("héllo".encode(), "f.txt") == "héllo"
+
+
+def test_measured_view_runs_the_validation(ui):
+    pytest.importorskip("validation.core")
+    import accounting as acc
+
+    small = dict(preset="custom", vocab_size="97", context_length="16", d_model="32", num_layers="2",
+                 num_heads="4", d_ff="48", view="measured")
+    at = ui.open(timeout=120, **small)
+    ui.clean(at)
+    at.selectbox(key="w_measure_device").set_value("cpu")
+    at.button(key="w_measure_go").click().run()
+    ui.clean(at)
+    assert not at.error, [e.value for e in at.error]
+    cfg = acc.ModelConfig(vocab_size=97, context_length=16, d_model=32, num_layers=2, num_heads=4, d_ff=48)
+    rows = at.session_state["measurement"].rows
+    params = {r.component: r for r in rows if r.quantity == "parameters"}
+    for row in acc.parameter_rows(cfg):
+        assert params[row.name].symbolic == row.value == params[row.name].measured
+    assert any(d.value["quantity"].tolist() == [r.quantity for r in rows] for d in at.dataframe)
