@@ -21,12 +21,13 @@ from model.data import get_batch, load_tokens
 from model.sampling import generate  # the CLI is model/generate.py (python -m model.generate)
 from model.loss import clip_gradients, cross_entropy
 from model.optim import AdamW, cosine_lr
+from model.fast_optim import FastAdamW  # same update over whole parameter lists (foreach / fused)
 from model.train_config import TrainConfig
 from model.trainer import TrainResult
 from model.trainer import train as train_model  # plain `train` would clash with the CLI module model.train
 
 __all__ += [
-    "AdamW", "TrainConfig", "TrainResult", "clip_gradients", "cosine_lr", "cross_entropy",
+    "AdamW", "FastAdamW", "TrainConfig", "TrainResult", "clip_gradients", "cosine_lr", "cross_entropy",
     "generate", "get_batch", "load_checkpoint", "load_tokens", "read_checkpoint",
     "save_checkpoint", "train_model",
 ]
