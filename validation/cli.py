@@ -26,7 +26,8 @@ def _default_device() -> str:
 def build_parser() -> OneLineArgumentParser:
     p = OneLineArgumentParser(prog="python -m validation.measure", description=__doc__.splitlines()[0])
     _add_model_flags(p)
-    p.add_argument("--device", default=None, help="meta | cpu | cuda[:n] (default: cuda if available, else cpu)")
+    p.add_argument("--device", default=None,
+                   help="meta | cpu | cuda[:n] (default: cuda if available, else cpu)")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--steps", type=int, default=3, help="timed training steps after a warm-up (cpu, cuda)")
@@ -41,7 +42,8 @@ def _progress_bar(enabled: bool):
         return None, lambda: None
     from tqdm import tqdm
 
-    bar = tqdm(total=100, file=sys.stderr, desc="measure", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
+    bar = tqdm(total=100, file=sys.stderr, desc="measure",
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
 
     def update(phase: str, done: float) -> None:
         bar.set_description(phase)

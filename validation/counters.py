@@ -19,7 +19,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry, sdpa_backward_flop_count, sdpa_flop_count, shape_wrapper
 
 from accounting.conventions import op_flops
-from validation.attribution import Attribution, Label, label_name
+from validation.attribution import Attribution, label_name
 
 _aten = torch.ops.aten
 

@@ -9,7 +9,8 @@ from accounting.conventions import DTYPE_BYTES
 from validation.reasons import CUBLAS_WORKSPACE, CUDA_CONTEXT, RunContext, cuda_memory_reason, reason_for
 from validation.rows import ComparisonRow
 
-MODEL_FLOPS = "model FLOPs = accounting.train_step_flops (forward + backward matmuls; no recompute, no optimizer)"
+MODEL_FLOPS = ("model FLOPs = accounting.train_step_flops (forward + backward matmuls; no recompute, "
+               "no optimizer)")
 TIMED = "median of the timed steps (forward + loss + backward + AdamW + zero_grad) after one warm-up step"
 
 
@@ -29,7 +30,8 @@ def timing_rows(cfg: ModelConfig, batch_size: int, context_length: int, seconds:
     ]
     if peak_flops_per_s:
         rows.append(ComparisonRow("MFU", "total", "ratio", None, flops / step / peak_flops_per_s,
-                                  f"{MODEL_FLOPS}; / dense peak {peak_flops_per_s:.4g} FLOP/s ({peak_source})"))
+                                  f"{MODEL_FLOPS}; / dense peak {peak_flops_per_s:.4g} FLOP/s "
+                                  f"({peak_source})"))
     return rows
 
 

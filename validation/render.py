@@ -44,7 +44,8 @@ def _header(m: Measurement) -> list[str]:
     s, hw, c = m.settings, m.hardware, m.config
     return [
         f"Validation: {c.get('num_layers')} layers, d_model {c.get('d_model')}, "
-        f"attention {c.get('attention')}, ffn {c.get('ffn')}, norm {c.get('norm')} ({c.get('norm_position')}), "
+        f"attention {c.get('attention')}, ffn {c.get('ffn')}, "
+        f"norm {c.get('norm')} ({c.get('norm_position')}), "
         f"positions {c.get('positions')}, tied {c.get('tie_embeddings')}",
         f"B={s.get('batch_size')} T={s.get('context_length')} dtype={s.get('dtype')} steps={s.get('steps')} "
         f"on {s.get('device')} ({hw.get('name')}; torch {hw.get('torch')}, CUDA {hw.get('cuda')}, "

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 import sys
 import time
 
@@ -75,10 +74,6 @@ def time_steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: 
             _step(model, optimizer, x, y)
             times.append(time.perf_counter() - t0)
     return times
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
 
 
 def _cpu_name() -> str:

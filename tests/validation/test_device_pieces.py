@@ -80,11 +80,13 @@ def test_cuda_memory_rows_from_given_allocator_numbers():
                      activations=acts + 4096, gradients=4 * n, optimizer_state=8 * n,
                      peak=16 * n + acts + (300 << 20), reserved=17 * n + acts + (400 << 20))
     rows = {r.component: r for r in cuda_memory_rows(cfg, mem, B, T, RunContext("cuda", "naive"))}
-    assert rows["after weights"].symbolic == 4 * n and rows["after weights"].reason == reasons.ALLOCATOR_ROUNDING
+    assert rows["after weights"].symbolic == 4 * n
+    assert rows["after weights"].reason == reasons.ALLOCATOR_ROUNDING
     assert rows["gradients"].equal and rows["optimizer state"].symbolic == adamw_state_bytes(cfg)
     assert rows["peak"].symbolic == 16 * n + acts and reasons.TEMPORARIES in rows["peak"].reason
     assert rows["reserved"].symbolic is None and rows["reserved"].reason
-    assert rows["CUDA context"].measured == 500 << 20 and rows["CUDA context"].reason == reasons.CUDA_CONTEXT
+    assert rows["CUDA context"].measured == 500 << 20
+    assert rows["CUDA context"].reason == reasons.CUDA_CONTEXT
     assert all(r.reason != reasons.UNEXPLAINED for r in rows.values())
 
 
@@ -92,7 +94,8 @@ def test_tokenizer_measurement_feeds_the_dataset_formulas():
     from tokenizer import Tokenizer, train_bpe_from_text
     from validation import measure_tokenizer
 
-    text = "<|endoftext|>".join(["the cat sat on the mat. " * 20, "a dog ate the hat! " * 30, "héllo wörld " * 9])
+    text = "<|endoftext|>".join(["the cat sat on the mat. " * 20, "a dog ate the hat! " * 30,
+                                 "héllo wörld " * 9])
     vocab, merges = train_bpe_from_text(text, 300, ["<|endoftext|>"])
     m = measure_tokenizer(text, Tokenizer(vocab, merges, ["<|endoftext|>"]))
     n_tokens = m.stats.n_tokens
