@@ -109,3 +109,36 @@ def test_cli_bad_fast_flags_one_line(tmp_path, capsys, argv, needle):
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err
+
+
+def test_torch_baseline_of_the_benchmark_is_the_same_model():
+    # benchmarks/torch_baseline.py (torch's modules) with our weights copied in gives our logits,
+    # so the benchmark compares equal models (same parameter count, same math).
+    import importlib.util
+    from pathlib import Path
+
+    from model import TransformerLM
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "torch_baseline.py"
+    spec = importlib.util.spec_from_file_location("torch_baseline", path)
+    baseline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(baseline)
+    cfg = CFG.replace(attention="sdpa")
+    torch.manual_seed(0)
+    ours, theirs = TransformerLM.from_config(cfg), baseline.TorchLM(cfg)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+    names = {"token_embeddings": "embed", "ln_final": "ln_f", "lm_head": "head", "layers": "blocks",
+             "attn.q_proj": "q", "attn.k_proj": "k", "attn.v_proj": "v", "attn.output_proj": "o",
+             "ffn.w1": "w1", "ffn.w2": "w2", "ffn.w3": "w3"}
+    state = {}
+    for key, value in ours.state_dict().items():
+        for a, b in names.items():
+            key = key.replace(a, b)
+        state[key] = value
+    theirs.load_state_dict(state)
+    ids = torch.randint(0, cfg.vocab_size, (2, cfg.context_length))
+    torch.testing.assert_close(theirs(ids), ours(ids), rtol=1e-5, atol=1e-5)
+    y = torch.randint(0, cfg.vocab_size, (2, cfg.context_length))
+    from model import cross_entropy
+
+    torch.testing.assert_close(baseline.torch_loss(theirs(ids), y), cross_entropy(ours(ids), y))
