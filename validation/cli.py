@@ -4,7 +4,8 @@
 CLI's override flags (--d-model, --ffn silu, --attention sdpa, --tie-embeddings, ...),
 --batch-size, --context-length (tokens per sequence; also the config's context_length),
 --dtype float32|bfloat16, --steps (timed steps on cpu / cuda), --format table|markdown|json,
---out FILE (written atomically). Progress on stderr (tqdm). Bad input: one line, exit code 2.
+--out FILE (written atomically), --tokenizer [TEXT_FILE] (also measure a BPE trained on that text,
+default the project's stdlib corpus). Progress on stderr (tqdm). Bad input: one line, exit code 2.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def build_parser() -> OneLineArgumentParser:
     p.add_argument("--steps", type=int, default=3, help="timed training steps after a warm-up (cpu, cuda)")
     p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     p.add_argument("--out", default=None, help="write here (atomically) instead of stdout")
+    p.add_argument("--tokenizer", nargs="?", const="", default=None, metavar="TEXT_FILE",
+                   help="also measure the tokenizer (a BPE trained on TEXT_FILE, default the stdlib corpus)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return p
 
@@ -52,6 +55,16 @@ def _progress_bar(enabled: bool):
     return update, bar.close
 
 
+def _with_tokenizer(result, path: str):
+    import dataclasses
+    from pathlib import Path
+
+    from validation.tokenizer_check import measure_tokenizer
+
+    text = Path(path).read_text(encoding="utf-8") if path else None
+    return dataclasses.replace(result, rows=result.rows + measure_tokenizer(text).rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from validation.core import measure
@@ -65,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          progress=progress)
     finally:
         close()
+    if args.tokenizer is not None:
+        result = _with_tokenizer(result, args.tokenizer)
     text = render(result, args.format)
     if args.out:
         atomic_write_text(args.out, text)

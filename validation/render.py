@@ -25,7 +25,11 @@ def fmt_value(value, unit: str) -> str:
         return f"{100 * value:.2f}%"
     if unit == "seconds":
         return f"{value:.4g} s"
-    return f"{value:,.4g} {unit}"
+    if unit == "bytes/s":
+        return fmt_bytes(value, binary=False) + "/s"
+    if isinstance(value, int):
+        return f"{fmt_int(value)} {unit}"
+    return f"{value:,.0f} {unit}" if abs(value) >= 1000 else f"{value:.4g} {unit}"
 
 
 def fmt_rel_diff(row: ComparisonRow) -> str:

@@ -44,6 +44,17 @@ def test_out_is_written_atomically_on_cpu(tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
 
 
+def test_tokenizer_rows_from_a_text_file(tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("<|endoftext|>".join(["one fish two fish " * 40, "red fish blue fish " * 40]))
+    assert run(["--device", "meta", *TINY, "--tokenizer", str(text), "--format", "json"]) == 0
+    rows = {(r["quantity"], r["component"]): r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert rows[("dataset", "tokens")]["measured"] == rows[("dataset", "tokens")]["symbolic"] > 0
+    assert rows[("tokenizer", "compression")]["measured"] > 1
+    assert run(["--device", "meta", *TINY, "--tokenizer", str(tmp_path / "missing.txt")]) == 2
+    assert "missing.txt" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv,fragment", [
     (["--preset", "nope"], "unknown preset"),
     (["--device", "tpu"], "device"),
