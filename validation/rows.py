@@ -4,7 +4,7 @@
 Imports no torch: the app reads committed results (validation/results/*.json) without it.
 
 Units are in the `unit` field: "params", "flops", "bytes", "seconds", "tokens/s", "flop/s",
-"ratio" (a dimensionless fraction such as MFU), "bytes/token", "bytes/s".
+"ratio" (a dimensionless fraction such as MFU), "tokens", "bytes/token", "bytes/s".
 """
 
 from __future__ import annotations
