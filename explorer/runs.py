@@ -74,10 +74,11 @@ class Job:
     """Variants trained one after another in a daemon thread (see module docstring)."""
 
     def __init__(self, configs: Sequence[tuple[str, ModelConfig]], train_cfg, tokens: np.ndarray,
-                 tokenizer: Any = None) -> None:
+                 tokenizer: Any = None, threads: int | None = 1) -> None:
         self.id = uuid.uuid4().hex[:12]
         self.train_cfg = train_cfg
         self.tokenizer = tokenizer
+        self.threads = threads
         self.out_dir = Path(tempfile.mkdtemp(prefix=f"lm-explorer-{self.id}-"))
         self._runs = [RunState(label, cfg) for label, cfg in configs]
         self._tokens = tokens
@@ -87,7 +88,14 @@ class Job:
 
     # ---- worker side (no Streamlit calls) ---------------------------------------------------
     def _work(self) -> None:
+        import torch
+
         from model.trainer import train
+
+        if self.threads:
+            # process-wide: tiny models train fastest on one thread, and a busy machine's spare
+            # cores are not worth the OpenMP spin-waits of several
+            torch.set_num_threads(self.threads)
 
         for i, run in enumerate(self._runs):
             if self._stop.is_set():
@@ -135,12 +143,13 @@ class Job:
 
 
 def start_job(cfg: ModelConfig, train_cfg, tokens: np.ndarray, variants: Sequence[str],
-              tokenizer: Any = None) -> str:
-    """Start training `variants` of `cfg` on `tokens` in the background; return the job id."""
+              tokenizer: Any = None, threads: int | None = 1) -> str:
+    """Start training `variants` of `cfg` on `tokens` in the background; return the job id.
+    `threads`: torch intra-op threads for the run (process-wide setting; None leaves it)."""
     if not variants:
         raise ValueError("pick at least one variant to train")
     configs = [(name, variant_config(cfg, name)) for name in variants]
-    job = Job(configs, train_cfg, tokens, tokenizer)
+    job = Job(configs, train_cfg, tokens, tokenizer, threads)
     with _REGISTRY_LOCK:
         _evict()
         _REGISTRY[job.id] = job

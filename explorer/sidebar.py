@@ -74,6 +74,13 @@ def load_from_url() -> list[str]:
         return []
     settings, warnings = parse_query(st.query_params.to_dict())
     _seed(settings)
+    if settings.job:
+        from explorer import runs
+
+        if runs.get_job(settings.job) is None:
+            warnings.append(f"The training run `{settings.job}` of this link is no longer on this server.")
+        else:
+            ss["train_job"] = settings.job
     ss[_LOADED] = True
     return warnings
 
@@ -160,7 +167,8 @@ def render_sidebar() -> Settings:
         steps = _int_input("Training steps", "steps", DEFAULTS.steps)
     settings = Settings(view=view, preset=preset, context_length=context, batch_size=batch,
                         dtype=dtype, mfu=float(mfu), steps=steps,
-                        checkpointing=bool(st.session_state.get("checkpointing", False)), **gpu)
+                        checkpointing=bool(st.session_state.get("checkpointing", False)),
+                        job=st.session_state.get("train_job") or "", **gpu)
     return with_overrides(settings, config_values)
 
 

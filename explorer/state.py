@@ -11,6 +11,7 @@ differ from the defaults are written (a clean URL). Parameters:
   peak_tflops     custom GPU dense peak, TFLOP/s (10^12 FLOP/s); memory_gib: its memory, GiB (2^30 B)
   mfu             model FLOPs utilization in (0, 1]; steps: optimizer steps for the training time
   checkpointing   "1" = per-block activation checkpointing in the memory view
+  job             id of a training job of the Train view (lives as long as the server process)
   <config field>  any ModelConfig field except context_length overrides the preset
                   (d_model, num_heads, norm, ffn, tie_embeddings, ...)
 A value that cannot be read falls back to its default and yields a warning naming it.
@@ -72,6 +73,7 @@ class Settings:
     mfu: float = 0.5
     steps: int = 10_000
     checkpointing: bool = False
+    job: str = ""
 
     @property
     def base_config(self) -> ModelConfig:
@@ -133,11 +135,18 @@ def _mfu(text: str) -> float:
     return value
 
 
+def _job_id(text: str) -> str:
+    if not (len(text) == 12 and all(c in "0123456789abcdef" for c in text)):
+        raise ValueError("must be a 12-digit hex job id")
+    return text
+
+
 _READERS: dict[str, Callable[[str], Any]] = {
     "view": _choice(tuple(VIEWS)), "preset": _choice(PRESETS),
     "context_length": _int_in("context_length"), "batch_size": _int_in("batch_size"),
     "dtype": _choice(DTYPES), "gpu": _choice(GPU_NAMES), "peak_tflops": _positive_float,
     "memory_gib": _positive_float, "mfu": _mfu, "steps": _int_in("steps"), "checkpointing": _bool,
+    "job": _job_id,
 }
 
 

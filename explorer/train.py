@@ -8,6 +8,8 @@ while the job runs (`st.fragment(run_every=...)`), then reruns the whole page on
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 import accounting as acc
@@ -21,7 +23,7 @@ TINY = dict(d_model=64, num_layers=2, num_heads=4, d_ff=176, context_length=64, 
 """Defaults small enough that 2 CPU cores show a falling loss within seconds."""
 
 
-def _model_widgets(vocab_size: int) -> tuple[acc.ModelConfig, object, list[str]] | None:
+def _model_widgets(vocab_size: int) -> tuple[acc.ModelConfig, object, list[str], int] | None:
     c = st.columns(4)
     values = {}
     for i, (name, lo, hi) in enumerate((("d_model", 8, 1024), ("num_layers", 1, 24), ("num_heads", 1, 32),
@@ -32,8 +34,12 @@ def _model_widgets(vocab_size: int) -> tuple[acc.ModelConfig, object, list[str]]
     batch = int(c[1].number_input("batch size", 1, 256, TINY["batch_size"], key="w_train_batch"))
     steps = int(c[2].number_input("steps", 1, 100_000, TINY["steps"], key="w_train_steps"))
     lr = float(c[3].number_input("max learning rate", 1e-5, 1.0, TINY["lr"], format="%g", key="w_train_lr"))
-    variants = st.multiselect("Variants (ablations, trained one after another, curves overlaid)",
-                              list(runs.VARIANTS), default=["baseline"], key="w_train_variants")
+    c = st.columns([4, 1])
+    variants = c[0].multiselect("Variants (ablations, trained one after another, curves overlaid)",
+                                list(runs.VARIANTS), default=["baseline"], key="w_train_variants")
+    threads = int(c[1].number_input("torch threads", 1, os.cpu_count() or 1, 1, key="w_train_threads",
+                                    help="Intra-op threads for training (process-wide). One is fastest "
+                                         "for tiny models, and much faster on a busy machine."))
     from model import TrainConfig
 
     try:
@@ -48,7 +54,7 @@ def _model_widgets(vocab_size: int) -> tuple[acc.ModelConfig, object, list[str]]
     st.caption(f"{acc.fmt_int(acc.total_parameters(cfg))} parameters; "
                f"{acc.fmt_flops(acc.train_step_flops(cfg, batch))} matmul FLOPs per training step "
                f"(2mnp, backward = 2× forward); AdamW, cosine schedule, float32 on CPU.")
-    return cfg, tcfg, variants
+    return cfg, tcfg, variants, threads
 
 
 def _start(data: corpus.Corpus, trained: corpus.TrainedTokenizer | None, vocab: int, chosen) -> None:
@@ -58,26 +64,23 @@ def _start(data: corpus.Corpus, trained: corpus.TrainedTokenizer | None, vocab: 
 
     if trained is None:
         trained = corpus.train_tokenizer(data, vocab)
-    cfg, tcfg, variants = chosen
+    cfg, tcfg, variants, threads = chosen
     cfg = cfg.replace(vocab_size=trained.tokenizer.vocab_size)
     ids = trained.tokenizer.encode(data.text)
     tokens = np.asarray(ids, dtype=ids_dtype(cfg.vocab_size))
     need = int((cfg.context_length + 1) / 0.9) + 1
     if len(tokens) < need:
-        st.error(f"The corpus gives {len(tokens):,} tokens; this context length needs at least {need:,} "
-                 "(90% train, 10% validation). Use more text or a shorter context.")
-        return
-    st.session_state[JOB] = runs.start_job(cfg, tcfg, tokens, variants, tokenizer=trained.tokenizer)
+        raise ValueError(f"The corpus gives {len(tokens):,} tokens; this context length needs at least "
+                         f"{need:,} (90% train, 10% validation). Use more text or a shorter context.")
+    st.session_state[JOB] = runs.start_job(cfg, tcfg, tokens, variants, tokenizer=trained.tokenizer,
+                                           threads=threads)
 
 
-def _peak_flops() -> float:
-    import torch
-
-    default = 50.0 * torch.get_num_threads()
-    gflops = st.number_input("Assumed peak of this CPU, GFLOP/s (for MFU)", 1.0, 1e6, default, format="%g",
-                             key="w_train_peak",
-                             help="CPUs have no datasheet peak here: the default assumes 50 GFLOP/s per "
-                                  "torch thread (fp32 FMA vector units). Edit it for your machine.")
+def _peak_per_thread() -> float:
+    gflops = st.columns(3)[0].number_input(
+        "Assumed peak per torch thread, GFLOP/s (for MFU)", 1.0, 1e6, 50.0, format="%g", key="w_train_peak",
+        help="CPUs have no datasheet peak here: 50 GFLOP/s per thread is an assumption (one core's "
+             "fp32 FMA vector units at ~3 GHz). Edit it for your machine.")
     return gflops * 1e9
 
 
@@ -98,7 +101,7 @@ def _throughput(run: runs.RunState, peak: float) -> None:
     c[4].metric("MFU", f"{achieved / peak:.1%}",
                 help=f"achieved {acc.fmt_flops_per_s(achieved)} = tokens/s × {acc.fmt_flops(per_token)} "
                      f"per token (exact matmul FLOPs, accounting) over the assumed peak "
-                     f"{acc.fmt_flops_per_s(peak)}.")
+                     f"{acc.fmt_flops_per_s(peak)} of the run's threads.")
 
 
 def _live(job_id: str, peak: float) -> None:
@@ -172,14 +175,16 @@ def render(settings: Settings) -> None:
             _start(data, trained, int(st.session_state.get("w_train_vocab", 512)), chosen)
         except ValueError as exc:
             st.error(str(exc))
+        else:
+            st.rerun()  # redraw with the tokenizer's numbers and the live job
         job = runs.get_job(st.session_state.get(JOB))
-    peak = _peak_flops()
+    peak = _peak_per_thread()
     if job is None:
         from explorer import experiments_view
         experiments_view.render()
         return
     st.session_state[_WAS_RUNNING] = job.running
-    st.fragment(_live, run_every=0.5 if job.running else None)(job.id, peak)
+    st.fragment(_live, run_every=0.5 if job.running else None)(job.id, peak * (job.threads or 1))
     if not job.running:
         _sampling(job)
     from explorer import experiments_view

@@ -19,12 +19,14 @@ _overrides = st.fixed_dictionaries({}, optional={
 })
 
 _settings = st.builds(
-    lambda view, preset, ctx, batch, dtype, gpu, peak, mem, mfu, steps, ckpt, overrides: with_overrides(
+    lambda view, preset, ctx, batch, dtype, gpu, peak, mem, mfu, steps, ckpt, job, overrides: with_overrides(
         Settings(view=view, preset=preset, context_length=ctx, batch_size=batch, dtype=dtype, gpu=gpu,
-                 peak_tflops=peak, memory_gib=mem, mfu=mfu, steps=steps, checkpointing=ckpt), overrides),
+                 peak_tflops=peak, memory_gib=mem, mfu=mfu, steps=steps, checkpointing=ckpt, job=job),
+        overrides),
     st.sampled_from(list(VIEWS)), st.sampled_from(PRESETS), st.integers(1, 1 << 20), st.integers(1, 4096),
     st.sampled_from(DTYPES), st.sampled_from(GPU_NAMES), st.floats(0.5, 5000), st.floats(0.5, 500),
-    st.floats(0.01, 1.0), st.integers(1, 10**9), st.booleans(), _overrides)
+    st.floats(0.01, 1.0), st.integers(1, 10**9), st.booleans(),
+    st.one_of(st.just(""), st.text("0123456789abcdef", min_size=12, max_size=12)), _overrides)
 
 
 def _same(a: Settings, b: Settings) -> bool:

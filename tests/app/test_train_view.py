@@ -9,6 +9,7 @@ import zipfile
 
 import pytest
 
+import accounting as acc
 from explorer import runs
 
 
@@ -60,7 +61,11 @@ def test_tiny_run_completes_with_falling_loss(ui, trained):
         assert s.checkpoint is not None and s.checkpoint.is_file()
     silu = states[1].config
     assert (silu.ffn, silu.d_ff) == ("silu", 96)  # 3/2 of 64: about SwiGLU's parameter count
-    assert {"train loss", "tokens/s", "MFU"} <= set(ui.metrics(at))
+    shown = ui.metrics(at)
+    last = states[1].last("step")  # the page shows the last variant that trained
+    per_token = acc.train_step_flops(silu, 1) / silu.context_length  # exact matmul FLOPs per token
+    assert shown["MFU"] == f"{last['tokens_per_s'] * per_token / 50e9:.1%}"  # 1 thread x 50 GFLOP/s
+    assert shown["train loss"] == f"{last['loss']:.3f}"
     assert any("baseline" in m.value and "done" in m.value for m in at.markdown)
 
 
@@ -83,6 +88,17 @@ def test_downloads_offer_checkpoint_and_tokenizer(ui, trained):
     assert any(label.startswith("Tokenizer") for label in labels)
     archive = zipfile.ZipFile(io.BytesIO(runs.tokenizer_zip(job.tokenizer)))
     assert {"vocab.json", "merges.txt"} <= set(archive.namelist())
+
+
+def test_a_link_with_the_job_reopens_the_run(ui, trained):
+    at, job = trained
+    assert at.query_params["job"] == job.id
+    again = ui.open(view="downloads", job=job.id)  # a new session (page reload or shared link)
+    ui.clean(again)
+    assert any(b.label.startswith("Checkpoint") for b in again.get("download_button"))
+    gone = ui.open(view="train", job="0123456789ab")
+    ui.clean(gone)
+    assert any("no longer on this server" in w.value for w in gone.warning)
 
 
 def test_cancel_stops_the_worker(ui):
