@@ -1,0 +1,53 @@
+"""How fast the explorer's accounting views answer a widget change (the issue's bar: 200 ms).
+
+For each accounting view, an AppTest session at GPT-2 XL changes the batch size 10 times and times
+each full script rerun (what the server does before the browser redraws; the browser's own
+rendering is not included). "new settings": a batch never seen (a fresh report, sympy evaluated);
+"seen settings": a batch seen before (the cached report). Median and max in milliseconds.
+
+    python benchmarks/bench_app.py
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+VIEWS = ("overview", "params_flops", "memory", "formulas", "downloads")
+
+
+def _time_view(view: str, batches: list[int]) -> list[float]:
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.query_params.update({"view": view, "preset": "gpt2-xl"})
+    at.run()
+    times = []
+    for b in batches:
+        at.number_input(key="w_batch_size").set_value(b)
+        start = time.perf_counter()
+        at.run()
+        times.append(1000 * (time.perf_counter() - start))
+        assert not at.exception, at.exception
+    return times
+
+
+def main() -> None:
+    load = os.getloadavg()[0]
+    print(f"load average (1 min) at start: {load:.2f}; {os.cpu_count()} CPUs\n")
+    print("| view | new settings: median ms | max ms | seen settings: median ms | max ms |")
+    print("|---|---:|---:|---:|---:|")
+    for i, view in enumerate(VIEWS):
+        fresh = list(range(100 + 20 * i, 110 + 20 * i))
+        new = _time_view(view, fresh)
+        seen = _time_view(view, fresh[:5] * 2)[5:]
+        print(f"| {view} | {statistics.median(new):.0f} | {max(new):.0f} | "
+              f"{statistics.median(seen):.0f} | {max(seen):.0f} |")
+    print(f"\nload average (1 min) at end: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
