@@ -16,6 +16,7 @@ Public API:
   ablation_variants(base_cfg, lr, low_lr_factor) -> [(name, cfg, lr)]
   scaled_lr(lr, batch_size, rule, ref_batch), batch_grid(top), sgd_toy_losses(lr, steps, seed)
   Summary, RunRecord, load_summary(path), CONVENTIONS
+  redraw_charts(out_dir) -> [html paths]: rewrite a finished sweep's charts from its files alone
 """
 
 from model.experiments.ablations import ablation_variants, run_ablations
@@ -26,10 +27,11 @@ from model.experiments.runner import RunSpec, train_run
 from model.experiments.settings import Settings, tiny_config
 from model.experiments.sgd_toy import run_sgd_toy, sgd_toy_losses
 from model.experiments.summary import CONVENTIONS, RunRecord, Summary, load_summary
+from model.experiments.sweep import redraw_charts
 
 __all__ = [
     "CONVENTIONS", "Corpus", "DEFAULT_LRS", "RunRecord", "RunSpec", "Settings", "Summary",
-    "ablation_variants", "batch_grid", "load_summary", "prepare_corpus", "run_ablations",
+    "ablation_variants", "batch_grid", "load_summary", "prepare_corpus", "redraw_charts", "run_ablations",
     "run_batch_size", "run_lr_sweep", "run_sgd_toy", "scaled_lr", "sgd_toy_losses", "tiny_config",
     "train_run",
 ]

@@ -53,7 +53,7 @@ def run_ablations(settings: Settings, corpus: Corpus, out_dir: str | Path, *, lr
     for name, cfg, run_lr in variants:
         sweep.run(RunSpec(name, name.removesuffix("-low-lr"), cfg, settings.train_config(run_lr)))
     summary = sweep.finish(ablation_findings(sweep.summary.runs))
-    _chart(summary, sweep.out_dir, settings.plotly_js)
+    write_charts(summary, sweep.out_dir, settings.plotly_js)
     return summary
 
 
@@ -81,11 +81,10 @@ def ablation_findings(runs: list[RunRecord]) -> dict[str, Any]:
     return findings
 
 
-def _chart(summary: Summary, out_dir: Path, plotly_js: str) -> None:
+def write_charts(summary: Summary, out_dir: Path, plotly_js: str) -> None:
     f = summary.findings
     fig = loss_curves(out_dir, summary.runs, "Ablations at equal steps: loss by step",
                       label=lambda r: f"{r.name} (lr {r.lr:g})")
-    fig.update_yaxes(range=[0, None])
     notes = [f"{name}: final val loss {fmt_cell('loss', v['final_val_loss'])} nats/token, change vs "
              f"baseline {_signed(v['val_loss_change_vs_baseline'])}" for name, v in f["by_run"].items()]
     if "parameter_match" in f:

@@ -138,7 +138,7 @@ def run_batch_size(settings: Settings, corpus: Corpus, out_dir: str | Path, *, l
                                      eval_batches=math.ceil(EVAL_SEQUENCES / b))
         sweep.run(RunSpec(f"batch-{b}", "baseline", settings.model_cfg, tcfg))
     summary = sweep.finish(batch_findings(sweep.summary.runs, p))
-    _charts(summary, sweep.out_dir, settings.plotly_js)
+    write_charts(summary, sweep.out_dir, settings.plotly_js)
     return summary
 
 
@@ -159,7 +159,7 @@ def batch_findings(runs: list[RunRecord], p: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _charts(summary: Summary, out_dir: Path, plotly_js: str) -> None:
+def write_charts(summary: Summary, out_dir: Path, plotly_js: str) -> None:
     from plotly.subplots import make_subplots
     import plotly.graph_objects as go
 

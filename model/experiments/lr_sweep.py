@@ -38,7 +38,7 @@ def run_lr_sweep(settings: Settings, corpus: Corpus, out_dir: str | Path,
     for lr in grid:
         sweep.run(RunSpec(f"lr-{lr:g}", "baseline", settings.model_cfg, settings.train_config(lr)))
     summary = sweep.finish(lr_findings(sweep.summary.runs))
-    _charts(summary, sweep.out_dir, settings.plotly_js)
+    write_charts(summary, sweep.out_dir, settings.plotly_js)
     return summary
 
 
@@ -59,12 +59,11 @@ def lr_findings(runs: list[RunRecord]) -> dict[str, Any]:
     }
 
 
-def _charts(summary: Summary, out_dir: Path, plotly_js: str) -> None:
+def write_charts(summary: Summary, out_dir: Path, plotly_js: str) -> None:
     import plotly.graph_objects as go
 
     runs, f = summary.runs, summary.findings
     fig = loss_curves(out_dir, runs, "Learning-rate sweep: loss by step", label=lambda r: f"lr {r.lr:g}")
-    fig.update_yaxes(range=[0, None])
     notes = [f"best lr {f['best_lr']}; divergence starts at lr {f['divergence_starts_at_lr']} "
              f"(NaN/inf, or loss above {summary.settings['divergence_factor']} x the first step's loss)"]
     write_page(fig, out_dir, "loss_curves", summary, plotly_js, notes)

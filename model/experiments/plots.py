@@ -81,7 +81,7 @@ def write_page(fig, out_dir: Path, name: str, summary: Summary, plotly_js: str,
         _write_shared_js(out_dir.parent / SHARED_JS)
     div = fig.to_html(full_html=False, include_plotlyjs=include)
     title = html.escape(fig.layout.title.text or name)
-    body = "\n".join([f"<h2>{title}</h2>", div, *(f"<p>{html.escape(n)}</p>" for n in notes),
+    body = "\n".join([div, *(f"<p>{html.escape(n)}</p>" for n in notes),
                       runs_table(summary.runs)])
     page = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
             f"<style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n")

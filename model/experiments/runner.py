@@ -122,5 +122,10 @@ def _write_log(path: Path, spec: RunSpec, tcfg: TrainConfig, params: tuple[int, 
             "model_config": spec.model_cfg.to_dict(), "train_config": tcfg.to_dict(),
             "parameters": params[0], "non_embedding_parameters": params[1], **spec.extra}
     verdict = {"type": "verdict", "diverged": divergence is not None, "divergence": divergence}
-    lines = [json.dumps(strict_json(e), allow_nan=False) for e in (head, *events, verdict)]
+    lines = [json.dumps(strict_json(_compact(e)), allow_nan=False) for e in (head, *events, verdict)]
     atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _compact(event: dict[str, Any]) -> dict[str, Any]:
+    """Floats to 7 significant digits (float32 precision) to keep logs small."""
+    return {k: float(f"{v:.7g}") if isinstance(v, float) and math.isfinite(v) else v for k, v in event.items()}

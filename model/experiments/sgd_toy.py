@@ -98,7 +98,7 @@ def run_sgd_toy(settings: Settings, out_dir: str | Path, lrs: Sequence[float] = 
     runs = sweep.summary.runs
     summary = sweep.finish({f"{r.lr:g}": {"first_loss": r.initial_loss, "final_loss": r.final_train_loss,
                                          "behaviour": _behaviour(r)} for r in runs})
-    _chart(summary, sweep.out_dir, settings.plotly_js)
+    write_charts(summary, sweep.out_dir, settings.plotly_js)
     return summary
 
 
@@ -109,7 +109,7 @@ def _behaviour(run: RunRecord) -> str:
     return f"decreases to {ratio:.3g} x its first loss"
 
 
-def _chart(summary: Summary, out_dir: Path, plotly_js: str) -> None:
+def write_charts(summary: Summary, out_dir: Path, plotly_js: str) -> None:
     import plotly.graph_objects as go
 
     fig = go.Figure()

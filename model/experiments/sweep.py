@@ -98,3 +98,16 @@ def best_run(runs: list[RunRecord]) -> RunRecord | None:
 
     stable = [r for r in runs if not r.diverged and key(r) < float("inf")]
     return min(stable, key=key) if stable else None
+
+
+def redraw_charts(out_dir: str | Path, plotly_js: str | None = None) -> list[Path]:
+    """Rewrite the HTML charts of a finished sweep from its summary.json and JSONL logs alone."""
+    from model.experiments import ablations, batch_size, lr_sweep, sgd_toy
+    from model.experiments.summary import load_summary
+
+    out = Path(out_dir)
+    summary = load_summary(out)
+    draw = {"lr-sweep": lr_sweep.write_charts, "batch-size": batch_size.write_charts,
+            "ablations": ablations.write_charts, "sgd-toy": sgd_toy.write_charts}[summary.experiment]
+    draw(summary, out, plotly_js or summary.settings.get("plotly_js", "shared"))
+    return sorted(out.glob("*.html"))

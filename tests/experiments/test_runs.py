@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from model.experiments import RunSpec, load_summary, run_lr_sweep
+from model.experiments import RunSpec, load_summary, redraw_charts, run_lr_sweep
 from model.experiments.runner import _Watch, running_means
 from model.experiments.sweep import Sweep
 
@@ -60,7 +60,12 @@ def test_lr_sweep_reports_best_rate_and_where_divergence_starts(tmp_path):
     f = summary.findings
     assert [r.lr for r in summary.runs] == [1e-4, 1e-2, 30.0]
     assert f["best_lr"] == 1e-2 and f["divergence_starts_at_lr"] == 30.0 and f["largest_stable_lr"] == 1e-2
-    assert (tmp_path / "loss_curves.html").is_file() and (tmp_path / "final_loss_vs_lr.html").is_file()
+    pages = sorted(tmp_path.glob("*.html"))
+    assert [p.name for p in pages] == ["final_loss_vs_lr.html", "loss_curves.html"]
+    for page in pages:
+        page.unlink()
+    assert redraw_charts(tmp_path) == pages  # from summary.json and the logs alone
+    assert "lr 30 (diverged)" in pages[1].read_text() and "<table>" in pages[0].read_text()
 
 
 def test_reruns_give_identical_curves_on_cpu(tmp_path):
