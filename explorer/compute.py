@@ -36,11 +36,15 @@ def report(settings: Settings) -> acc.Report:
 
 
 def rows_frame(rows: list[acc.Row], fmt) -> pd.DataFrame:
-    """Component rows as a table: exact value, readable value, share of the total, formula."""
+    """Component rows as a table: exact value, readable value, share of the total, formula. Exact
+    values beyond int64 (absurd sizes) become digit strings, which Arrow can carry."""
     whole = sum(r.value for r in rows) or 1
+    exact: list = [r.value for r in rows]
+    if any(abs(v) >= 2**63 for v in exact):  # beyond int64 (Arrow): exact digits as text
+        exact = [f"{v:,}" for v in exact]
     return pd.DataFrame({
         "component": [r.name for r in rows],
-        "exact": [r.value for r in rows],
+        "exact": exact,
         "readable": [fmt(r.value) for r in rows],
         "share": [r.value / whole for r in rows],
         "formula": [formula_text(r.formula) for r in rows],

@@ -108,7 +108,9 @@ def _int_input(label: str, name: str, default: int, help: str | None = None) -> 
 
 def _config_widgets(base: ModelConfig) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    with st.expander("Model shape and variants", expanded=False):
+    changed = sum(st.session_state.get(_key(n), getattr(base, n)) != getattr(base, n) for n in OVERRIDE_FIELDS)
+    title = "Model shape and variants" + (f" ({changed} changed from the preset)" if changed else "")
+    with st.expander(title, expanded=bool(changed)):
         st.caption("Start from the preset; any change here overrides it (and goes into the URL).")
         for name in ("vocab_size", "d_model", "num_layers", "num_heads", "d_ff"):
             values[name] = _int_input(name, name, getattr(base, name), _HELP[name])

@@ -15,7 +15,8 @@ def component_table(frame: pd.DataFrame) -> None:
         frame = frame.drop(columns="note")
     st.dataframe(frame, hide_index=True, width="stretch", height=table_height(len(frame)), column_config={
         "component": st.column_config.TextColumn("component", width="medium"),
-        "exact": st.column_config.NumberColumn("exact", format="localized"),
+        "exact": (st.column_config.NumberColumn("exact", format="localized") if frame["exact"].dtype.kind in "iuf"
+                  else st.column_config.TextColumn("exact")),
         "readable": st.column_config.TextColumn("readable", width="small"),
         "share": st.column_config.ProgressColumn("share", format="percent", min_value=0, max_value=1,
                                                  width="small"),

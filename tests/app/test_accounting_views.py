@@ -155,3 +155,13 @@ def test_accounting_views_answer_fast(ui):
     elapsed = time.perf_counter() - start
     ui.clean(at)
     assert elapsed < 2.0, elapsed  # target 0.2 s; loose bound for a busy shared machine
+
+
+def test_extreme_sizes_render_without_exceptions(ui):
+    # exact counts past int64 (Arrow's limit) and a GPU too small for anything
+    at = ui.open(context_length="16777216", batch_size="10000000", vocab_size="10000000", gpu="custom",
+                 memory_gib="0.001", peak_tflops="0.001")
+    for view in ("overview", "params_flops", "memory", "formulas", "downloads"):
+        at.radio(key="w_view").set_value(view).run()
+        ui.clean(at)
+    assert any("overflows the GPU" in e.value for e in at.radio(key="w_view").set_value("memory").run().error)
