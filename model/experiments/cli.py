@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from accounting.cli_support import OneLineArgumentParser, UsageError, run_cli
+from accounting.cli_support import OneLineArgumentParser, UsageError
 from accounting.config import list_presets
 
 PROG = "python -m model.experiments"
@@ -99,20 +99,24 @@ def _lr_flags(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> OneLineArgumentParser:
     parser = OneLineArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{lr-sweep,batch-size,ablations,sgd-toy}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{lr-sweep,batch-size,ablations,sgd-toy}")
     p = sub.add_parser("lr-sweep", help="learning rates on a log grid, past divergence")
     _common(p, "lr-sweep")
     p.add_argument("--lrs", type=_rate_grid, help="comma-separated peak rates (default 1e-4 ... 1)")
     p = sub.add_parser("batch-size", help="batch 1 up to the largest that fits, fixed token budget")
     _common(p, "batch-size")
     _lr_flags(p)
-    p.add_argument("--token-budget", type=_positive_int, default=1 << 18, help="tokens per run (default 262144)")
+    p.add_argument("--token-budget", type=_positive_int, default=1 << 18,
+                   help="training tokens per run (default 262144)")
     p.add_argument("--lr-rule", choices=("sqrt", "linear", "constant"), default="sqrt",
                    help="lr(B) = lr x sqrt(B/ref) (default), x B/ref, or constant")
-    p.add_argument("--ref-batch", type=_positive_int, default=16, help="batch at which lr applies (default 16)")
+    p.add_argument("--ref-batch", type=_positive_int, default=16,
+                   help="batch at which the base lr applies (default 16)")
     p.add_argument("--memory-budget", type=_bytes, help="bytes the batch must fit in, e.g. 2GiB "
                    "(default: free CUDA memory, or available host memory on CPU)")
-    p.add_argument("--min-steps", type=_positive_int, default=8, help="fewest steps a run may get (default 8)")
+    p.add_argument("--min-steps", type=_positive_int, default=8,
+                   help="fewest steps a run may get (default 8)")
     p.add_argument("--max-batch", type=_positive_int, help="cap the largest batch")
     p = sub.add_parser("ablations", help="baseline vs no RMSNorm, post-norm, no RoPE, SiLU FFN")
     _common(p, "ablations")
@@ -162,7 +166,8 @@ def _run_lm(args: argparse.Namespace):
 
     if not args.low_lr_factor < 1:
         raise UsageError(f"--low-lr-factor must be below 1, got {args.low_lr_factor:g}")
-    return run_ablations(settings, corpus, args.out, lr=lr, low_lr_factor=args.low_lr_factor, lr_source=source)
+    return run_ablations(settings, corpus, args.out, lr=lr, low_lr_factor=args.low_lr_factor,
+                         lr_source=source)
 
 
 def _base_lr(args: argparse.Namespace) -> tuple[float, str]:

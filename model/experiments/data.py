@@ -24,7 +24,8 @@ from accounting.atomic import atomic_output
 
 TOKENS_NAME = "tokens.npy"
 TOKENIZER_DIR = "tokenizer"
-DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lm-accounting" / "experiments"
+DEFAULT_CACHE = (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+                 / "lm-accounting" / "experiments")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """One training run of an experiment: `model.trainer.train` with a divergence watch and a JSONL log.
 
 A run is stopped and marked diverged when its loss becomes NaN/inf (the trainer stops those
-itself, reason "diverged") or when a finite loss exceeds `divergence_factor` x the loss of its
-first step (the runner sets the trainer's stop_event; the trainer ends after that step). Either
+itself, reason "diverged") or when a training or validation loss exceeds `divergence_factor` x
+the loss of its first step (the runner sets the trainer's stop_event; the trainer ends after
+that step; a validation loss after the last step marks the run without stopping anything). Either
 way the caller gets a `RunRecord` and the sweep goes on. Every step is logged (log_interval 1) so
 the watch sees each loss; the log is written to `<out>/runs/<name>.jsonl`: a first line
 {"type": "run", name, variant, model_config, train_config, parameters}, then the trainer's events
@@ -53,13 +54,15 @@ class _Watch:
 
     def __call__(self, event: dict[str, Any]) -> None:
         self.events.append(event)
-        if event["type"] != "step":
+        kind = {"step": "loss", "eval": "val_loss"}.get(event["type"])
+        if kind is None:
             return
-        loss = event["loss"]
+        loss = event[kind]
         if self.first_loss is None:
             self.first_loss = loss
-        elif math.isfinite(loss) and loss > self.factor * self.first_loss and self.divergence is None:
-            self.divergence = (f"loss {loss:.4g} > {self.factor:g} x first loss {self.first_loss:.4g} "
+        elif self.divergence is None and not loss <= self.factor * self.first_loss:  # NaN counts
+            what = "loss" if kind == "loss" else "validation loss"
+            self.divergence = (f"{what} {loss:.4g} > {self.factor:g} x first loss {self.first_loss:.4g} "
                                f"at step {event['step']}")
             self.stop.set()
 
@@ -128,4 +131,5 @@ def _write_log(path: Path, spec: RunSpec, tcfg: TrainConfig, params: tuple[int, 
 
 def _compact(event: dict[str, Any]) -> dict[str, Any]:
     """Floats to 7 significant digits (float32 precision) to keep logs small."""
-    return {k: float(f"{v:.7g}") if isinstance(v, float) and math.isfinite(v) else v for k, v in event.items()}
+    return {k: float(f"{v:.7g}") if isinstance(v, float) and math.isfinite(v) else v
+            for k, v in event.items()}

@@ -86,7 +86,8 @@ def run_sgd_toy(settings: Settings, out_dir: str | Path, lrs: Sequence[float] = 
         diverged = not all(math.isfinite(x) for x in losses) or \
             max(losses) > settings.divergence_factor * losses[0]
         log = Path("runs") / f"lr-{lr:g}.jsonl"
-        events = [{"type": "step", "step": t, "loss": x if math.isfinite(x) else None} for t, x in enumerate(losses)]
+        events = [{"type": "step", "step": t, "loss": x if math.isfinite(x) else None}
+                  for t, x in enumerate(losses)]
         atomic_write_text(sweep.out_dir / log, "".join(json.dumps(e) + "\n" for e in events))
         sweep.add(RunRecord(
             name=f"lr-{lr:g}", variant="sgd-toy", config=config, lr=lr, batch_size=None, steps_planned=steps,

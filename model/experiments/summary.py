@@ -34,8 +34,8 @@ CONVENTIONS: dict[str, str] = {
                     "wall-clock seconds between consecutive steps, float32 on the stated device and threads",
     "wall_seconds": "wall-clock seconds of the whole run, evaluations included",
     "parameters": "accounting.total_parameters: trainable parameters, a tied matrix once",
-    "diverged": "the loss became NaN/inf, or exceeded divergence_factor x the first step's loss; "
-                "the run is stopped there and the sweep goes on",
+    "diverged": "a training or validation loss became NaN/inf or exceeded divergence_factor x the "
+                "first step's training loss; the run is stopped there and the sweep goes on",
 }
 
 

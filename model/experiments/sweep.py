@@ -64,7 +64,8 @@ class Sweep:
         """Store the findings, note the load at the end, write summary.json, close the bar."""
         self.summary.findings = findings
         self.summary.environment["load_average_end"] = _load_average()
-        self.summary.environment["wall_seconds"] = round(time.time() - self.summary.environment["started_unix"], 1)
+        env = self.summary.environment
+        env["wall_seconds"] = round(time.time() - env["started_unix"], 1)
         self.summary.write(self.out_dir)
         self.bar.close()
         return self.summary

@@ -26,9 +26,19 @@ def test_watch_stops_when_loss_exceeds_factor_times_first():
     assert watch.divergence.startswith("loss 6.01 > 1.5 x first loss 4")
 
 
+@pytest.mark.parametrize("val_loss, diverged", [(5.9, False), (6.5, True), (float("nan"), True)])
+def test_watch_also_judges_the_validation_loss(val_loss, diverged):
+    watch = _Watch(1.5)
+    watch(_step(1, 4.0))
+    watch({"type": "eval", "step": 2, "val_loss": val_loss})
+    assert watch.stop.is_set() == diverged
+    assert (watch.divergence or "").startswith("validation loss") == diverged
+
+
 def test_running_means_against_a_direct_mean():
     values = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0]
-    expected = [sum(values[max(0, i - 2):i + 1]) / len(values[max(0, i - 2):i + 1]) for i in range(len(values))]
+    windows = [values[max(0, i - 2):i + 1] for i in range(len(values))]
+    expected = [sum(w) / len(w) for w in windows]
     assert running_means(values, 3) == pytest.approx(expected)
 
 
@@ -72,7 +82,8 @@ def test_reruns_give_identical_curves_on_cpu(tmp_path):
     def losses(out):
         run_lr_sweep(tiny_settings(), tiny_corpus(), out, [3e-3])
         events = [json.loads(x) for x in (out / "runs" / "lr-0.003.jsonl").read_text().splitlines()]
-        return [(e["type"], e.get("loss"), e.get("val_loss")) for e in events if e["type"] in ("step", "eval")]
+        return [(e["type"], e.get("loss"), e.get("val_loss")) for e in events
+                if e["type"] in ("step", "eval")]
 
     first, second = losses(tmp_path / "a"), losses(tmp_path / "b")
     assert first == second and len(first) > 12

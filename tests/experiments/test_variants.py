@@ -51,7 +51,8 @@ def test_each_ablation_trains_its_own_variant(tmp_path, built_models):
     assert runs["baseline"].parameters - runs["no-rmsnorm"].parameters == (2 * L + 1) * d
     assert runs["baseline"].parameters - runs["post-norm"].parameters == d
     assert all(b.norm_position == "post" for b in post.layers)
-    assert all(b.attn.rope is not None for b in base.layers) and all(b.attn.rope is None for b in no_rope.layers)
+    assert all(b.attn.rope is not None for b in base.layers)
+    assert all(b.attn.rope is None for b in no_rope.layers)
     assert runs["no-rope"].parameters == runs["baseline"].parameters  # RoPE has no parameters
     assert all(isinstance(b.ffn, SwiGLU) for b in base.layers)
     assert all(isinstance(b.ffn, SiLUFFN) and b.ffn.w1.out_features == 4 * d for b in silu.layers)
