@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 import accounting as acc
+from explorer.compute import table_height
 from explorer.state import Settings
 
 CPU_PARAMETER_LIMIT = 50_000_000
@@ -29,8 +30,8 @@ def table(measurement) -> pd.DataFrame:
     """One row per comparison: symbolic, measured, relative difference, convention, reason."""
     return pd.DataFrame([{
         "quantity": r.quantity, "component": r.component, "unit": r.unit, "symbolic": r.symbolic,
-        "measured": r.measured, "relative difference": r.rel_diff, "convention": r.convention,
-        "residual explained": r.reason,
+        "measured": r.measured, "relative difference": r.rel_diff, "residual explained": r.reason,
+        "convention": r.convention,
     } for r in measurement.rows])
 
 
@@ -41,7 +42,9 @@ def summary(measurement) -> pd.DataFrame:
     frame["abs_rel"] = frame["relative difference"].abs()
     return frame.groupby("quantity", sort=False).agg(
         rows=("component", "size"), exactly_equal=("equal", "sum"),
-        largest_abs_relative_difference=("abs_rel", "max")).reset_index()
+        largest_abs_relative_difference=("abs_rel", "max")).reset_index().rename(
+        columns={"exactly_equal": "exactly equal",
+                 "largest_abs_relative_difference": "largest |relative difference|"})
 
 
 def label(measurement) -> str:
@@ -56,9 +59,9 @@ def label(measurement) -> str:
 def _show(measurement, key: str) -> None:
     hardware = measurement.hardware or {}
     st.caption("Hardware: " + (", ".join(f"{k}: {v}" for k, v in hardware.items()) or "unknown"))
-    st.dataframe(summary(measurement), hide_index=True, width="stretch", column_config={
-        "largest_abs_relative_difference": st.column_config.NumberColumn(
-            "largest |relative difference|", format="%.2e")})
+    overview = summary(measurement)
+    st.dataframe(overview, hide_index=True, width="stretch", height=table_height(len(overview)),
+                 column_config={"largest |relative difference|": st.column_config.NumberColumn(format="%.2e")})
     quantities = ["all"] + list(dict.fromkeys(r.quantity for r in measurement.rows))
     chosen = st.selectbox("Rows of", quantities, key=f"w_measure_q_{key}")
     frame = table(measurement)

@@ -122,9 +122,23 @@ def _live(job_id: str, peak: float) -> None:
         _throughput(current, peak)
     st.plotly_chart(charts.loss_curves([(r.label, *r.losses()) for r in snapshot if r.events]),
                     width="stretch", key="train_loss_chart")
+    if len(snapshot) > 1:
+        st.dataframe(_comparison(snapshot), hide_index=True, width="stretch")
     if st.session_state.get(_WAS_RUNNING) and not job.running:
         st.session_state[_WAS_RUNNING] = False
         st.rerun(scope="app")  # the job ended: redraw the page (sampling) and stop polling
+
+
+def _comparison(snapshot: list[runs.RunState]) -> list[dict]:
+    """One row per variant: status, parameters, last train and validation loss (nats/token)."""
+    out = []
+    for r in snapshot:
+        step, val = r.last("step"), r.last("eval")
+        out.append({"variant": r.label, "status": r.status, "parameters": acc.total_parameters(r.config),
+                    "steps": step["step"] if step else 0,
+                    "train loss": round(step["loss"], 4) if step else None,
+                    "val loss": round(val["val_loss"], 4) if val else None})
+    return out
 
 
 def _sampling(job: runs.Job) -> None:

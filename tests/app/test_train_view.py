@@ -67,6 +67,9 @@ def test_tiny_run_completes_with_falling_loss(ui, trained):
     assert shown["MFU"] == f"{last['tokens_per_s'] * per_token / 50e9:.1%}"  # 1 thread x 50 GFLOP/s
     assert shown["train loss"] == f"{last['loss']:.3f}"
     assert any("baseline" in m.value and "done" in m.value for m in at.markdown)
+    table = next(d.value for d in at.dataframe if "variant" in d.value.columns)
+    assert table["variant"].tolist() == ["baseline", "SiLU FFN"]
+    assert table["val loss"].tolist() == [round(s.last("eval")["val_loss"], 4) for s in states]
 
 
 def test_sampling_uses_the_trained_model(ui, trained):
@@ -159,3 +162,6 @@ def test_measured_view_runs_the_validation(ui):
     for row in acc.parameter_rows(cfg):
         assert params[row.name].symbolic == row.value == params[row.name].measured
     assert any(d.value["quantity"].tolist() == [r.quantity for r in rows] for d in at.dataframe)
+    overview = next(d.value for d in at.dataframe if "exactly equal" in d.value.columns)
+    line = overview[overview["quantity"] == "parameters"].iloc[0]
+    assert line["rows"] == line["exactly equal"] == len([r for r in rows if r.quantity == "parameters"])
