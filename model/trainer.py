@@ -179,6 +179,7 @@ class _Run:
         self.sampler = batch_generator(train_cfg.seed, self.rank)
         self.start_step = 0
         self.events: list[Event] = []
+        self._loss = cross_entropy
         if peak_flops_per_s is not None:
             self.peak, self.peak_source = float(peak_flops_per_s), "user-given"
         else:
@@ -256,7 +257,7 @@ class _Run:
                          self.device, generator=self.sampler)  # (B, T) each
         with self._autocast():
             logits = model(x)  # (B, T, V)
-        loss = cross_entropy(logits, y)
+        loss = self._loss(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = self.tcfg.grad_clip if self.tcfg.grad_clip > 0 else math.inf
@@ -308,6 +309,7 @@ class _Run:
             model = DistributedDataParallel(model, device_ids=ids)
         if self.tcfg.compile:
             model = torch.compile(model)
+            self._loss = torch.compile(cross_entropy)  # a chain of elementwise ops over (B, T, V)
         model.train()
         return model
 
