@@ -10,7 +10,7 @@ import streamlit as st
 
 import accounting as acc
 from explorer import charts, compute
-from explorer.sidebar import _key
+from explorer.sidebar import widget_key
 from explorer.state import Settings
 from explorer.tables import component_table
 
@@ -19,7 +19,7 @@ _FUSED, _CKPT, _CONV = "w_mem_fused", "w_mem_checkpointing", "w_mem_convention"
 
 def _on_fused() -> None:
     # the sidebar's attention field is the one source of truth; callbacks run before the widgets
-    st.session_state[_key("attention")] = "sdpa" if st.session_state[_FUSED] else "naive"
+    st.session_state[widget_key("attention")] = "sdpa" if st.session_state[_FUSED] else "naive"
 
 
 def _on_checkpointing() -> None:

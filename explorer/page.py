@@ -9,9 +9,9 @@ import streamlit as st
 from explorer import compute, sidebar
 from explorer.state import VIEWS
 
-_ACCOUNTING_VIEWS = {"overview": "overview", "params_flops": "params_flops", "memory": "memory",
-                     "formulas": "formulas", "downloads": "downloads"}
 _OTHER_VIEWS = {"measured": "measured", "train": "train", "tokenizer": "tokenizer_view"}
+"""Views that need no accounting report (view id -> module); every other view is a module of
+the same name that draws a report: render(report, settings)."""
 
 
 def main() -> None:
@@ -30,5 +30,5 @@ def main() -> None:
     except ValueError as exc:
         st.error(f"This configuration is not valid: {exc}. Change it in the sidebar.")
         return
-    view = importlib.import_module(f"explorer.{_ACCOUNTING_VIEWS[settings.view]}")
+    view = importlib.import_module(f"explorer.{settings.view}")
     view.render(report, settings)

@@ -38,7 +38,8 @@ _HELP = {
 }
 
 
-def _key(name: str) -> str:
+def widget_key(name: str) -> str:
+    """The session-state key of setting or config field `name`."""
     return f"w_cfg_{name}" if name in OVERRIDE_FIELDS else f"w_{name}"
 
 
@@ -47,23 +48,15 @@ def _seed(settings: Settings) -> None:
     ss = st.session_state
     for name in ("view", "preset", "batch_size", "dtype", "gpu", "peak_tflops", "memory_gib", "mfu",
                  "steps"):
-        ss[_key(name)] = getattr(settings, name)
-    ss[_key("context_length")] = settings.step_context
+        ss[widget_key(name)] = getattr(settings, name)
+    ss[widget_key("context_length")] = settings.step_context
     ss["checkpointing"] = settings.checkpointing
-    _seed_config(settings.config() if _valid(settings) else settings.base_config, dict(settings.overrides))
-
-
-def _valid(settings: Settings) -> bool:
-    try:
-        settings.config()
-    except ValueError:
-        return False
-    return True
+    _seed_config(settings.base_config, dict(settings.overrides))
 
 
 def _seed_config(cfg: ModelConfig, overrides: dict[str, Any]) -> None:
     for name in OVERRIDE_FIELDS:
-        st.session_state[_key(name)] = overrides.get(name, getattr(cfg, name))
+        st.session_state[widget_key(name)] = overrides.get(name, getattr(cfg, name))
 
 
 def load_from_url() -> list[str]:
@@ -87,15 +80,15 @@ def load_from_url() -> list[str]:
 
 def _on_preset_change() -> None:
     """A new preset resets the config fields and the context length to the preset's."""
-    name = st.session_state[_key("preset")]
+    name = st.session_state[widget_key("preset")]
     base = ModelConfig() if name == CUSTOM else get_preset(name)
     _seed_config(base, {})
-    st.session_state[_key("context_length")] = base.context_length
+    st.session_state[widget_key("context_length")] = base.context_length
 
 
 def _ensure(name: str, default: Any) -> str:
     """The widget key of `name`, with a value restored if Streamlit dropped it (widget not drawn)."""
-    key = _key(name)
+    key = widget_key(name)
     st.session_state.setdefault(key, default)
     return key
 
@@ -108,7 +101,8 @@ def _int_input(label: str, name: str, default: int, help: str | None = None) -> 
 
 def _config_widgets(base: ModelConfig) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    changed = sum(st.session_state.get(_key(n), getattr(base, n)) != getattr(base, n) for n in OVERRIDE_FIELDS)
+    ss = st.session_state
+    changed = sum(ss.get(widget_key(n), getattr(base, n)) != getattr(base, n) for n in OVERRIDE_FIELDS)
     title = "Model shape and variants" + (f" ({changed} changed from the preset)" if changed else "")
     with st.expander(title, expanded=bool(changed)):
         st.caption("Start from the preset; any change here overrides it (and goes into the URL).")
@@ -138,8 +132,8 @@ def _gpu_widgets() -> dict[str, Any]:
             key=_ensure("memory_gib", DEFAULTS.memory_gib)))
     else:
         ss = st.session_state
-        out["peak_tflops"] = ss.get(_key("peak_tflops"), DEFAULTS.peak_tflops)
-        out["memory_gib"] = ss.get(_key("memory_gib"), DEFAULTS.memory_gib)
+        out["peak_tflops"] = ss.get(widget_key("peak_tflops"), DEFAULTS.peak_tflops)
+        out["memory_gib"] = ss.get(widget_key("memory_gib"), DEFAULTS.memory_gib)
     return out
 
 

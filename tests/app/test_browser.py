@@ -6,6 +6,7 @@ that is a failure. Saves screenshots to $APP_SCREENSHOT_DIR (default: the test's
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -25,9 +26,7 @@ CHROMIUM = "/usr/bin/chromium"
 
 def _requirements() -> None:
     missing = []
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("playwright") is None:
         missing.append("the playwright package (pip install -e '.[dev]')")
     if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
         missing.append(f"Debian's chromium at {CHROMIUM} (apt-get install chromium)")
