@@ -97,7 +97,10 @@ def _int_in(name: str) -> Callable[[str], int]:
     lo, hi = INT_LIMITS[name]
 
     def read(text: str) -> int:
-        value = int(text.replace(",", "").replace("_", ""))
+        try:
+            value = int(text.replace(",", "").replace("_", ""))
+        except ValueError:
+            value = lo - 1
         if not lo <= value <= hi:
             raise ValueError(f"must be an integer in [{lo:,}, {hi:,}]")
         return value
@@ -105,7 +108,10 @@ def _int_in(name: str) -> Callable[[str], int]:
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
     if not value > 0 or value == float("inf"):
         raise ValueError("must be a positive number")
     return value
@@ -129,7 +135,10 @@ def _bool(text: str) -> bool:
 
 
 def _mfu(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
     if not 0 < value <= 1:
         raise ValueError("must be in (0, 1]")
     return value
@@ -179,9 +188,13 @@ def parse_query(params: Mapping[str, Any]) -> tuple[Settings, list[str]]:
         try:
             target[name] = reader(text)
         except ValueError as exc:
-            reason = str(exc) if "must" in str(exc) else "cannot be read"
-            warnings.append(f"URL parameter `{name}={text}` {reason}; using the default instead.")
-    return with_overrides(Settings(**values), overrides), warnings
+            warnings.append(f"URL parameter `{name}={text}` {exc}; using the default instead.")
+    settings = with_overrides(Settings(**values), overrides)
+    if settings.context_length == settings.base_config.context_length:
+        settings = dataclasses.replace(settings, context_length=None)
+    if settings.gpu != CUSTOM:  # the custom GPU's numbers mean nothing for a named GPU
+        settings = dataclasses.replace(settings, peak_tflops=DEFAULTS.peak_tflops, memory_gib=DEFAULTS.memory_gib)
+    return settings, warnings
 
 
 def _text(value: Any) -> str:

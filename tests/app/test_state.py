@@ -64,3 +64,18 @@ def test_overrides_equal_to_the_preset_are_dropped():
     s, _ = parse_query({"preset": "gpt2-xl", "d_model": "1600", "num_heads": "32"})
     assert s.overrides == (("num_heads", 32),)
     assert s.config() == get_preset("gpt2-xl").replace(num_heads=32)
+
+
+_KEYS = ["view", "preset", "context_length", "batch_size", "dtype", "gpu", "peak_tflops", "memory_gib", "mfu",
+         "steps", "checkpointing", "job", "d_model", "num_heads", "norm", "tie_embeddings", "rope_theta", "zzz"]
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(_KEYS), st.one_of(
+    st.text(max_size=12), st.sampled_from(["1024", "1", "0", "custom", "gpt2-xl", "2.5", "H200", "-1"]))))
+def test_any_url_gives_settings_and_a_warning_per_bad_value(params):
+    settings, warnings = parse_query(params)
+    assert isinstance(settings, Settings)
+    assert parse_query(to_query(settings)) == (settings, [])  # what was kept is a clean URL
+    assert len(warnings) <= len(params)
+    assert all(w.startswith(("URL parameter", "Ignored unknown")) for w in warnings)
