@@ -67,6 +67,13 @@ def test_tiny_run_completes_with_falling_loss(ui, trained):
     assert shown["MFU"] == f"{last['tokens_per_s'] * per_token / 50e9:.1%}"  # 1 thread x 50 GFLOP/s
     assert shown["train loss"] == f"{last['loss']:.3f}"
     assert any("baseline" in m.value and "done" in m.value for m in at.markdown)
+    from tokenizer import DOCUMENT_SEPARATOR, stdlib_corpus_text
+
+    text = stdlib_corpus_text().encode()[:60_000].decode(errors="ignore")  # the 60 kB chosen above
+    docs = [d for d in text.split(DOCUMENT_SEPARATOR) if d]
+    per_token = sum(len(d.encode()) for d in docs) / sum(len(job.tokenizer.encode(d)) for d in docs)
+    assert shown["Compression"] == f"{per_token:.2f} bytes/token"
+    assert job.tokenizer.vocab_size == 300
     table = next(d.value for d in at.dataframe if "variant" in d.value.columns)
     assert table["variant"].tolist() == ["baseline", "SiLU FFN"]
     assert table["val loss"].tolist() == [round(s.last("eval")["val_loss"], 4) for s in states]
@@ -184,3 +191,17 @@ def test_measured_view_without_validation(ui, monkeypatch):
     at = ui.open(view="measured")
     ui.clean(at)
     assert any("validation package is not available" in i.value for i in at.info)
+
+
+def test_uploads_binary_is_refused_text_is_used(ui):
+    at = ui.open(view="train", timeout=120)
+    at.radio(key="w_train_source").set_value("Upload a text file").run()
+    assert any("Choose a file" in i.value for i in at.info)
+    at.file_uploader(key="w_train_upload").upload("weights.bin", b"\x00\x01\x02" * 100).run()
+    ui.clean(at)
+    assert any("looks binary" in e.value for e in at.error)
+    text = "hello world, a tiny corpus. " * 200
+    at.file_uploader(key="w_train_upload").upload("corpus.txt", text.encode(), "text/plain").run()
+    ui.clean(at)
+    assert not at.error
+    assert any(f"corpus.txt: {len(text.encode()):,} UTF-8 bytes" in c.value for c in at.caption)
