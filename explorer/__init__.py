@@ -3,11 +3,23 @@
 Public API: `main()` draws the page (sidebar + the chosen view). Everything shown is computed by
 `accounting`, `model`, `tokenizer` and `validation`; this package only lays it out. State lives in
 the URL query parameters (explorer.state documents them), so every view is a shareable link.
-Modules: state (settings <-> URL, no Streamlit), sidebar, compute (cached accounting), charts
-(plotly), runs (background training worker, no Streamlit), and the views: overview, params_flops,
-memory, formulas, measured, train, tokenizer_view, downloads.
+Modules: state (settings <-> URL), compute (cached accounting), charts (plotly), runs (background
+training worker) -- these four import neither Streamlit nor torch -- then sidebar, page and the
+views: overview, params_flops, memory, formulas, measured, train (+ corpus, experiments_view),
+tokenizer_view, downloads. `main` is loaded on first use (PEP 562), so `import explorer.state`
+does not pay for Streamlit.
 """
 
-from explorer.page import main
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["main"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "main":
+        from explorer.page import main
+
+        return main
+    raise AttributeError(f"module 'explorer' has no attribute {name!r}")

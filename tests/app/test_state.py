@@ -79,3 +79,12 @@ def test_any_url_gives_settings_and_a_warning_per_bad_value(params):
     assert parse_query(to_query(settings)) == (settings, [])  # what was kept is a clean URL
     assert len(warnings) <= len(params)
     assert all(w.startswith(("URL parameter", "Ignored unknown")) for w in warnings)
+
+
+def test_the_logic_modules_import_neither_streamlit_nor_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, explorer.state, explorer.compute, explorer.charts, explorer.runs; "
+            "bad = [m for m in ('streamlit', 'torch') if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
