@@ -128,7 +128,8 @@ def run_batch_size(settings: Settings, corpus: Corpus, out_dir: str | Path, *, l
     scaled_lr(lr, 1, lr_rule, ref_batch)  # validate the rule before any work
     p = plan(settings, token_budget, memory_budget_bytes=memory_budget_bytes, min_steps=min_steps,
              max_batch=max_batch)
-    extra = {"token_budget": token_budget, "lr_rule": lr_rule, "base_lr": lr, "base_lr_source": lr_source,
+    extra = {"steps": "token_budget // (batch x context_length), per run", "batch_size": "the grid",
+             "token_budget": token_budget, "lr_rule": lr_rule, "base_lr": lr, "base_lr_source": lr_source,
              "ref_batch": ref_batch, "eval_sequences": EVAL_SEQUENCES, "plan": p}
     sweep = Sweep("batch-size", settings, corpus, out_dir, len(p["grid"]), extra)
     T = settings.model_cfg.context_length

@@ -61,7 +61,7 @@ def _bytes(text: str) -> int:
     return value
 
 
-def _common(p: argparse.ArgumentParser, name: str, lm: bool = True) -> None:
+def _common(p: argparse.ArgumentParser, name: str, lm: bool = True, fixed_steps: bool = True) -> None:
     p.add_argument("--out", default=str(RESULTS / name), help=f"output directory (default {RESULTS / name})")
     p.add_argument("--seed", type=int, default=0, help="seed of init and data order (default 0)")
     p.add_argument("--plotly-js", choices=("shared", "inline", "cdn"), default="shared",
@@ -85,8 +85,12 @@ def _common(p: argparse.ArgumentParser, name: str, lm: bool = True) -> None:
     t = p.add_argument_group("training")
     t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default cpu)")
     t.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-    t.add_argument("--steps", type=_positive_int, default=300, help="steps per run (default 300)")
-    t.add_argument("--batch-size", type=_positive_int, default=16, help="sequences per step (default 16)")
+    if fixed_steps:
+        t.add_argument("--steps", type=_positive_int, default=300, help="steps per run (default 300)")
+        t.add_argument("--batch-size", type=_positive_int, default=16, help="sequences per step (default 16)")
+    else:
+        t.add_argument("--batch-size", type=_positive_int, default=16,
+                       help="the reference batch, at which --lr applies (default 16)")
     t.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: torch's)")
     t.add_argument("--eval-interval", type=int, default=50, help="steps between evals (0 = end only)")
     t.add_argument("--eval-batches", type=_positive_int, default=8, help="batches per eval (default 8)")
@@ -104,15 +108,14 @@ def build_parser() -> OneLineArgumentParser:
     p = sub.add_parser("lr-sweep", help="learning rates on a log grid, past divergence")
     _common(p, "lr-sweep")
     p.add_argument("--lrs", type=_rate_grid, help="comma-separated peak rates (default 1e-4 ... 1)")
-    p = sub.add_parser("batch-size", help="batch 1 up to the largest that fits, fixed token budget")
-    _common(p, "batch-size")
+    p = sub.add_parser("batch-size", help="batch 1 up to the largest that fits, fixed token budget",
+                       description="steps per run = --token-budget / (batch x context)")
+    _common(p, "batch-size", fixed_steps=False)
     _lr_flags(p)
     p.add_argument("--token-budget", type=_positive_int, default=1 << 18,
                    help="training tokens per run (default 262144)")
     p.add_argument("--lr-rule", choices=("sqrt", "linear", "constant"), default="sqrt",
-                   help="lr(B) = lr x sqrt(B/ref) (default), x B/ref, or constant")
-    p.add_argument("--ref-batch", type=_positive_int, default=16,
-                   help="batch at which the base lr applies (default 16)")
+                   help="lr(B) = lr x sqrt(B / --batch-size) (default), x B / --batch-size, or constant")
     p.add_argument("--memory-budget", type=_bytes, help="bytes the batch must fit in, e.g. 2GiB "
                    "(default: free CUDA memory, or available host memory on CPU)")
     p.add_argument("--min-steps", type=_positive_int, default=8,
@@ -159,7 +162,7 @@ def _run_lm(args: argparse.Namespace):
         from model.experiments.batch_size import run_batch_size
 
         return run_batch_size(settings, corpus, args.out, lr=lr, token_budget=args.token_budget,
-                              lr_rule=args.lr_rule, ref_batch=args.ref_batch,
+                              lr_rule=args.lr_rule, ref_batch=args.batch_size,
                               memory_budget_bytes=args.memory_budget, min_steps=args.min_steps,
                               max_batch=args.max_batch, lr_source=source)
     from model.experiments.ablations import run_ablations
@@ -212,7 +215,7 @@ def _settings_and_corpus(args: argparse.Namespace):
     if cfg.vocab_size < corpus.vocab_size:
         raise UsageError(f"the data has {corpus.vocab_size} token ids but the model's vocab_size is "
                          f"{cfg.vocab_size}; pass --vocab-size {cfg.vocab_size} or less")
-    settings = Settings(cfg, device=args.device, dtype=args.dtype, steps=args.steps,
+    settings = Settings(cfg, device=args.device, dtype=args.dtype, steps=getattr(args, "steps", 300),
                         batch_size=args.batch_size, seed=args.seed, threads=args.threads,
                         eval_interval=args.eval_interval, eval_batches=args.eval_batches,
                         divergence_factor=args.divergence_factor, progress=not args.no_progress,
