@@ -45,7 +45,7 @@ def _model_widgets(vocab_size: int) -> tuple[acc.ModelConfig, object, list[str],
     try:
         cfg = acc.ModelConfig(vocab_size=vocab_size, context_length=context, **values)
         tcfg = TrainConfig(batch_size=batch, steps=steps, max_lr=lr, min_lr=lr / 10,
-                           warmup_iters=min(20, steps // 10), eval_interval=max(steps // 8, 1),
+                           warmup_iters=min(20, steps // 10), eval_interval=max(1, min(steps // 8, 50)),
                            eval_batches=4, checkpoint_interval=0, log_interval=max(1, min(5, steps // 20)),
                            device="cpu", val_fraction=0.1)
     except ValueError as exc:
