@@ -3,15 +3,17 @@
     python benchmarks/bench_training.py [--device cpu|cuda] [--steps 10] [--warmup 3] [--compile]
                                         [--threads N] [--json PATH] [--update-results]
 
-One run, the same shapes for every variant of a config. Each variant trains `--warmup` + `--steps`
-steps on fixed random tokens in a freshly spawned interpreter (so memory and compile caches do not
-leak between variants): forward (bf16 autocast where named), loss, backward, gradient clipping at
-1.0, AdamW. Reported per variant:
-  - step time: the median of the `--steps` timed steps (after the warm-up; CUDA synchronized);
+One run, the same shapes for every variant of a config. A training step: forward (bf16 autocast
+where named), loss, backward, gradient clipping at 1.0, AdamW, on fixed random tokens, every
+variant from the same seed. All variants of a config are timed in one freshly spawned interpreter
+with their steps interleaved round-robin (so load from other jobs on a shared machine hits every
+variant alike); each eager variant's peak memory is taken in its own fresh interpreter (2 steps).
+Reported per variant:
+  - step time: the median of the `--steps` timed steps (after `--warmup` steps; CUDA synchronized);
   - tokens/s = B * T / median step time;
   - peak memory: CPU: peak resident set during the variant (VmHWM) minus the RSS before the model
     was built (weights, gradients, optimizer state, activations, allocator slack); CUDA:
-    torch.cuda.max_memory_allocated;
+    torch.cuda.max_memory_allocated; not taken for compiled variants (a second compile);
   - MFU = accounting.train_step_flops(cfg, B, T) (exact matmul FLOPs of forward + backward,
     2mnp per matmul; no checkpoint recompute, no optimizer) / step time / peak FLOP/s. Peak: CUDA:
     the dense peak of accounting's GPU table for the variant's matmul dtype; CPU: ASSUMED equal to
@@ -74,11 +76,16 @@ def variants(device: str, with_compile: bool) -> list[Variant]:
            replace(fast, name="sdpa + fused + checkpointing", checkpointing=True),
            replace(fast, name="sdpa + fused + bf16 autocast", dtype="bfloat16"),
            Variant("torch modules + AdamW(foreach)", "torch", optimizer="foreach"),
-           Variant("torch modules + AdamW(fused)", "torch", optimizer="fused")]
+           Variant("torch modules + AdamW(fused)", "torch", optimizer="fused"),
+           Variant("torch modules + AdamW(fused) + bf16 autocast", "torch", optimizer="fused",
+                   dtype="bfloat16")]
     if with_compile:
         out += [replace(fast, name="sdpa + fused + compile", compile=True),
+                replace(fast, name="sdpa + fused + bf16 + compile", dtype="bfloat16", compile=True),
                 Variant("torch modules + AdamW(fused) + compile", "torch", optimizer="fused",
-                        compile=True)]
+                        compile=True),
+                Variant("torch modules + AdamW(fused) + bf16 + compile", "torch", optimizer="fused",
+                        dtype="bfloat16", compile=True)]
     return out
 
 
@@ -135,37 +142,21 @@ def _high_water_mark() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def run_variant(v: Variant, spec: dict, batch: int, context: int, device_name: str, steps: int,
-                warmup: int, threads: int) -> dict:
-    """Train warmup + steps steps; step times, peak memory, first and last loss."""
+def _stepper(v: Variant, cfg, device):
+    """(model, step): step(ids (B, T+1)) trains one step on ids and returns the loss (synced)."""
     import contextlib
 
     import torch
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    device = torch.device(device_name)
-    cfg = _model_config(spec, context)
-    gen = torch.Generator().manual_seed(1)
-    batches = [torch.randint(0, cfg.vocab_size, (batch, context + 1), generator=gen).to(device)
-               for _ in range(4)]
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    else:
-        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    before = _rss()
+    torch.manual_seed(0)  # every variant of a config starts from the same weights
     model, opt, loss_fn, clip = _build(v, cfg, device)
-    params = sum(p.numel() for p in model.parameters())
     fwd = torch.compile(model) if v.compile else model
     if v.compile:  # the loss too (as the trainer does): ours is a chain of elementwise ops
         loss_fn = torch.compile(loss_fn)
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if v.dtype == "bfloat16"
-                else contextlib.nullcontext())
-    times, losses = [], []
-    for i in range(warmup + steps):
-        ids = batches[i % len(batches)]
-        t0 = time.perf_counter()
+
+    def step(ids):
+        autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if v.dtype == "bfloat16"
+                    else contextlib.nullcontext())
         with autocast:
             logits = fwd(ids[:, :-1])
         loss = loss_fn(logits, ids[:, 1:])
@@ -173,23 +164,85 @@ def run_variant(v: Variant, spec: dict, batch: int, context: int, device_name: s
         loss.backward()
         clip(model.parameters())
         opt.step()
-        losses.append(loss.detach().item())  # synchronizes on CUDA
-        times.append(time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated(device) if cuda else _high_water_mark() - before
-    matmul = None if cuda else matmul_peak(device_name, v.dtype, threads, trials=3)[0]
-    return {"matmul_flops_per_s": matmul,"median_s": statistics.median(times[warmup:]), "min_s": min(times[warmup:]),
-            "first_step_s": times[0], "peak_bytes": int(peak), "parameters": params,
-            "loss_first": losses[0], "loss_last": losses[-1]}
+        return loss.detach().item()  # synchronizes on CUDA
+
+    return model, step
 
 
-def _child(queue, *args) -> None:
+def _batches(cfg, batch: int, context: int, device, n: int = 4):
+    import torch
+
+    gen = torch.Generator().manual_seed(1)
+    return [torch.randint(0, cfg.vocab_size, (batch, context + 1), generator=gen).to(device)
+            for _ in range(n)]
+
+
+def time_variants(variants_: list[Variant], spec: dict, batch: int, context: int, device_name: str,
+                  steps: int, warmup: int, threads: int) -> list[dict]:
+    """All variants of one config in one process, steps interleaved round-robin (variant 1 step
+    1, variant 2 step 1, ...), so load from other jobs on a shared machine hits them alike."""
+    import torch
+
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    cfg = _model_config(spec, context)
+    batches = _batches(cfg, batch, context, device)
+    built, out = {}, [{} for _ in variants_]
+    for k, v in enumerate(variants_):
+        try:
+            built[k] = _stepper(v, cfg, device)
+        except Exception as exc:  # reported in the table; the other variants still run
+            out[k] = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:200]}
+    times = {k: [] for k in built}
+    losses = {k: [] for k in built}
+    for i in range(warmup + steps):
+        for k, (_, step) in list(built.items()):
+            t0 = time.perf_counter()
+            try:
+                losses[k].append(step(batches[i % len(batches)]))
+            except Exception as exc:  # e.g. a compile failure on the first step
+                out[k] = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:200]}
+                del built[k]
+                continue
+            times[k].append(time.perf_counter() - t0)
+    for k, (m, _) in built.items():
+        t = times[k]
+        out[k] = {"median_s": statistics.median(t[warmup:]), "min_s": min(t[warmup:]),
+                  "first_step_s": t[0], "loss_first": losses[k][0], "loss_last": losses[k][-1],
+                  "parameters": sum(p.numel() for p in m.parameters())}
+    return out
+
+
+def peak_memory(v: Variant, spec: dict, batch: int, context: int, device_name: str,
+                threads: int) -> int:
+    """Peak bytes over 2 training steps of one variant (optimizer state exists from step 1 on):
+    CPU: VmHWM minus the RSS before the model was built; CUDA: max_memory_allocated."""
+    import torch
+
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    cfg = _model_config(spec, context)
+    batches = _batches(cfg, batch, context, device, n=2)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    before = _rss()
+    _, step = _stepper(v, cfg, device)
+    for ids in batches:
+        step(ids)
+    return int(torch.cuda.max_memory_allocated(device) if cuda else _high_water_mark() - before)
+
+
+def _child(queue, fn_name: str, *args) -> None:
     try:
-        queue.put(run_variant(*args))
+        queue.put(globals()[fn_name](*args))
     except Exception as exc:  # reported in the table, the other variants still run
         queue.put({"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:200]})
 
 
-def _spawned(*args) -> dict:
+def _spawned(*args) -> object:
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
@@ -244,20 +297,32 @@ def measure(args) -> dict:
     from tqdm import tqdm
 
     dtypes = ("float32", "bfloat16")
-    peaks = {dt: matmul_peak(args.device, dt, args.threads) for dt in dtypes}
+    seen = {dt: [matmul_peak(args.device, dt, args.threads)] for dt in dtypes}
     runs = []
-    plan = [(c, v) for c in configs(args.device) for v in variants(args.device, args.compile)]
-    for (label, spec, batch, context), v in tqdm(plan, desc="variants", unit="variant"):
-        res = _spawned(v, spec, batch, context, args.device, args.steps, args.warmup, args.threads)
-        runs.append({"config": label, "batch_size": batch, "context_length": context,
-                     "variant": asdict(v), "name": v.name, **res})
-    if args.device == "cpu":  # the machine is shared: its peak is the best matmul seen in the run
+    for label, spec, batch, context in configs(args.device):
+        vs = variants(args.device, args.compile)
+        with tqdm(total=1 + len(vs), desc=label, unit="job") as bar:
+            bar.set_postfix_str("timing all variants, interleaved")
+            timed = _spawned("time_variants", vs, spec, batch, context, args.device, args.steps,
+                             args.warmup, args.threads)
+            bar.update(1)
+            if isinstance(timed, dict):  # the whole process failed
+                timed = [timed] * len(vs)
+            for v, res in zip(vs, timed):
+                bar.set_postfix_str(f"memory: {v.name}")
+                if "error" not in res and not v.compile:  # compiled: no second compile for memory
+                    mem = _spawned("peak_memory", v, spec, batch, context, args.device, args.threads)
+                    res["peak_bytes"] = mem if isinstance(mem, int) else None
+                runs.append({"config": label, "batch_size": batch, "context_length": context,
+                             "variant": asdict(v), "name": v.name, **res})
+                bar.update(1)
         for dt in dtypes:
-            seen = [peaks[dt][0], matmul_peak(args.device, dt, args.threads)[0]]
-            seen += [r["matmul_flops_per_s"] for r in runs
-                     if r.get("matmul_flops_per_s") and r["variant"]["dtype"] == dt]
-            peaks[dt] = (max(seen), f"measured: the best of {len(seen)} timings (at the start, before "
-                         f"each variant, at the end) of a 2048^3 {dt} matmul, {args.threads} threads")
+            seen[dt].append(matmul_peak(args.device, dt, args.threads))
+    peaks = {dt: max(seen[dt]) for dt in dtypes}
+    if args.device == "cpu":  # shared machine: its peak is the best matmul seen in the run
+        peaks = {dt: (p, f"measured: the best of {len(seen[dt])} timings (at the start and after "
+                      f"each config) of a 2048^3 {dt} matmul, {args.threads} threads")
+                 for dt, (p, _) in peaks.items()}
     for row in runs:
         if "error" not in row:
             _score(row, peaks[row["variant"]["dtype"]][0], args.device)
@@ -313,16 +378,24 @@ def _speedup_lines(result: dict) -> list[str]:
                      f"{ours['tokens_per_s'] / ref['tokens_per_s']:.2f}x our reference path. By the "
                      f"least-disturbed (min) step: {ours_min['name']} {base_min['min_s'] / ours_min['min_s']:.2f}x "
                      f"{base_min['name']}.")
+        for r in ok:  # like for like: our fused-AdamW path vs torch's, same dtype and compile
+            v = r["variant"]
+            twin = next((b for b in ok if b["variant"]["impl"] == "torch"
+                         and b["variant"]["optimizer"] == "fused" and b["variant"]["dtype"] == v["dtype"]
+                         and b["variant"]["compile"] == v["compile"]), None)
+            if v["impl"] == "ours" and v["optimizer"] == "fused" and not v["checkpointing"] and twin:
+                lines.append(f"  - {r['name']}: {r['tokens_per_s'] / twin['tokens_per_s']:.2f}x "
+                             f"{twin['name']}")
     return lines
 
 
 def render(result: dict) -> str:
     def mib(n):
-        return "-" if n is None else f"{n / 2**20:,.0f}"
+        return "-" if n is None else f"{n / 2**20:,.0f}"  # MiB
 
     out = [f"machine: {result['machine']}; {result['date']}; load average at start "
            f"{result['load_average_start'][0]:.2f}, at end {result['load_average_end'][0]:.2f}; "
-           f"{result['warmup']} warm-up + {result['steps']} timed steps per variant",
+           f"{result['warmup']} warm-up + {result['steps']} timed steps per variant", "",
            "peak FLOP/s for MFU: " + "; ".join(
                f"{dt} {p['flops_per_s'] / 1e12:.3g} TFLOP/s ({p['source']})"
                for dt, p in result["peaks"].items()), ""]
@@ -339,7 +412,7 @@ def render(result: dict) -> str:
                 out.append(f"| {r['name']} | failed: {r['error']} | | | | | | |")
                 continue
             out.append(f"| {r['name']} | {r['median_s']:.3f} | {r['min_s']:.3f} | {r['tokens_per_s']:,.0f} | "
-                       f"{r['mfu']:.1%} | {mib(r['peak_bytes'])} | {mib(r['accounting_peak_bytes'])} | "
+                       f"{r['mfu']:.1%} | {mib(r.get('peak_bytes'))} | {mib(r['accounting_peak_bytes'])} | "
                        f"{r['loss_first']:.4f} -> {r['loss_last']:.4f} |")
         out.append("")
     out += _speedup_lines(result)
