@@ -98,6 +98,12 @@ def checkpointed_activation_bytes(cfg: ModelConfig, batch_size: int, context_len
 
 
 def checkpoint_recompute_flops(cfg: ModelConfig, batch_size: int, context_length: int | None = None) -> int:
-    """Extra forward matmul FLOPs of per-block checkpointing: every block's forward once more."""
-    blocks = sp.Add(*(f for n, f, _ in forward_terms(cfg.ffn) if n.startswith("layers.")))
+    """Extra forward matmul FLOPs of per-block checkpointing (torch.utils.checkpoint, non-reentrant,
+    early stop on: torch's default): every block's forward once more, except a matmul whose output
+    nothing saves for backward. A block that ends in `z + W2(...)` (pre-norm, or no norm) has its
+    last W2 matmul skipped by the early stop; a post-norm RMSNorm saves its input, so there the
+    whole block is rerun."""
+    skip_w2 = not (cfg.norm == "rmsnorm" and cfg.norm_position == "post")
+    blocks = sp.Add(*(f for n, f, _ in forward_terms(cfg.ffn)
+                      if n.startswith("layers.") and not (skip_w2 and n == "layers.ffn.w2")))
     return evaluate(blocks, values(cfg, batch_size, context_length))
