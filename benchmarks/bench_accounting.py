@@ -22,6 +22,9 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from results_md import replace_section  # noqa: E402
 
 SECTION = "## Accounting report speed (`benchmarks/bench_accounting.py`)"
 
@@ -97,14 +100,7 @@ def measure(runs: int) -> str:
 
 
 def update_results(section: str) -> None:
-    from accounting.atomic import atomic_write_text
-
-    path = ROOT / "benchmarks" / "RESULTS.md"
-    text = path.read_text()
-    start = text.index(SECTION)
-    end = text.find("\n## ", start + len(SECTION))
-    end = len(text) if end < 0 else end + 1
-    atomic_write_text(path, text[:start] + section.rstrip("\n") + "\n\n" + text[end:])
+    replace_section(SECTION, section)
 
 
 def main() -> None:

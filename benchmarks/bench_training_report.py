@@ -94,15 +94,10 @@ NOTES = (
 
 
 def update_results(text: str, json_path: Path) -> None:
-    from accounting.atomic import atomic_write_text
+    from results_md import replace_section
 
-    path = ROOT / "benchmarks" / "RESULTS.md"
-    doc = path.read_text()
-    start = doc.index(SECTION)
-    end = doc.find("\n## ", start + len(SECTION))
-    end = len(doc) if end < 0 else end + 1
     section = "\n".join([SECTION, "", f"`python benchmarks/bench_training.py` (JSON: "
                          f"`{json_path.relative_to(ROOT)}`). Conventions: see the script's docstring "
                          "(MFU = accounting's exact matmul FLOPs / median step time / peak).", "",
                          text.rstrip("\n"), "", *NOTES, ""])
-    atomic_write_text(path, doc[:start] + section + "\n" + doc[end:])
+    replace_section(SECTION, section)
