@@ -53,7 +53,7 @@ def _header(m: Measurement) -> list[str]:
         f"positions {c.get('positions')}, tied {c.get('tie_embeddings')}",
         f"B={s.get('batch_size')} T={s.get('context_length')} dtype={s.get('dtype')} steps={s.get('steps')} "
         f"on {s.get('device')} ({hw.get('name')}; torch {hw.get('torch')}, CUDA {hw.get('cuda')}, "
-        f"python {hw.get('python')}, load {hw.get('load_average_1min')})",
+        f"python {hw.get('python')}, load {_fmt_load(hw.get('load_average_1min'))})",
         "FLOPs: 2*m*n*p per matmul; bytes: saved-for-backward tensors deduplicated by storage, "
         "no parameters; symbolic = accounting, measured = instruments",
     ]
@@ -88,3 +88,8 @@ def render(measurement: Measurement, fmt: str = "table") -> str:
     if fmt == "markdown":
         return to_markdown(measurement)
     raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+
+
+def _fmt_load(load: object) -> str:
+    """The 1-minute load average to two decimals (None when it was not recorded)."""
+    return f"{load:.2f}" if isinstance(load, (int, float)) else str(load)
