@@ -29,7 +29,7 @@ implementation="fused": one `torch._fused_adamw_` call per bucket (torch's fused
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import torch
 
@@ -53,21 +53,15 @@ class FastAdamW(AdamW):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
         self.implementation = implementation
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for t, (params, grads, ms, vs) in self._buckets(group).items():
-                lr, (beta1, beta2) = group["lr"], group["betas"]
-                eps, wd = group["eps"], group["weight_decay"]
-                if self.implementation == "fused" and lr * wd < 1:
-                    _fused(params, grads, ms, vs, t[2], lr, beta1, beta2, eps, wd)
-                else:
-                    _foreach(params, grads, ms, vs, t[2], lr, beta1, beta2, eps, wd)
-        return loss
+    def _step_group(self, group: dict) -> None:
+        """Update one group bucket by bucket (same device, dtype and step count)."""
+        lr, (beta1, beta2) = group["lr"], group["betas"]
+        eps, wd = group["eps"], group["weight_decay"]
+        for t, (params, grads, ms, vs) in self._buckets(group).items():
+            if self.implementation == "fused" and lr * wd < 1:
+                _fused(params, grads, ms, vs, t[2], lr, beta1, beta2, eps, wd)
+            else:
+                _foreach(params, grads, ms, vs, t[2], lr, beta1, beta2, eps, wd)
 
     def _buckets(self, group: dict) -> dict[tuple, tuple[list, list, list, list]]:
         """Advance each parameter's step; bucket (p, g, m, v) by (device, dtype, new step)."""
@@ -75,12 +69,8 @@ class FastAdamW(AdamW):
         for p in group["params"]:
             if p.grad is None:
                 continue
+            t = self._advance(p)
             state = self.state[p]
-            if not state:
-                state["step"] = 0
-                state["exp_avg"] = torch.zeros_like(p)
-                state["exp_avg_sq"] = torch.zeros_like(p)
-            state["step"] = t = int(state["step"]) + 1
             lists = buckets.setdefault((p.device, p.dtype, t), ([], [], [], []))
             for seq, item in zip(lists, (p, p.grad, state["exp_avg"], state["exp_avg_sq"])):
                 seq.append(item)

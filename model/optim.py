@@ -51,21 +51,31 @@ class AdamW(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr, (beta1, beta2) = group["lr"], group["betas"]
-            eps, weight_decay = group["eps"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is not None:
-                    self._update(p, p.grad, self.state[p], lr, beta1, beta2, eps, weight_decay)
+            self._step_group(group)
         return loss
 
-    @staticmethod
-    def _update(p: torch.Tensor, g: torch.Tensor, state: dict, lr: float, beta1: float,
-                beta2: float, eps: float, weight_decay: float) -> None:
+    def _step_group(self, group: dict) -> None:
+        """Update every parameter of one group that has a gradient (one tensor at a time)."""
+        lr, (beta1, beta2) = group["lr"], group["betas"]
+        eps, weight_decay = group["eps"], group["weight_decay"]
+        for p in group["params"]:
+            if p.grad is not None:
+                t = self._advance(p)
+                self._update(p, p.grad, self.state[p], t, lr, beta1, beta2, eps, weight_decay)
+
+    def _advance(self, p: torch.Tensor) -> int:
+        """Create p's state on its first step (m = v = 0), count the step; returns the new t."""
+        state = self.state[p]
         if not state:
             state["step"] = 0
             state["exp_avg"] = torch.zeros_like(p)
             state["exp_avg_sq"] = torch.zeros_like(p)
         state["step"] = t = int(state["step"]) + 1
+        return t
+
+    @staticmethod
+    def _update(p: torch.Tensor, g: torch.Tensor, state: dict, t: int, lr: float, beta1: float,
+                beta2: float, eps: float, weight_decay: float) -> None:
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m.mul_(beta1).add_(g, alpha=1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
