@@ -6,10 +6,10 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from accounting.atomic import atomic_write_text
+from accounting.json_io import read_json_file
 
 DTYPES = ("float32", "bfloat16")
 OPTIMIZERS = ("reference", "foreach", "fused")
@@ -109,14 +109,7 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "TrainConfig":
         """Read a JSON file; a missing file, bad JSON or a bad field raise one-line errors."""
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"train config not found: {p}")
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{p} is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_json_file(path, "train config"))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write as indented JSON, atomically."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from accounting.atomic import atomic_write_text
+from accounting.json_io import read_json_file
 
 SCHEMA_VERSION = 1
 SUMMARY_NAME = "summary.json"
@@ -116,13 +117,7 @@ def load_summary(path: str | os.PathLike[str]) -> Summary:
     p = Path(path)
     if p.is_dir():
         p = p / SUMMARY_NAME
-    if not p.is_file():
-        raise FileNotFoundError(f"summary not found: {p}")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{p} is not valid JSON: {exc}") from None
-    return Summary.from_dict(data)
+    return Summary.from_dict(read_json_file(p, "summary"))
 
 
 def strict_json(value: Any) -> Any:
