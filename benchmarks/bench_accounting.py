@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,18 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from results_md import replace_section  # noqa: E402
+from bench_common import replace_section, wall_times  # noqa: E402
 
 SECTION = "## Accounting report speed (`benchmarks/bench_accounting.py`)"
-
-
-def _wall(cmd: list[str], runs: int, label: str) -> list[float]:
-    times = []
-    for _ in tqdm(range(runs), desc=label, leave=False):
-        t0 = time.perf_counter()
-        subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 def _clear_caches() -> None:
@@ -74,8 +64,8 @@ def _in_process(runs: int) -> dict[str, float]:
 
 
 def measure(runs: int) -> str:
-    cli = _wall([sys.executable, "-m", "accounting", "report", "--preset", "gpt2-xl"], runs, "cli")
-    floor = _wall([sys.executable, "-c", "import sympy"], runs, "import sympy")
+    cli = wall_times([sys.executable, "-m", "accounting", "report", "--preset", "gpt2-xl"], runs, "cli")
+    floor = wall_times([sys.executable, "-c", "import sympy"], runs, "import sympy")
     inproc = _in_process(runs)
     ok = "meets" if statistics.median(cli) < 1.5 else "MISSES"
     return "\n".join([

@@ -94,7 +94,7 @@ NOTES = (
 
 
 def update_results(text: str, json_path: Path) -> None:
-    from results_md import replace_section
+    from bench_common import replace_section
 
     section = "\n".join([SECTION, "", f"`python benchmarks/bench_training.py` (JSON: "
                          f"`{json_path.relative_to(ROOT)}`). Conventions: see the script's docstring "

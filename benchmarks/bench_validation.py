@@ -16,7 +16,6 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,19 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from results_md import replace_section  # noqa: E402
+from bench_common import replace_section, wall_times  # noqa: E402
 
 SECTION = "## Validation on the meta device (`benchmarks/bench_validation.py`)"
 TARGET_S = 20.0
-
-
-def _wall(cmd: list[str], runs: int, label: str) -> list[float]:
-    times = []
-    for _ in tqdm(range(runs), desc=label, leave=False):
-        t0 = time.perf_counter()
-        subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 def _bare_flop_counter(cfg) -> float:
@@ -84,9 +74,9 @@ def _fmt(times: list[float]) -> str:
 
 def measure_section(runs: int) -> str:
     load_before = os.getloadavg()[0]
-    cli = _wall([sys.executable, "-m", "validation.measure", "--device", "meta", "--preset", "gpt2-xl",
+    cli = wall_times([sys.executable, "-m", "validation.measure", "--device", "meta", "--preset", "gpt2-xl",
                  "--no-progress", "--format", "json"], runs, "cli")
-    floor = _wall([sys.executable, "-c", "import torch"], runs, "import torch")
+    floor = wall_times([sys.executable, "-c", "import torch"], runs, "import torch")
     inproc = _in_process(runs)
     load_after = os.getloadavg()[0]
     ok = "meets" if statistics.median(cli) < TARGET_S else "MISSES"
