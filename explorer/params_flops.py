@@ -11,17 +11,21 @@ from explorer.state import Settings
 from explorer.tables import component_table as _table
 
 
+def _table_and_bar(frame, title: str, unit: str) -> None:
+    """The component table (left) beside its bar chart (right)."""
+    left, right = st.columns([3, 2])
+    with left:
+        _table(frame)
+    with right:
+        st.plotly_chart(charts.component_bar(frame, title, unit), width="stretch")
+
+
 def _parameters(report: acc.Report) -> None:
     p = report.parameters
     st.markdown(f"**{acc.fmt_int(p.total)} parameters** (tied matrices once). Non-embedding (Kaplan: "
                 f"without token_embeddings, LM head kept): {acc.fmt_int(p.non_embedding)}; matmul "
                 f"weights (incl. the LM head): {acc.fmt_int(p.matmul)}.")
-    frame = compute.rows_frame(p.rows, acc.fmt_count)
-    left, right = st.columns([3, 2])
-    with left:
-        _table(frame)
-    with right:
-        st.plotly_chart(charts.component_bar(frame, "Parameters by component", "params"), width="stretch")
+    _table_and_bar(compute.rows_frame(p.rows, acc.fmt_count), "Parameters by component", "params")
 
 
 def _flops(report: acc.Report) -> None:
@@ -30,13 +34,8 @@ def _flops(report: acc.Report) -> None:
     st.markdown(f"**Forward {acc.fmt_flops(f.forward_total)}, training step {acc.fmt_flops(f.train_step)}** "
                 f"({acc.fmt_int(f.train_step)} FLOPs for {acc.fmt_int(tokens)} tokens; 2mnp per matmul, "
                 f"causal attention dense, backward = 2× forward).")
-    frame = compute.rows_frame(f.forward, acc.fmt_flops)
-    left, right = st.columns([3, 2])
-    with left:
-        _table(frame)
-    with right:
-        st.plotly_chart(charts.component_bar(frame, "Forward matmul FLOPs by component", "FLOPs"),
-                        width="stretch")
+    _table_and_bar(compute.rows_frame(f.forward, acc.fmt_flops), "Forward matmul FLOPs by component",
+                   "FLOPs")
     st.caption("Rules of thumb beside the exact training-step count:")
     st.dataframe([{"estimate": e.name, "FLOPs": acc.fmt_flops(e.value), "ratio to exact": round(e.ratio, 4),
                    "N means": e.n_meaning} for e in f.estimates], hide_index=True, width="stretch")
