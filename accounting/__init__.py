@@ -31,10 +31,8 @@ aggregated over layers, e.g. "layers.attn.q_proj"):
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from accounting.config import GPT2_PRESETS, ModelConfig, get_preset, list_presets
+from accounting.lazy import lazy_exports
 
 _LAZY: dict[str, str] = {
     "build_report": "report", "Report": "report",
@@ -66,13 +64,4 @@ _LAZY: dict[str, str] = {
 __all__ = ["GPT2_PRESETS", "ModelConfig", "get_preset", "list_presets", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"accounting.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'accounting' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports("accounting", _LAZY, globals(), __all__)

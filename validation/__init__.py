@@ -16,9 +16,7 @@ CLI: python -m validation.measure --help
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from accounting.lazy import lazy_exports
 from validation.rows import SCHEMA_VERSION, ComparisonRow, Measurement
 
 _LAZY = {
@@ -29,13 +27,4 @@ _LAZY = {
 __all__ = ["SCHEMA_VERSION", "ComparisonRow", "Measurement", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"validation.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'validation' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports("validation", _LAZY, globals(), __all__)
