@@ -54,7 +54,6 @@ class Attribution(TorchFunctionMode):
         self._matmuls_in_call: list[int] = []
         self.nodes: dict[object, Label] = {}
         self.current: Label = (outside, "")
-        self._handles: list = []
 
     @contextlib.contextmanager
     def tracking(self) -> Iterator["Attribution"]:
