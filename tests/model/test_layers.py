@@ -67,6 +67,26 @@ def test_linear_is_x_times_w_transpose():
     torch.testing.assert_close(layer(x), x @ layer.weight.detach().T)
 
 
+def test_linear_under_bf16_autocast_equals_torch_linear():
+    """Under autocast, Linear casts W itself (not the view W.T): output, dtype and gradients must be
+    F.linear's under the same autocast, bit for bit, and the weight's gradient float32 and laid out
+    like the weight (contiguous)."""
+    layer = Linear(64, 96)
+    ref_w = layer.weight.detach().clone().requires_grad_(True)
+    x = torch.randn(3, 5, 64)
+    g = torch.randn(3, 5, 96)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours, ref = layer(x), F.linear(x, ref_w)
+    assert ours.dtype == ref.dtype == torch.bfloat16
+    assert torch.equal(ours, ref)
+    ours.backward(g)
+    ref.backward(g)
+    assert layer.weight.grad.dtype == torch.float32 and layer.weight.grad.is_contiguous()
+    assert torch.equal(layer.weight.grad, ref_w.grad)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):  # autocast off: float32 math
+        assert layer(x).dtype == torch.float32
+
+
 def _truncated_std_factor(c: float = 3.0) -> float:
     """Std of N(0,1) truncated at +-c: sqrt(1 - 2 c phi(c) / (2 Phi(c) - 1))."""
     phi = math.exp(-c * c / 2) / math.sqrt(2 * math.pi)
