@@ -150,14 +150,16 @@ def _run(model_cfg, train_cfg, train_data, val_data, out, args) -> int:
         print(json.dumps(event), flush=True)
 
     stop = _stop_on_signals()
+    if world > 1:
+        import torch.distributed as dist
     try:
         result = train(model_cfg, train_cfg, train_data, val_data, out_dir=out,
                        resume_from=args.resume, on_event=on_event, stop_event=stop,
                        progress=not args.no_progress, peak_flops_per_s=args.peak_flops)
+        if world > 1:  # rank 0 may still be writing the checkpoint: leave the group together
+            dist.barrier()  # (a rank that tears down first can make its gloo peer abort)
     finally:
         if world > 1:
-            import torch.distributed as dist
-
             dist.destroy_process_group()
     if rank == 0:
         sys.stderr.write(f"{PROG}: {result.message}; checkpoint {result.checkpoint}\n")
