@@ -28,10 +28,11 @@ saves the tensor first):
                        SiLU FFN: W1x, sigmoid(W1x): 2*s*B*T*d_ff
   layers.ffn.w2:       w2's input (B,T,d_ff): s*B*T*d_ff
 Once: token_embeddings saves the token ids (B,T) int64 8*B*T; ln_final (pre-norm RMSNorm only)
-8*B*T*d + 4*B*T; lm_head its input s*B*T*d; cross_entropy the float32 logits (saved by amax), the
-shifted logits (saved by gather) and exp(shifted), (B,T,V) each: 12*B*T*V, the row max and
-sum-of-exp (B,T) float32 8*B*T, and the int64 targets 8*B*T (assumed a separate contiguous (B,T)
-tensor; a view into a larger batch tensor saves that tensor's whole storage).
+8*B*T*d + 4*B*T; lm_head its input s*B*T*d; cross_entropy exp(shifted logits) (B,T,V) float32
+4*B*T*V (the max is detached, the target logit picked by indexing: neither saves the logits), the
+sum-of-exp (B,T) float32 4*B*T, and its two int64 index tensors, the row numbers and the targets,
+16*B*T (the targets assumed a separate (B,T) tensor, or a non-contiguous view, which the loss
+copies; a contiguous view into a larger batch tensor saves that tensor's whole storage).
 """
 
 from __future__ import annotations
@@ -109,6 +110,6 @@ def implementation_byte_terms(norm: str, norm_position: str, positions: str, ffn
     if rms and norm_position == "pre":
         terms.append(("ln_final", _rmsnorm(), "float32 input, rms, normalized"))
     terms.append(("lm_head", s * B * T * d, "lm_head input"))
-    terms.append(("cross_entropy", 3 * _F32 * B * T * V + 2 * _F32 * B * T + _I64 * B * T,
-                  "fp32 logits, shifted, exp; row max, sum; int64 targets"))
+    terms.append(("cross_entropy", _F32 * B * T * V + _F32 * B * T + 2 * _I64 * B * T,
+                  "fp32 exp(shifted logits); sum of exp; int64 row numbers and targets"))
     return tuple(terms)

@@ -11,14 +11,19 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean negative log-likelihood, in nats, over every batch position.
 
     logits: (..., V) unnormalized scores; targets: (...) int64 class ids. Stable for large logits:
-    the row max is subtracted before exponentiating, so log-sum-exp never overflows.
+    the row max is subtracted before exponentiating, so log-sum-exp never overflows. The max is
+    detached (the loss is shift-invariant, so its gradient through the max is exactly zero) and the
+    target logit is picked by indexing, which saves only the indices: autograd keeps exp(shifted)
+    (..., V) float32, the sums (...) and the indices, not the logits themselves.
     """
     # Upcast so bf16 logits (autocast) do not lose precision in the sum of exponentials.
     logits = logits.float()
-    shifted = logits - logits.amax(dim=-1, keepdim=True)  # (..., V), max entry is 0
-    log_norm = shifted.exp().sum(dim=-1).log()  # (...)
-    target_logit = shifted.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (...)
-    return (log_norm - target_logit).mean()
+    shifted = logits - logits.detach().amax(dim=-1, keepdim=True)  # (..., V); sub saves nothing
+    log_norm = shifted.exp().sum(dim=-1).log()  # (...); exp saves its output, log the sums
+    flat_targets = targets.reshape(-1)  # (n,)
+    rows = torch.arange(flat_targets.numel(), device=targets.device)  # (n,)
+    target_logit = shifted.reshape(-1, shifted.shape[-1])[rows, flat_targets]  # (n,)
+    return (log_norm.reshape(-1) - target_logit).mean()
 
 
 def clip_gradients(parameters: Iterable[torch.nn.Parameter], max_l2_norm: float,

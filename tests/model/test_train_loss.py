@@ -23,6 +23,30 @@ def test_cross_entropy_is_stable_for_huge_logits():
     torch.testing.assert_close(got, F.cross_entropy(logits, targets))
 
 
+def test_cross_entropy_gradient_matches_torch_and_saves_no_logits():
+    """Gradient equal to F.cross_entropy's (bf16 logits too, as under autocast, and a
+    non-contiguous targets slice as the trainer passes); autograd keeps exp(shifted) (..., V) float32,
+    the (...) sums and two (n,) int64 index tensors: never a second (n, V) tensor."""
+    gen = torch.Generator().manual_seed(2)
+    ids = torch.randint(0, 13, (3, 8), generator=gen)
+    targets = ids[:, 1:]  # a (3, 7) view with row stride 8: not contiguous
+    for dtype in (torch.float32, torch.bfloat16):
+        logits = (torch.randn(3, 7, 13, generator=gen) * 4).to(dtype).requires_grad_(True)
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(
+                lambda t: saved.append((tuple(t.shape), t.dtype)) or t, lambda t: t):
+            loss = cross_entropy(logits, targets)
+        (ours,) = torch.autograd.grad(loss, logits)
+        ref_logits = logits.detach().float().requires_grad_(True)
+        (ref,) = torch.autograd.grad(F.cross_entropy(ref_logits.reshape(-1, 13), targets.reshape(-1)),
+                                     ref_logits)
+        torch.testing.assert_close(ours.float(), ref, **({} if dtype == torch.float32 else
+                                                         {"rtol": 1e-2, "atol": 1e-3}))
+        assert sorted(saved, key=str) == sorted(
+            [((3, 7, 13), torch.float32), ((3, 7), torch.float32), ((21,), torch.int64),
+             ((21,), torch.int64)], key=str)
+
+
 def test_cross_entropy_of_uniform_logits_is_log_vocab():
     # hand-derived: equal scores over V classes give -log(1/V) = log V per position
     logits = torch.zeros(4, 6, 50)
