@@ -1,12 +1,13 @@
 """How `model.layers.Linear.forward` is written vs torch's nn.Linear, on the step where it matters:
 tinystories (T=128, B=4), sdpa attention, fused AdamW, bf16 autocast, torch.compile, on CPU.
 
-`python benchmarks/bench_linear.py [--steps 20] [--rounds 2] [--update-results]`. The training step
+`python benchmarks/bench_linear.py [--steps 20] [--rounds 3] [--update-results]`. The training step
 is bench_training.py's (as model.trainer runs it: the model and the loss compiled separately,
 forward under autocast, backward, gradient clipping at 1.0, AdamW; 4 fixed random batches in turn).
 Each row runs in a fresh interpreter (a patched `Linear` and compile caches do not leak), after 3
-warm-up steps; the rows run one after another, `--rounds` times over (ABC ABC), and each row's
-timed steps are pooled, so load from other jobs on a shared machine falls on every row alike.
+warm-up steps; the rows run one after another, `--rounds` times over in rotated order (ABC BCA),
+after one untimed process, and each row's timed steps are pooled, so load from other jobs on a
+shared machine and the position in a round fall on every row alike.
 All our forms compute y = x W^T with the same values; only the graph torch.compile sees differs.
 """
 
@@ -69,10 +70,15 @@ def measure(steps: int, rounds: int) -> str:
 
     names = [*FORMS, BASELINE]
     rows = {name: {"times": [], "loads": []} for name in names}
-    for _, name in tqdm([(r, n) for r in range(rounds) for n in names], desc="rows"):
+    # An untimed first process (the first row after idle ran ~5% slow), then each round in a
+    # rotated order, so no row always runs first.
+    order = [(None, BASELINE)] + [(r, n) for r in range(rounds) for n in names[r % len(names):] + names[:r % len(names)]]
+    for r, name in tqdm(order, desc="rows"):
         out = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(steps)],
                              cwd=ROOT, check=True, capture_output=True, text=True).stdout
         res = json.loads(out.strip().splitlines()[-1])
+        if r is None:
+            continue
         rows[name]["times"] += res["times"]
         rows[name]["loads"].append(res["load"])
         rows[name]["loss"] = res["loss"]
@@ -93,7 +99,7 @@ def measure(steps: int, rounds: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--update-results", action="store_true")
     args = parser.parse_args()

@@ -40,9 +40,10 @@ class Corpus:
     cache: str | None
 
     def describe(self) -> dict[str, Any]:
-        """The summary's `corpus` block (no ids)."""
+        """The summary's `corpus` block (no ids; the cache entry by name, not this machine's path)."""
         return {"source": self.source, "text_bytes": self.text_bytes, "tokens": int(len(self.tokens)),
-                "vocab_size": self.vocab_size, "sha256_16": self.sha256, "cache": self.cache,
+                "vocab_size": self.vocab_size, "sha256_16": self.sha256,
+                "cache_entry": Path(self.cache).name if self.cache else None,
                 "bytes_per_token": round(self.text_bytes / len(self.tokens), 4) if self.text_bytes else None}
 
 

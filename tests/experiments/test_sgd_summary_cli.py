@@ -97,6 +97,8 @@ def test_cli_lr_sweep_end_to_end_on_a_text_file(tmp_path, capsys):
     assert (out / "runs" / "lr-0.01.jsonl").is_file() and (tmp_path / "results" / "plotly.min.js").is_file()
     assert 'src="../plotly.min.js"' in (out / "loss_curves.html").read_text()
     assert "best_lr: 0.01" in capsys.readouterr().out
-    assert len(list((tmp_path / "cache").iterdir())) == 1  # tokenizer + ids cached once
+    (entry,) = (tmp_path / "cache").iterdir()  # tokenizer + ids cached once
+    assert summary.corpus["cache_entry"] == entry.name  # by name: no machine's path in results
+    assert str(tmp_path / "cache") not in (out / "summary.json").read_text()
     assert run_cli(main, argv, prog=PROG) == 0  # second run loads the cache
     assert load_summary(out).runs[0].final_train_loss == summary.runs[0].final_train_loss
