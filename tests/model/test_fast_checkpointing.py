@@ -78,14 +78,17 @@ def _storages(*tensors) -> set:
     return {StorageWeakRef(t.untyped_storage()).cdata for t in tensors}
 
 
+@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
 @pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
-def test_same_loss_and_gradients_as_plain_model(variant):
+def test_same_loss_and_gradients_as_plain_model(variant, autocast):
     cfg = tiny(**variant)
     x, y = _batch(cfg)
     grads = []
     for checkpointing in (False, True):
         model = _model(cfg, checkpointing)
-        loss = cross_entropy(model(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):  # recompute re-casts W
+            logits = model(x)
+        loss = cross_entropy(logits, y)
         loss.backward()
         grads.append((loss.detach(), [p.grad for p in model.parameters()]))
     (loss0, g0), (loss1, g1) = grads
