@@ -9,6 +9,12 @@ warm-up steps; the rows run one after another, `--rounds` times over in rotated 
 after one untimed process, and each row's timed steps are pooled, so load from other jobs on a
 shared machine and the position in a round fall on every row alike.
 All our forms compute y = x W^T with the same values; only the graph torch.compile sees differs.
+
+Then each row runs once more under torch.profiler with inductor's kernel profile, which gives per
+step (mean of 5 after 4 warm-up) the milliseconds in aten::mm/bmm and in the compiled graphs' own
+(elementwise/reduction) kernels, the part of those whose name says a permute (a transposed read or
+write) was fused in, and the largest kernel: where the forms differ. `--profile`
+runs only this part.
 """
 
 from __future__ import annotations
@@ -31,19 +37,18 @@ import torch  # noqa: E402  (the forms below must name it directly: dynamo break
 from bench_common import replace_section  # noqa: E402
 
 SECTION = "## Writing `Linear` for bf16 + compile (`benchmarks/bench_linear.py`)"
-OURS = "ours: W cast to bf16, then x @ W.T (model.layers.Linear)"
 FORMS = {  # name -> Linear.forward (None: the project's own, unpatched)
-    OURS: None,
+    "ours: W cast to bf16, then x @ W.T (model.layers.Linear)": None,
     "x @ W.T, autocast casts the view W.T (ours before 2026-11-24)": lambda self, x: x @ self.weight.T,
     "einsum('...i,oi->...o')": lambda self, x: torch.einsum("...i,oi->...o", x, self.weight),
     "torch.ops.aten.linear (= F.linear)": lambda self, x: torch.ops.aten.linear(x, self.weight),
 }
 BASELINE = "torch modules (nn.Linear, nn.RMSNorm, ...) + torch.optim.AdamW(fused)"
+PROFILED_STEPS = 5
 
 
-def _run(name: str, steps: int) -> dict:
-    import time
-
+def _stepper_for(name: str):
+    """(step, batches) for one row, in this interpreter (patches `Linear` for our other forms)."""
     import model.layers as layers
     from bench_training import Variant, _batches, _model_config, _stepper
 
@@ -56,13 +61,61 @@ def _run(name: str, steps: int) -> dict:
     device = torch.device("cpu")
     cfg = _model_config({"preset": "tinystories"}, 128)
     _, step = _stepper(variant, cfg, device)
-    batches = _batches(cfg, 4, 128, device)
+    return step, _batches(cfg, 4, 128, device)
+
+
+def _run(name: str, steps: int) -> dict:
+    import time
+
+    step, batches = _stepper_for(name)
     times, loss = [], None
     for i in range(3 + steps):
         t0 = time.perf_counter()
         loss = step(batches[i % len(batches)])
         times.append(time.perf_counter() - t0)
     return {"times": times[3:], "loss": loss, "load": os.getloadavg()[0]}
+
+
+def _profile(name: str) -> dict:
+    """Per-step ms in aten::mm and in the compiled graphs' own kernels (inductor kernel profile)."""
+    import torch._inductor.config as inductor_config
+    from torch.profiler import ProfilerActivity, profile
+
+    inductor_config.cpp.enable_kernel_profile = True  # before the first compile: names each kernel
+    step, batches = _stepper_for(name)
+    for i in range(4):
+        step(batches[i % len(batches)])
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(PROFILED_STEPS):
+            step(batches[i % len(batches)])
+    ms = {e.key: e.self_cpu_time_total / PROFILED_STEPS / 1e3 for e in prof.key_averages()}
+    kernels = {k: v for k, v in ms.items() if k.startswith("graph_")}  # inductor's generated kernels
+    top = max(kernels, key=kernels.get)
+    permuted = sum(v for k, v in kernels.items() if "permute" in k)  # a transposed read/write fused in
+    return {"mm_ms": ms.get("aten::mm", 0.0) + ms.get("aten::bmm", 0.0),
+            "kernels_ms": sum(kernels.values()), "permute_ms": permuted,
+            "top_kernel": top, "top_kernel_ms": kernels[top], "load": os.getloadavg()[0]}
+
+
+def _child(mode: str, name: str, steps: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, mode, name, "--steps", str(steps)],
+                         cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def profile_table(names: list[str]) -> str:
+    from tqdm import tqdm
+
+    lines = [f"Kernel profile ({PROFILED_STEPS} steps per row after 4 warm-up, ms per step):", "",
+             "| Linear written as | aten::mm + bmm | compiled graphs' kernels | of which with a permute "
+             "fused in | largest kernel | load |",
+             "|---|---:|---:|---:|---|---:|"]
+    for name in tqdm(names, desc="profile"):
+        r = _child("--profile-one", name, 0)
+        lines.append(f"| {name} | {r['mm_ms']:.1f} | {r['kernels_ms']:.1f} | {r['permute_ms']:.1f} | "
+                     f"`{r['top_kernel'][:60]}` "
+                     f"{r['top_kernel_ms']:.1f} | {r['load']:.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 def measure(steps: int, rounds: int) -> str:
@@ -72,11 +125,10 @@ def measure(steps: int, rounds: int) -> str:
     rows = {name: {"times": [], "loads": []} for name in names}
     # An untimed first process (the first row after idle ran ~5% slow), then each round in a
     # rotated order, so no row always runs first.
-    order = [(None, BASELINE)] + [(r, n) for r in range(rounds) for n in names[r % len(names):] + names[:r % len(names)]]
+    rotated = [names[r % len(names):] + names[:r % len(names)] for r in range(rounds)]
+    order = [(None, BASELINE)] + [(r, n) for r in range(rounds) for n in rotated[r]]
     for r, name in tqdm(order, desc="rows"):
-        out = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(steps)],
-                             cwd=ROOT, check=True, capture_output=True, text=True).stdout
-        res = json.loads(out.strip().splitlines()[-1])
+        res = _child("--one", name, steps)
         if r is None:
             continue
         rows[name]["times"] += res["times"]
@@ -96,21 +148,41 @@ def measure(steps: int, rounds: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
+def main(argv=None) -> int:
+    from accounting.cli_support import OneLineArgumentParser, UsageError
+
+    parser = OneLineArgumentParser(prog="bench_linear.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per row and round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", action="store_true",
+                        help="only the kernel profile of each row (printed, no timing)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
-    parser.add_argument("--update-results", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--profile-one", help=argparse.SUPPRESS)
+    parser.add_argument("--update-results", action="store_true",
+                        help="replace this benchmark's section of benchmarks/RESULTS.md")
+    args = parser.parse_args(argv)
+    for child in (args.one, args.profile_one):
+        if child is not None and child not in (*FORMS, BASELINE):
+            raise UsageError(f"unknown row {child!r}")
     if args.one:
         print(json.dumps(_run(args.one, args.steps)))
-        return
-    section = measure(args.steps, args.rounds)
+        return 0
+    if args.profile_one:
+        print(json.dumps(_profile(args.profile_one)))
+        return 0
+    if args.steps < 1 or args.rounds < 1:
+        raise UsageError("--steps and --rounds must be >= 1")
+    if args.profile:
+        print(profile_table([*FORMS, BASELINE]))
+        return 0
+    section = measure(args.steps, args.rounds) + "\n" + profile_table([*FORMS, BASELINE])
     print(section)
     if args.update_results:
         replace_section(SECTION, section)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    from accounting.cli_support import run_cli
+
+    raise SystemExit(run_cli(main, prog="bench_linear.py"))

@@ -41,8 +41,8 @@ class Linear(nn.Module):
         if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
             # Cast W itself, as autocast would, but before transposing: left to autocast, the cast
             # is of the view W.T, and torch.compile's CPU backward then writes each weight's
-            # gradient through a transposed copy (tinystories, bf16 + compile: 0.19 -> 0.16 s per
-            # step; benchmarks/bench_linear.py). Same values, same saved bytes.
+            # gradient through a transposed copy (tinystories, bf16 + compile: 0.18 -> 0.16 s per
+            # step; benchmarks/bench_linear.py times and profiles both). Same values, same bytes.
             weight = weight.to(torch.get_autocast_dtype(device))
         # (..., in) @ (in, out) -> (..., out); autograd saves x (for dW) and W (for dx).
         return x @ weight.T
