@@ -16,6 +16,7 @@ import sympy as sp
 
 from accounting.config import ModelConfig
 from accounting.conventions import ACTIVATION_CONVENTIONS, DTYPE_BYTES
+from accounting.errors import UserError
 from accounting.flops import forward_terms
 from accounting.activations_impl import implementation_byte_terms
 from accounting.activations_textbook import textbook_element_terms
@@ -26,10 +27,10 @@ from accounting.symbols import B, L, T, d, values
 
 def _check(convention: str, dtype: str) -> None:
     if convention not in ACTIVATION_CONVENTIONS:
-        raise ValueError(f"unknown activation convention {convention!r}; "
+        raise UserError(f"unknown activation convention {convention!r}; "
                          f"choose one of: {', '.join(ACTIVATION_CONVENTIONS)}")
     if dtype not in ("float32", "bfloat16", "float16"):
-        raise ValueError(f"activation dtype must be float32, bfloat16 or float16, got {dtype!r}")
+        raise UserError(f"activation dtype must be float32, bfloat16 or float16, got {dtype!r}")
 
 
 def activation_terms(cfg: ModelConfig, convention: str = "implementation", dtype: str = "float32",

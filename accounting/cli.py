@@ -12,16 +12,15 @@ Bad input: one line on stderr, exit code 2 (accounting.cli_support.run_cli).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Sequence
 
 from accounting.atomic import atomic_write_text
-from accounting.cli_support import OneLineArgumentParser, UsageError
-from accounting.config import VARIANT_CHOICES, ModelConfig, get_preset
+from accounting.cli_support import OneLineArgumentParser
+from accounting.conventions import TRAINING_DTYPES
+from accounting.errors import UserError
+from accounting.flags import add_model_flags, flag_type, model_config_from_args
 from accounting.format import parse_bytes
-
-_SIZE_FIELDS = ("vocab_size", "d_model", "num_layers", "num_heads", "d_ff")
 
 
 def _int_list(text: str) -> list[int]:
@@ -31,44 +30,23 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def _add_model_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="gpt2-small", help="starting config (see list_presets())")
-    for name in _SIZE_FIELDS:
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=None)
-    p.add_argument("--rope-theta", type=float, default=None)
-    p.add_argument("--norm-eps", type=float, default=None)
-    for name, choices in VARIANT_CHOICES.items():
-        p.add_argument("--" + name.replace("_", "-"), choices=choices, default=None)
-    p.add_argument("--tie-embeddings", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--context-length", type=int, default=None,
-                   help="tokens per sequence of the step (also the config's context_length)")
-
-
-def config_from_args(args: argparse.Namespace, preset: str | None = None) -> ModelConfig:
-    """The preset with every given override applied (validated by ModelConfig)."""
-    cfg = get_preset(preset or args.preset)
-    fields = [f.name for f in dataclasses.fields(ModelConfig)]
-    overrides = {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
-    return cfg.replace(**overrides) if overrides else cfg
-
-
 def build_parser() -> OneLineArgumentParser:
     parser = OneLineArgumentParser(prog="python -m accounting", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineArgumentParser)
     rep = sub.add_parser("report", help="full accounting of one config")
-    _add_model_flags(rep)
+    add_model_flags(rep)
     rep.add_argument("--batch-size", type=int, default=1)
-    rep.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    rep.add_argument("--dtype", choices=TRAINING_DTYPES, default="float32")
     rep.add_argument("--gpu", default=None, help="GPU name from the table (default H100-SXM)")
     rep.add_argument("--peak-flops", type=float, default=None, help="peak FLOP/s (overrides the GPU's)")
-    rep.add_argument("--memory-budget", type=parse_bytes, default=None,
+    rep.add_argument("--memory-budget", type=flag_type(parse_bytes), default=None,
                      help="bytes, or with a unit: 80GB, 80GiB (default: the GPU's memory)")
     rep.add_argument("--mfu", type=float, default=0.5)
     rep.add_argument("--steps", type=int, default=10_000)
     rep.add_argument("--format", choices=("table", "markdown", "json", "latex"), default="table")
     rep.add_argument("--out", default=None, help="write here (atomically) instead of stdout")
     cmp_ = sub.add_parser("compare", help="FLOP shares across model sizes / context lengths")
-    _add_model_flags(cmp_)
+    add_model_flags(cmp_)
     cmp_.add_argument("--presets", default=None, help="comma-separated preset names")
     cmp_.add_argument("--context-lengths", type=_int_list, default=None)
     cmp_.add_argument("--format", choices=("table", "markdown", "json"), default="table")
@@ -89,9 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from accounting.render import render
         from accounting.report import build_report
 
-        cfg = config_from_args(args)
+        cfg = model_config_from_args(args)
         if args.steps <= 0:
-            raise UsageError(f"--steps must be positive, got {args.steps}")
+            raise UserError(f"--steps must be positive, got {args.steps}")
         report = build_report(cfg, batch_size=args.batch_size, dtype=args.dtype, gpu=args.gpu,
                               mfu=args.mfu, steps=args.steps, memory_budget_bytes=args.memory_budget,
                               peak_flops_per_s=args.peak_flops)

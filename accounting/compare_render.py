@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from accounting.cli import config_from_args
 from accounting.compare import GROUPS, ShareRow, attention_crossover, attention_crossover_formula, flop_shares
 from accounting.config import GPT2_PRESETS
+from accounting.errors import UserError
+from accounting.flags import model_config_from_args
 from accounting.format import fmt_flops, fmt_share
 from accounting.render import tables_to_markdown, tables_to_text
 from accounting.tables import Table
@@ -19,11 +20,11 @@ def compare_rows(args: argparse.Namespace) -> tuple[list[ShareRow], dict[str, fl
         [args.preset] if args.context_lengths else list(GPT2_PRESETS))
     rows, crossover = [], {}
     for name in presets:
-        cfg = config_from_args(args, preset=name)
+        cfg = model_config_from_args(args, preset=name)
         crossover[name] = attention_crossover(cfg)
         for t in args.context_lengths or [cfg.context_length]:
             if t <= 0:
-                raise ValueError(f"context lengths must be positive, got {t}")
+                raise UserError(f"context lengths must be positive, got {t}")
             rows.append(flop_shares(cfg, t, label=name))
     return rows, crossover
 
@@ -43,6 +44,6 @@ def run_compare(args: argparse.Namespace) -> str:
     cross = Table("Context length where the attention core (QK^T + PV) overtakes the FFN",
                   ("preset", "solved T", "formula"),
                   [(name, f"{t:,.0f}", attention_crossover_formula(
-                      config_from_args(args, preset=name).ffn)) for name, t in crossover.items()])
+                      model_config_from_args(args, preset=name).ffn)) for name, t in crossover.items()])
     render = tables_to_markdown if args.format == "markdown" else tables_to_text
     return render([share_table, cross])

@@ -2,7 +2,7 @@
 
 `ModelConfig` holds the shape of a CS336-style Transformer LM and its variant switches. It imports
 no torch, so the symbolic accounting can use it without paying for torch; `model.TransformerLM`
-is built from it (`TransformerLM.from_config(cfg)`).
+is built from it (`TransformerLM(cfg)`).
 
 Presets live in one registry: `get_preset(name)` / `list_presets()`.
 """
@@ -10,8 +10,11 @@ Presets live in one registry: `get_preset(name)` / `list_presets()`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from accounting.errors import UserError
 
 Norm = Literal["rmsnorm", "none"]
 NormPosition = Literal["pre", "post"]
@@ -31,6 +34,12 @@ VARIANT_CHOICES: dict[str, tuple[str, ...]] = {
 _POSITIVE_INT_FIELDS = ("vocab_size", "context_length", "d_model", "num_layers", "num_heads", "d_ff")
 
 
+def config_field(default: Any, help: str, **metadata: Any) -> Any:
+    """A dataclass field whose metadata says what it means (`help`) and, for a variant switch, its
+    `choices`. Every CLI flag (accounting.flags) and every explorer widget is generated from it."""
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Shape and variants of a decoder-only Transformer LM (CS336 assignment 1 conventions).
@@ -43,45 +52,55 @@ class ModelConfig:
       - tie_embeddings: the LM head reuses the token-embedding matrix
       - attention:     "naive" (the reference, materializes the (T, T) scores) or
                        "sdpa" (torch's fused scaled_dot_product_attention)
+    Each field's metadata["help"] is its one-line meaning (flags and widgets show it).
     """
 
-    vocab_size: int = 50_257
-    context_length: int = 1_024
-    d_model: int = 768
-    num_layers: int = 12
-    num_heads: int = 12
-    d_ff: int = 3_072
-    rope_theta: float = 10_000.0
-    norm_eps: float = 1e-5
-    norm: Norm = "rmsnorm"
-    norm_position: NormPosition = "pre"
-    positions: Positions = "rope"
-    ffn: FFN = "swiglu"
-    tie_embeddings: bool = False
-    attention: Attention = "naive"
+    vocab_size: int = config_field(50_257, "V: vocabulary size (tokens)")
+    context_length: int = config_field(
+        1_024, "T: tokens per sequence (the model's maximum; the step's T in reports and measurements)")
+    d_model: int = config_field(768, "d: residual stream width (features)")
+    num_layers: int = config_field(12, "L: number of Transformer blocks")
+    num_heads: int = config_field(12, "h: attention heads; must divide d_model (d_k = d / h)")
+    d_ff: int = config_field(3_072, "d_ff: FFN inner width (features)")
+    rope_theta: float = config_field(10_000.0, "RoPE base theta (no effect on the counts)")
+    norm_eps: float = config_field(1e-5, "RMSNorm epsilon (no effect on the counts)")
+    norm: Norm = config_field("rmsnorm", "rmsnorm, or none (identity: the 'no norm' ablation)",
+                              choices=VARIANT_CHOICES["norm"])
+    norm_position: NormPosition = config_field("pre", "pre: x + f(norm(x)); post: norm(x + f(x))",
+                                               choices=VARIANT_CHOICES["norm_position"])
+    positions: Positions = config_field("rope", "rope (rotary on Q, K) or none (the 'no RoPE' ablation)",
+                                        choices=VARIANT_CHOICES["positions"])
+    ffn: FFN = config_field("swiglu", "swiglu: W2(SiLU(W1 x) * W3 x); silu: W2 SiLU(W1 x)",
+                            choices=VARIANT_CHOICES["ffn"])
+    tie_embeddings: bool = config_field(
+        False, "the LM head reuses the token-embedding matrix (counted once)")
+    attention: Attention = config_field(
+        "naive", "naive: materializes the (T, T) scores; sdpa: torch's fused kernel",
+        choices=VARIANT_CHOICES["attention"])
 
     def __post_init__(self) -> None:
         for name in _POSITIVE_INT_FIELDS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name} must be an integer, got {value!r}")
+                raise UserError(f"{name} must be an integer, got {value!r}")
             if value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}")
+                raise UserError(f"{name} must be positive, got {value}")
         for name, choices in VARIANT_CHOICES.items():
             if getattr(self, name) not in choices:
-                raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+                raise UserError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
         if not isinstance(self.tie_embeddings, bool):
-            raise ValueError(f"tie_embeddings must be a bool, got {self.tie_embeddings!r}")
-        if not self.rope_theta > 0:
-            raise ValueError(f"rope_theta must be positive, got {self.rope_theta}")
-        if not self.norm_eps > 0:
-            raise ValueError(f"norm_eps must be positive, got {self.norm_eps}")
+            raise UserError(f"tie_embeddings must be a bool, got {self.tie_embeddings!r}")
+        for name in ("rope_theta", "norm_eps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 < value < math.inf:
+                raise UserError(f"{name} must be a positive finite number, got {value!r}")
         if self.d_model % self.num_heads:
-            raise ValueError(
+            raise UserError(
                 f"num_heads ({self.num_heads}) must divide d_model ({self.d_model})"
             )
         if self.positions == "rope" and self.head_dim % 2:
-            raise ValueError(
+            raise UserError(
                 f"d_model / num_heads = {self.head_dim} must be even for RoPE (positions='rope')"
             )
 
@@ -94,7 +113,7 @@ class ModelConfig:
         """A copy with some fields changed (validated again). Unknown fields raise ValueError."""
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
         if unknown:
-            raise ValueError(f"unknown config field(s): {', '.join(sorted(unknown))}")
+            raise UserError(f"unknown config field(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,4 +159,4 @@ def get_preset(name: str) -> ModelConfig:
     try:
         return _PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(_PRESETS)}") from None
+        raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(_PRESETS)}") from None

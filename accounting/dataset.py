@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from accounting.errors import UserError
+
 CHINCHILLA_TOKENS_PER_PARAM = 20
 """Hoffmann et al. 2022: compute-optimal training uses ~20 tokens per parameter."""
 
@@ -15,7 +17,7 @@ CHINCHILLA_TOKENS_PER_PARAM = 20
 def token_dtype(vocab_size: int) -> str:
     """Smallest unsigned dtype holding ids 0..vocab_size-1: uint16 or uint32."""
     if vocab_size <= 0:
-        raise ValueError(f"vocab_size must be positive, got {vocab_size}")
+        raise UserError(f"vocab_size must be positive, got {vocab_size}")
     return "uint16" if vocab_size <= 2**16 else "uint32"
 
 
@@ -35,9 +37,9 @@ def dataset_estimate(text_bytes: int, bytes_per_token: float, vocab_size: int,
                      tokenizer_bytes_per_s: float | None = None) -> DatasetEstimate:
     """Tokens = round(bytes / ratio); storage = tokens x (2 or 4) bytes; time = bytes / throughput."""
     if text_bytes < 0 or not bytes_per_token > 0:
-        raise ValueError("text bytes must be >= 0 and the compression ratio positive")
+        raise UserError("text bytes must be >= 0 and the compression ratio positive")
     if tokenizer_bytes_per_s is not None and not tokenizer_bytes_per_s > 0:
-        raise ValueError(f"tokenizer throughput must be positive, got {tokenizer_bytes_per_s}")
+        raise UserError(f"tokenizer throughput must be positive, got {tokenizer_bytes_per_s}")
     tokens = round(text_bytes / bytes_per_token)
     dtype = token_dtype(vocab_size)
     per_token = 2 if dtype == "uint16" else 4

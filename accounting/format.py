@@ -8,6 +8,10 @@
 
 from __future__ import annotations
 
+import math
+
+from accounting.errors import UserError
+
 _SI = ((10**18, "E"), (10**15, "P"), (10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k"))
 _BINARY = ((2**50, "PiB"), (2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"))
 _DECIMAL = ((10**15, "PB"), (10**12, "TB"), (10**9, "GB"), (10**6, "MB"), (10**3, "kB"))
@@ -69,13 +73,16 @@ _BYTE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**1
 
 
 def parse_bytes(text: str) -> int:
-    """'80GB' -> 80*10^9, '80GiB' -> 80*2^30, '1e9' -> 10^9. Raises ValueError on bad input."""
+    """'80GB' -> 80*10^9, '80GiB' -> 80*2^30, '1e9' -> 10^9. Raises UserError on bad input."""
     s = text.strip().lower().replace(" ", "")
     unit = s.lstrip("0123456789.e+-")
     number = s[: len(s) - len(unit)] if unit else s
     if unit not in _BYTE_UNITS or not number:
-        raise ValueError(f"cannot read a byte size from {text!r} (e.g. 80GB, 80GiB, 1e9)")
-    value = float(number) * _BYTE_UNITS[unit]
-    if not value > 0:
-        raise ValueError(f"byte size must be positive, got {text!r}")
+        raise UserError(f"cannot read a byte size from {text!r} (e.g. 80GB, 80GiB, 1e9)")
+    try:
+        value = float(number) * _BYTE_UNITS[unit]
+    except ValueError:
+        raise UserError(f"cannot read a byte size from {text!r} (e.g. 80GB, 80GiB, 1e9)") from None
+    if not 0 < value < math.inf:
+        raise UserError(f"byte size must be positive and finite, got {text!r}")
     return int(value)

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from accounting.errors import UserError
+
 _T = 10**12
 _GiB = 2**30
 
@@ -34,7 +36,7 @@ class GPU:
         try:
             return self.peak_flops_per_s[dtype]
         except KeyError:
-            raise ValueError(f"no peak FLOP/s for dtype {dtype!r} on {self.name}; "
+            raise UserError(f"no peak FLOP/s for dtype {dtype!r} on {self.name}; "
                              f"known: {', '.join(self.peak_flops_per_s)}") from None
 
 
@@ -60,14 +62,36 @@ def get_gpu(name: str) -> GPU:
     for key, gpu in GPUS.items():
         if key.lower() == name.lower():
             return gpu
-    raise ValueError(f"unknown GPU {name!r}; choose one of: {', '.join(GPUS)}")
+    raise UserError(f"unknown GPU {name!r}; choose one of: {', '.join(GPUS)}")
 
 
 def custom_gpu(peak_flops_per_s: float, memory_bytes: int, name: str = "custom") -> GPU:
     """A user-given accelerator with one peak for every dtype."""
     if not peak_flops_per_s > 0:
-        raise ValueError(f"peak FLOP/s must be positive, got {peak_flops_per_s}")
+        raise UserError(f"peak FLOP/s must be positive, got {peak_flops_per_s}")
     if memory_bytes <= 0:
-        raise ValueError(f"memory budget must be positive, got {memory_bytes}")
+        raise UserError(f"memory budget must be positive, got {memory_bytes}")
     peaks = {k: float(peak_flops_per_s) for k in ("float32", "tfloat32", "bfloat16", "float16")}
     return GPU(name, int(memory_bytes), MappingProxyType(peaks), "user-given")
+
+
+_DEVICE_NAME_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("h200", "H200"), ("h100 pcie", "H100-PCIe"), ("h100", "H100-SXM"),
+    ("a100-sxm4-40gb", "A100-40GB"), ("a100", "A100-80GB"),
+)
+"""(substring of a CUDA device name, lower case) -> GPUS entry; the first match wins."""
+
+
+def match_gpu(device_name: str) -> GPU | None:
+    """The table's entry for a CUDA device name (as torch.cuda.get_device_name gives it, e.g.
+    "NVIDIA H100 80GB HBM3"), or None for a device the table does not know."""
+    lowered = device_name.lower()
+    return next((GPUS[key] for pattern, key in _DEVICE_NAME_PATTERNS if pattern in lowered), None)
+
+
+def matmul_dtype(dtype: str, allow_tf32: bool) -> str:
+    """The dtype whose peak a run's matmuls reach: "bfloat16" for a bf16 run, else "tfloat32" when
+    TF32 matmuls are allowed (torch.backends.cuda.matmul.allow_tf32), else "float32"."""
+    if dtype == "bfloat16":
+        return "bfloat16"
+    return "tfloat32" if allow_tf32 else "float32"

@@ -7,15 +7,17 @@ import os
 from pathlib import Path
 from typing import Any
 
+from accounting.errors import MissingFileError, UserError
+
 
 def read_json_file(path: str | os.PathLike[str], what: str) -> Any:
     """The parsed JSON at `path`; FileNotFoundError / ValueError naming `what` and the file."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"{what} not found: {p}")
+        raise MissingFileError(f"{what} not found: {p}")
     try:
         return json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{p} is not valid JSON: {exc}") from None
+        raise UserError(f"{p} is not valid JSON: {exc}") from None
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{p} is not UTF-8 text (byte {exc.start})") from None
+        raise UserError(f"{p} is not UTF-8 text (byte {exc.start})") from None

@@ -23,6 +23,7 @@ import sympy as sp
 from accounting.activations import activation_bytes_formula
 from accounting.config import ModelConfig
 from accounting.conventions import TRAINING_DTYPES
+from accounting.errors import UserError
 from accounting.parameters import total_parameters_formula
 from accounting.rows import Row, evaluate
 from accounting.symbols import B, values
@@ -36,7 +37,7 @@ _BYTES_PER_PARAM: dict[str, tuple[int, int, int, int]] = {
 
 def _check_dtype(dtype: str) -> None:
     if dtype not in TRAINING_DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(TRAINING_DTYPES)}, got {dtype!r}")
+        raise UserError(f"dtype must be one of {', '.join(TRAINING_DTYPES)}, got {dtype!r}")
 
 
 @lru_cache(maxsize=256)
@@ -94,13 +95,13 @@ def largest_batch_size(cfg: ModelConfig, memory_budget_bytes: int, context_lengt
     Raises ValueError when the budget is smaller than the weights, gradients and optimizer state.
     """
     if memory_budget_bytes <= 0:
-        raise ValueError(f"memory budget must be positive, got {memory_budget_bytes}")
+        raise UserError(f"memory budget must be positive, got {memory_budget_bytes}")
     subs = values(cfg, 1, context_length)
     subs.pop(B)
     peak = sp.expand(peak_memory_formula(cfg, dtype, convention).xreplace(subs))
     per_seq, fixed = int(peak.coeff(B, 1)), int(peak.coeff(B, 0))
     if fixed > memory_budget_bytes:
-        raise ValueError(f"memory budget {memory_budget_bytes:,} bytes is smaller than the weights, "
+        raise UserError(f"memory budget {memory_budget_bytes:,} bytes is smaller than the weights, "
                          f"gradients and optimizer state ({fixed:,} bytes)")
     budget = sp.Integer(memory_budget_bytes)
     b_real = sp.Symbol("B_real", positive=True)  # B relaxed to a real to solve, then floored

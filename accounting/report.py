@@ -14,6 +14,7 @@ from accounting.activations import (
 from accounting.config import ModelConfig
 from accounting.dataset import chinchilla_tokens
 from accounting.conventions import DEFAULT_CONVENTIONS, DTYPE_BYTES, TRAINING_DTYPES, Conventions
+from accounting.errors import UserError
 from accounting.flops import (
     attention_recompute_flops, backward_flops_rows, forward_flops_rows, kaplan_6nd_formula, palm_formula,
 )
@@ -163,7 +164,7 @@ def build_report(cfg: ModelConfig, *, batch_size: int, context_length: int | Non
     """The full report. `gpu` (name in GPUS, a GPU, or None = H100-SXM) gives the peak FLOP/s for
     `dtype` and the memory budget unless `peak_flops_per_s` / `memory_budget_bytes` are given."""
     if dtype not in TRAINING_DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(TRAINING_DTYPES)}, got {dtype!r}")
+        raise UserError(f"dtype must be one of {', '.join(TRAINING_DTYPES)}, got {dtype!r}")
     t = cfg.context_length if context_length is None else context_length
     values(cfg, batch_size, t)  # validates the sizes
     device, budget = _resolve_gpu(gpu, peak_flops_per_s, memory_budget_bytes)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sympy as sp
 
 from accounting.config import ModelConfig
+from accounting.errors import UserError
 
 _INT = {"positive": True, "integer": True}
 
@@ -42,7 +43,7 @@ def values(cfg: ModelConfig, batch_size: int = 1, context_length: int | None = N
     t = cfg.context_length if context_length is None else context_length
     for name, value in (("batch_size", batch_size), ("context_length", t)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise UserError(f"{name} must be a positive integer, got {value!r}")
     subs = {sym: getattr(cfg, field) for field, sym in FIELD_SYMBOLS.items()}
     subs[T] = t
     subs[B] = batch_size

@@ -8,12 +8,13 @@ recompute, no optimizer). Times in seconds.
 from __future__ import annotations
 
 from accounting.config import ModelConfig
+from accounting.errors import UserError
 from accounting.flops import train_step_flops
 
 
 def _check_mfu(mfu: float) -> None:
     if not 0 < mfu <= 1:
-        raise ValueError(f"mfu must be in (0, 1], got {mfu}")
+        raise UserError(f"mfu must be in (0, 1], got {mfu}")
 
 
 def training_seconds(cfg: ModelConfig, *, batch_size: int, context_length: int | None = None,
@@ -21,9 +22,9 @@ def training_seconds(cfg: ModelConfig, *, batch_size: int, context_length: int |
     """Seconds for `steps` training steps of `batch_size` x `context_length` at `mfu` of the peak."""
     _check_mfu(mfu)
     if steps <= 0:
-        raise ValueError(f"steps must be positive, got {steps}")
+        raise UserError(f"steps must be positive, got {steps}")
     if not peak_flops_per_s > 0:
-        raise ValueError(f"peak FLOP/s must be positive, got {peak_flops_per_s}")
+        raise UserError(f"peak FLOP/s must be positive, got {peak_flops_per_s}")
     return steps * train_step_flops(cfg, batch_size, context_length) / (mfu * peak_flops_per_s)
 
 
@@ -33,7 +34,7 @@ def mfu_from_tokens_per_s(cfg: ModelConfig, tokens_per_s: float, *, peak_flops_p
 
     FLOPs per token = train_step_flops(B, T) / (B*T) (independent of B)."""
     if not tokens_per_s > 0 or not peak_flops_per_s > 0:
-        raise ValueError("tokens/s and peak FLOP/s must be positive")
+        raise UserError("tokens/s and peak FLOP/s must be positive")
     t = cfg.context_length if context_length is None else context_length
     per_token = train_step_flops(cfg, batch_size, t) / (batch_size * t)
     return tokens_per_s * per_token / peak_flops_per_s

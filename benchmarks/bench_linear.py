@@ -149,7 +149,7 @@ def measure(steps: int, rounds: int) -> str:
 
 
 def main(argv=None) -> int:
-    from accounting.cli_support import OneLineArgumentParser, UsageError
+    from accounting.cli_support import OneLineArgumentParser, UserError
 
     parser = OneLineArgumentParser(prog="bench_linear.py", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="timed steps per row and round")
@@ -163,7 +163,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     for child in (args.one, args.profile_one):
         if child is not None and child not in (*FORMS, BASELINE):
-            raise UsageError(f"unknown row {child!r}")
+            raise UserError(f"unknown row {child!r}")
     if args.one:
         print(json.dumps(_run(args.one, args.steps)))
         return 0
@@ -171,7 +171,7 @@ def main(argv=None) -> int:
         print(json.dumps(_profile(args.profile_one)))
         return 0
     if args.steps < 1 or args.rounds < 1:
-        raise UsageError("--steps and --rounds must be >= 1")
+        raise UserError("--steps and --rounds must be >= 1")
     if args.profile:
         print(profile_table([*FORMS, BASELINE]))
         return 0

@@ -120,7 +120,7 @@ def _build(v: Variant, cfg, device):
     from model.trainer import _optimizer
     from model.train_config import TrainConfig
 
-    model = TransformerLM.from_config(cfg.replace(attention=v.attention), device=device,
+    model = TransformerLM(cfg.replace(attention=v.attention), device=device,
                                       activation_checkpointing=v.checkpointing)
     opt = _optimizer(model, TrainConfig(max_lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1,
                                         optimizer=v.optimizer))
@@ -259,12 +259,12 @@ def matmul_peak(device_name: str, dtype: str, threads: int, n: int = 2048, trial
 
     device = torch.device(device_name)
     if device.type == "cuda":
-        from model.trainer import _cuda_peak, _cuda_peak_source
+        from model.trainer import cuda_peak
 
-        peak = _cuda_peak(device, dtype)
-        if peak is None:
+        found = cuda_peak(device, dtype)
+        if found is None:
             raise SystemExit(f"{torch.cuda.get_device_name(device)} is not in accounting's GPU table")
-        return peak, _cuda_peak_source(device, dtype)
+        return found
     torch.set_num_threads(threads)
     a = torch.randn(n, n, dtype=getattr(torch, dtype))
     b = torch.randn(n, n, dtype=getattr(torch, dtype))
@@ -361,7 +361,7 @@ def _machine(args) -> str:
 
 
 def main(argv=None) -> int:
-    from accounting.cli_support import OneLineArgumentParser, UsageError
+    from accounting.cli_support import OneLineArgumentParser, UserError
 
     parser = OneLineArgumentParser(prog="bench_training.py", description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -375,7 +375,7 @@ def main(argv=None) -> int:
                         help="replace this benchmark's section of benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.threads < 1:
-        raise UsageError("--steps and --threads must be >= 1, --warmup >= 0")
+        raise UserError("--steps and --threads must be >= 1, --warmup >= 0")
     from bench_training_report import render, update_results
 
     args.load_start = os.getloadavg()

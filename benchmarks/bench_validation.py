@@ -41,7 +41,7 @@ def _bare_flop_counter(cfg) -> float:
     from model.transformer import TransformerLM
 
     t0 = time.perf_counter()
-    model = TransformerLM.from_config(cfg, device="meta")
+    model = TransformerLM(cfg, device="meta")
     x = torch.randint(0, cfg.vocab_size, (1, cfg.context_length)).to("meta")
     with FlopCounterMode(display=False):
         cross_entropy(model(x), x).backward()
@@ -52,7 +52,7 @@ def _in_process(runs: int) -> dict[str, list[float]]:
     import torch
 
     from accounting import get_preset
-    from validation import measure
+    from validation.core import measure
 
     torch.set_num_threads(1)
     cfg = get_preset("gpt2-xl")

@@ -1,9 +1,8 @@
 """Committed experiment runs (experiments/results/<subcommand>/), if any: loss curves and findings.
 
-Per-run logs are JSONL, one JSON object per line: trainer events ({"type": "step", "step", "loss"},
-{"type": "eval", "step", "val_loss"}) or flat rows with "step" and "train_loss" / "val_loss".
-`summary.json` may hold a "findings" object, shown as is. Everything is read defensively: bad lines
-are skipped, unreadable files and a missing folder show nothing.
+Per-run logs are JSONL, read by model.experiments.logs.read_curve (bad lines skipped).
+`summary.json` may hold a "findings" object, shown as is; unreadable files and a missing folder
+show nothing.
 """
 
 from __future__ import annotations
@@ -14,26 +13,10 @@ from pathlib import Path
 import streamlit as st
 
 from explorer import charts
+from model.experiments.logs import read_curve
 
 RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"
 MAX_RUNS = 12
-
-
-def read_curve(path: Path) -> tuple[list[int], list[float], list[int], list[float]]:
-    """(steps, train losses, val steps, val losses) of one JSONL log."""
-    steps, losses, vsteps, vlosses = [], [], [], []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-            step = int(row["step"])
-        except (ValueError, KeyError, TypeError):
-            continue
-        train = row.get("train_loss", row.get("loss") if row.get("type") == "step" else None)
-        for value, xs, ys in ((train, steps, losses), (row.get("val_loss"), vsteps, vlosses)):
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                xs.append(step)
-                ys.append(float(value))
-    return steps, losses, vsteps, vlosses
 
 
 def _findings(group: Path) -> object:
@@ -55,7 +38,8 @@ def render(root: Path = RESULTS) -> None:
             curves = []
             for f in sorted(group.rglob("*.jsonl"))[:MAX_RUNS]:
                 try:
-                    curves.append((f.stem, *read_curve(f)))
+                    c = read_curve(f)
+                    curves.append((f.stem, c.step, c.loss, c.eval_step, c.val_loss))
                 except OSError:
                     continue
             curves = [c for c in curves if c[1] or c[3]]

@@ -1,6 +1,6 @@
 """Measured vs analytic: run the validation for the current config (meta device at any size, CPU
 for small models, CUDA when present) and show its table; also the committed results, labelled
-with their hardware. `validation` is imported lazily: without it the view says so and stops."""
+with their hardware. `validation` (and with it torch) is imported when the view is drawn."""
 
 from __future__ import annotations
 
@@ -13,17 +13,6 @@ from explorer.state import Settings
 
 CPU_PARAMETER_LIMIT = 50_000_000
 """Largest model (parameters) the view runs on CPU: bigger ones take minutes and many GiB."""
-
-
-def _validation():
-    try:
-        import validation
-        validation.measure, validation.load_results  # noqa: B018  (the API this view needs)
-    except (ImportError, AttributeError) as exc:
-        st.info(f"The validation package is not available yet ({type(exc).__name__}: {exc}). "
-                "This view shows measured-vs-analytic tables once `validation.measure` exists.")
-        return None
-    return validation
 
 
 def table(measurement) -> pd.DataFrame:
@@ -79,16 +68,14 @@ def _devices(cfg: acc.ModelConfig) -> list[str]:
     devices = ["meta"]
     if acc.total_parameters(cfg) <= CPU_PARAMETER_LIMIT:
         devices.append("cpu")
-    try:
-        import torch
-        if torch.cuda.is_available():
-            devices.append("cuda")
-    except ImportError:
-        pass
+    import torch
+
+    if torch.cuda.is_available():
+        devices.append("cuda")
     return devices
 
 
-def _run(validation, settings: Settings, cfg: acc.ModelConfig) -> None:
+def _run(settings: Settings, cfg: acc.ModelConfig) -> None:
     devices = _devices(cfg)
     c = st.columns(3)
     device = c[0].selectbox("Device", devices, key="w_measure_device",
@@ -103,9 +90,11 @@ def _run(validation, settings: Settings, cfg: acc.ModelConfig) -> None:
     def progress(phase: str, fraction: float) -> None:
         bar.progress(min(max(float(fraction), 0.0), 1.0), text=phase)
 
+    from validation.core import measure
+
     try:
-        measurement = validation.measure(cfg, device=device, batch_size=batch, dtype=settings.dtype,
-                                         steps=steps, progress=progress)
+        measurement = measure(cfg, device=device, batch_size=batch, dtype=settings.dtype,
+                              steps=steps, progress=progress)
     except (ValueError, RuntimeError, MemoryError) as exc:
         bar.empty()
         st.error(f"The validation could not run: {exc}")
@@ -120,12 +109,9 @@ def render(settings: Settings) -> None:
     except ValueError as exc:
         st.error(f"This configuration is not valid: {exc}. Change it in the sidebar.")
         return
-    validation = _validation()
-    if validation is None:
-        return
     st.markdown("Runs the real model with instruments (FLOP counter, saved-tensor hooks, memory) and "
                 "puts each measured number beside the accounting's; a non-zero difference names its cause.")
-    _run(validation, settings, cfg)
+    _run(settings, cfg)
     measurement = st.session_state.get("measurement")
     if measurement is not None:
         st.subheader("This session's run")

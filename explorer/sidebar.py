@@ -11,31 +11,14 @@ from typing import Any
 
 import streamlit as st
 
-from accounting.config import VARIANT_CHOICES, ModelConfig, get_preset
+from accounting.config import ModelConfig, get_preset
+from accounting.conventions import TRAINING_DTYPES
 from explorer.state import (
-    CUSTOM, DEFAULTS, DTYPES, GPU_NAMES, INT_LIMITS, OVERRIDE_FIELDS, PRESETS, VIEWS, Settings,
-    parse_query, to_query, with_overrides,
+    CUSTOM, DEFAULTS, GPU_NAMES, OVERRIDE_FIELDS, PRESETS, VIEWS, Settings, field_choices, field_help,
+    field_kind, int_limits, parse_query, to_query, with_overrides,
 )
 
 _LOADED = "_explorer_loaded"
-_WARNINGS = "_explorer_warnings"
-_PLAIN = ("checkpointing",)  # settings owned by one view's widget: kept in plain session keys
-
-_HELP = {
-    "vocab_size": "V: vocabulary size (tokens).",
-    "d_model": "d: residual stream width (features).",
-    "num_layers": "L: number of Transformer blocks.",
-    "num_heads": "h: attention heads; must divide d_model (d_k = d / h).",
-    "d_ff": "d_ff: FFN inner width (features).",
-    "rope_theta": "RoPE base Θ (no effect on the counts).",
-    "norm_eps": "RMSNorm ε (no effect on the counts).",
-    "norm": "rmsnorm, or none (identity: the 'no norm' ablation).",
-    "norm_position": "pre: x + f(norm(x)); post: norm(x + f(x)).",
-    "positions": "rope (rotary on Q, K) or none (the 'no RoPE' ablation).",
-    "ffn": "swiglu: W2(SiLU(W1x) ⊙ W3x); silu: W2 SiLU(W1x).",
-    "tie_embeddings": "The LM head reuses the token-embedding matrix (counted once).",
-    "attention": "naive: materializes the (T, T) scores; sdpa: torch's fused kernel.",
-}
 
 
 def widget_key(name: str) -> str:
@@ -94,9 +77,22 @@ def _ensure(name: str, default: Any) -> str:
 
 
 def _int_input(label: str, name: str, default: int, help: str | None = None) -> int:
-    lo, hi = INT_LIMITS[name]
+    lo, hi = int_limits(name)
     return int(st.number_input(label, min_value=lo, max_value=hi, step=1, key=_ensure(name, default),
                                help=help))
+
+
+def _field_widget(name: str, default: Any) -> Any:
+    """The widget of config field `name` (kind and help from ModelConfig's field metadata)."""
+    kind, help_text = field_kind(name), field_help(name)
+    if kind == "int":
+        return _int_input(name, name, default, help_text)
+    key = _ensure(name, default)
+    if kind == "choice":
+        return st.selectbox(name, field_choices(name), key=key, help=help_text)
+    if kind == "bool":
+        return st.checkbox(name, key=key, help=help_text)
+    return float(st.number_input(name, min_value=1e-12, format="%g", key=key, help=help_text))
 
 
 def _config_widgets(base: ModelConfig) -> dict[str, Any]:
@@ -106,16 +102,8 @@ def _config_widgets(base: ModelConfig) -> dict[str, Any]:
     title = "Model shape and variants" + (f" ({changed} changed from the preset)" if changed else "")
     with st.expander(title, expanded=bool(changed)):
         st.caption("Start from the preset; any change here overrides it (and goes into the URL).")
-        for name in ("vocab_size", "d_model", "num_layers", "num_heads", "d_ff"):
-            values[name] = _int_input(name, name, getattr(base, name), _HELP[name])
-        for name, choices in VARIANT_CHOICES.items():
-            values[name] = st.selectbox(name, choices, key=_ensure(name, getattr(base, name)),
-                                        help=_HELP[name])
-        values["tie_embeddings"] = st.checkbox(
-            "tie_embeddings", key=_ensure("tie_embeddings", base.tie_embeddings), help=_HELP["tie_embeddings"])
-        for name in ("rope_theta", "norm_eps"):
-            values[name] = float(st.number_input(
-                name, min_value=1e-12, format="%g", key=_ensure(name, getattr(base, name)), help=_HELP[name]))
+        for name in OVERRIDE_FIELDS:  # one widget per config field, drawn from its declaration
+            values[name] = _field_widget(name, getattr(base, name))
     return values
 
 
@@ -151,7 +139,7 @@ def render_sidebar() -> Settings:
         context = _int_input("Context length T (tokens)", "context_length", base.context_length,
                              "Tokens per sequence of the step (also the model's context length).")
         batch = _int_input("Batch size B (sequences)", "batch_size", DEFAULTS.batch_size)
-        dtype = st.selectbox("dtype", DTYPES, key=_ensure("dtype", DEFAULTS.dtype),
+        dtype = st.selectbox("dtype", TRAINING_DTYPES, key=_ensure("dtype", DEFAULTS.dtype),
                              help="float32, or bfloat16 mixed precision (float32 master weights, "
                                   "gradients and AdamW state + a bf16 weight copy).")
         config_values = _config_widgets(base)

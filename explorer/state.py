@@ -6,7 +6,7 @@ differ from the defaults are written (a clean URL). Parameters:
   preset          one of accounting.list_presets() or "custom" (default "gpt2-small")
   context_length  T of the step, tokens (default: the preset's context length)
   batch_size      B, sequences per step (default 8)
-  dtype           "float32" | "bfloat16" (mixed precision, see accounting.memory)
+  dtype           one of accounting.conventions.TRAINING_DTYPES (see accounting.memory)
   gpu             a name in accounting.GPUS or "custom" (default "H100-SXM")
   peak_tflops     custom GPU dense peak, TFLOP/s (10^12 FLOP/s); memory_gib: its memory, GiB (2^30 B)
   mfu             model FLOPs utilization in (0, 1]; steps: optimizer steps for the training time
@@ -24,7 +24,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from accounting.config import VARIANT_CHOICES, ModelConfig, get_preset, list_presets
+from accounting.config import ModelConfig, get_preset, list_presets
+from accounting.conventions import TRAINING_DTYPES
+from accounting.hardware import GPUS
 
 VIEWS: dict[str, str] = {
     "overview": "Overview",
@@ -40,18 +42,24 @@ VIEWS: dict[str, str] = {
 
 CUSTOM = "custom"
 PRESETS: tuple[str, ...] = (*list_presets(), CUSTOM)
-DTYPES: tuple[str, ...] = ("float32", "bfloat16")
-GPU_NAMES: tuple[str, ...] = ("A100-40GB", "A100-80GB", "H100-SXM", "H100-PCIe", "H200", CUSTOM)
+GPU_NAMES: tuple[str, ...] = (*GPUS, CUSTOM)
 
 INT_LIMITS: dict[str, tuple[int, int]] = {
     "vocab_size": (1, 10_000_000), "d_model": (1, 1_048_576), "num_layers": (1, 10_000),
     "num_heads": (1, 65_536), "d_ff": (1, 16_777_216), "context_length": (1, 16_777_216),
     "batch_size": (1, 10_000_000), "steps": (1, 10**12),
 }
-"""Inclusive (min, max) of the integer settings (the widgets' bounds, and the URL's)."""
+"""Inclusive (min, max) of the integer settings (the widgets' bounds, and the URL's); any other
+integer config field gets DEFAULT_INT_LIMITS."""
+DEFAULT_INT_LIMITS = (1, 10**9)
 
-OVERRIDE_FIELDS: tuple[str, ...] = tuple(
-    f.name for f in dataclasses.fields(ModelConfig) if f.name != "context_length")
+
+def int_limits(name: str) -> tuple[int, int]:
+    """(min, max) of integer setting or config field `name`."""
+    return INT_LIMITS.get(name, DEFAULT_INT_LIMITS)
+
+_FIELDS = {f.name: f for f in dataclasses.fields(ModelConfig)}
+OVERRIDE_FIELDS: tuple[str, ...] = tuple(name for name in _FIELDS if name != "context_length")
 """Config fields the sidebar overrides (context_length is the step's own setting)."""
 
 
@@ -94,7 +102,7 @@ DEFAULTS = Settings()
 
 # ---- reading values ----------------------------------------------------------------------------
 def _int_in(name: str) -> Callable[[str], int]:
-    lo, hi = INT_LIMITS[name]
+    lo, hi = int_limits(name)
 
     def read(text: str) -> int:
         try:
@@ -153,21 +161,38 @@ def _job_id(text: str) -> str:
 _READERS: dict[str, Callable[[str], Any]] = {
     "view": _choice(tuple(VIEWS)), "preset": _choice(PRESETS),
     "context_length": _int_in("context_length"), "batch_size": _int_in("batch_size"),
-    "dtype": _choice(DTYPES), "gpu": _choice(GPU_NAMES), "peak_tflops": _positive_float,
+    "dtype": _choice(TRAINING_DTYPES), "gpu": _choice(GPU_NAMES), "peak_tflops": _positive_float,
     "memory_gib": _positive_float, "mfu": _mfu, "steps": _int_in("steps"), "checkpointing": _bool,
     "job": _job_id,
 }
 
 
+def field_kind(name: str) -> str:
+    """How config field `name` is read and drawn: "choice", "bool", "int" or "float" (from its
+    dataclass field: metadata["choices"], else the default's type or metadata["type"])."""
+    f = _FIELDS[name]
+    if "choices" in f.metadata:
+        return "choice"
+    kind = f.metadata.get("type", type(f.default))
+    return {bool: "bool", int: "int", float: "float"}[kind]
+
+
+def field_help(name: str) -> str:
+    """The one-line meaning of config field `name` (its ModelConfig metadata["help"])."""
+    return _FIELDS[name].metadata.get("help", "")
+
+
+def field_choices(name: str) -> tuple[str, ...]:
+    """The allowed values of a variant switch."""
+    return tuple(_FIELDS[name].metadata["choices"])
+
+
 def field_reader(name: str) -> Callable[[str], Any]:
     """The parser of config field `name` from its URL text."""
-    if name in VARIANT_CHOICES:
-        return _choice(VARIANT_CHOICES[name])
-    if name == "tie_embeddings":
-        return _bool
-    if name in INT_LIMITS:
-        return _int_in(name)
-    return _positive_float  # rope_theta, norm_eps
+    kind = field_kind(name)
+    if kind == "choice":
+        return _choice(field_choices(name))
+    return {"bool": _bool, "int": _int_in(name), "float": _positive_float}[kind]
 
 
 def parse_query(params: Mapping[str, Any]) -> tuple[Settings, list[str]]:

@@ -162,9 +162,10 @@ def _sampling(job: runs.Job) -> None:
 def _sample(run: runs.RunState, tokenizer, prompt: str, temperature: float, top_p: float, n: int) -> str:
     import torch
 
-    from model import TransformerLM, load_checkpoint, generate
+    from model import TransformerLM, load_checkpoint
+    from model.sampling import generate
 
-    model = TransformerLM.from_config(run.config)
+    model = TransformerLM(run.config)
     load_checkpoint(run.checkpoint, model)
     ids = tokenizer.encode(prompt) or [0]
     new = generate(model, ids, n, temperature=temperature, top_p=top_p,

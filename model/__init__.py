@@ -15,19 +15,20 @@ __all__ = [
     "scaled_dot_product_attention", "silu", "softmax",
 ]
 
-# --- training stack (loss, optim, data, checkpoint, train, generate): appended below ---
+# --- training stack (loss, optim, data, checkpoint, config): appended below ---
+# The training loop is `model.trainer.train` and sampling `model.sampling.generate`: the names
+# `model.train` and `model.generate` are the CLI modules (`python -m model.train`), so no package
+# attribute is both a function and a module.
 from model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from model.data import get_batch, load_tokens
-from model.sampling import generate  # the CLI is model/generate.py (python -m model.generate)
 from model.loss import clip_gradients, cross_entropy
 from model.optim import AdamW, cosine_lr
 from model.fast_optim import FastAdamW  # same update over whole parameter lists (foreach / fused)
 from model.train_config import TrainConfig
 from model.trainer import TrainResult
-from model.trainer import train as train_model  # plain `train` would clash with the CLI module model.train
 
 __all__ += [
     "AdamW", "FastAdamW", "TrainConfig", "TrainResult", "clip_gradients", "cosine_lr", "cross_entropy",
-    "generate", "get_batch", "load_checkpoint", "load_tokens", "read_checkpoint",
-    "save_checkpoint", "train_model",
+    "get_batch", "load_checkpoint", "load_tokens", "read_checkpoint",
+    "save_checkpoint",
 ]

@@ -15,6 +15,7 @@ import torch
 
 from accounting.atomic import atomic_output
 from accounting.config import ModelConfig
+from accounting.errors import MissingFileError, UserError
 
 PathOrFile = str | os.PathLike[str] | BinaryIO | IO[bytes]
 
@@ -50,15 +51,15 @@ def save_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer | N
 def read_checkpoint(src: PathOrFile, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """The raw checkpoint dict (weights_only load); clear errors for a missing or foreign file."""
     if isinstance(src, (str, os.PathLike)) and not os.path.isfile(src):
-        raise FileNotFoundError(f"checkpoint not found: {os.fspath(src)}")
+        raise MissingFileError(f"checkpoint not found: {os.fspath(src)}")
     try:
         payload = torch.load(src, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError) as exc:  # torch reports a corrupt zip as RuntimeError
-        raise ValueError(f"not a readable checkpoint: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"not a readable checkpoint: {str(exc).splitlines()[0]}") from None
     except Exception as exc:  # noqa: BLE001  (unpickling errors of foreign files vary by type)
-        raise ValueError(f"not a readable checkpoint: {type(exc).__name__}") from None
+        raise UserError(f"not a readable checkpoint: {type(exc).__name__}") from None
     if not isinstance(payload, dict) or "model" not in payload or "iteration" not in payload:
-        raise ValueError("not a checkpoint written by model.save_checkpoint (missing keys)")
+        raise UserError("not a checkpoint written by model.save_checkpoint (missing keys)")
     return payload
 
 
@@ -69,7 +70,7 @@ def load_checkpoint(src: PathOrFile, model: torch.nn.Module,
     _unwrap(model).load_state_dict(payload["model"])
     if optimizer is not None:
         if payload["optimizer"] is None:
-            raise ValueError("checkpoint holds no optimizer state")
+            raise UserError("checkpoint holds no optimizer state")
         optimizer.load_state_dict(payload["optimizer"])
     return int(payload["iteration"])
 
@@ -77,5 +78,5 @@ def load_checkpoint(src: PathOrFile, model: torch.nn.Module,
 def checkpoint_model_config(payload: dict[str, Any]) -> ModelConfig:
     """The ModelConfig stored in a checkpoint dict (from read_checkpoint)."""
     if not payload.get("model_config"):
-        raise ValueError("checkpoint stores no model config; cannot rebuild the model")
+        raise UserError("checkpoint stores no model config; cannot rebuild the model")
     return ModelConfig.from_dict(payload["model_config"])

@@ -9,6 +9,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from accounting.errors import MissingFileError, NotAFileError, UserError
+
 _BIN_DTYPES = {"uint16": np.uint16, "uint32": np.uint32, "int32": np.int32, "int64": np.int64}
 
 
@@ -24,11 +26,11 @@ def load_tokens(path: str | os.PathLike[str], dtype: str | None = None) -> npt.N
     """
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"token file not found: {p}")
+        raise MissingFileError(f"token file not found: {p}")
     if p.is_dir():
-        raise IsADirectoryError(f"token path is a directory, not a file: {p}")
+        raise NotAFileError(f"token path is a directory, not a file: {p}")
     if p.stat().st_size == 0:
-        raise ValueError(f"token file is empty: {p}")
+        raise UserError(f"token file is empty: {p}")
     if p.suffix == ".npy":
         return _load_npy(p)
     if p.suffix == ".bin":
@@ -40,11 +42,11 @@ def _load_npy(p: Path) -> npt.NDArray:
     try:
         arr = np.load(p, mmap_mode="r")
     except ValueError as exc:
-        raise ValueError(f"not a valid .npy file: {p} ({exc})") from None
+        raise UserError(f"not a valid .npy file: {p} ({exc})") from None
     if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{p} must hold a 1-D integer array, got shape {arr.shape} {arr.dtype}")
+        raise UserError(f"{p} must hold a 1-D integer array, got shape {arr.shape} {arr.dtype}")
     if arr.size == 0:
-        raise ValueError(f"token file is empty: {p}")
+        raise UserError(f"token file is empty: {p}")
     return arr
 
 
@@ -53,31 +55,41 @@ def _load_bin(p: Path, dtype: str | None) -> npt.NDArray:
         inner = Path(p.stem).suffix.lstrip(".")  # "x.uint32.bin" -> "uint32"
         dtype = inner if inner in _BIN_DTYPES else "uint16"
     if dtype not in _BIN_DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(_BIN_DTYPES)}, got {dtype!r}")
+        raise UserError(f"dtype must be one of {', '.join(_BIN_DTYPES)}, got {dtype!r}")
     itemsize = np.dtype(_BIN_DTYPES[dtype]).itemsize
     if p.stat().st_size % itemsize:
-        raise ValueError(f"{p} size is not a multiple of {itemsize} bytes ({dtype})")
+        raise UserError(f"{p} size is not a multiple of {itemsize} bytes ({dtype})")
     return np.memmap(p, dtype=_BIN_DTYPES[dtype], mode="r")
 
 
 def check_length(data: npt.NDArray, context_length: int, name: str = "data") -> None:
     """Raise ValueError unless `data` holds at least context_length + 1 tokens (one example)."""
     if len(data) < context_length + 1:
-        raise ValueError(
+        raise UserError(
             f"{name} has {len(data)} tokens; need at least context_length + 1 = {context_length + 1}"
         )
 
 
+class DeviceError(UserError, RuntimeError):
+    """A device that is not there (bad name, no CUDA, no such CUDA index). A UserError for the
+    CLIs, and a RuntimeError as torch raises for an unavailable device (which CS336's
+    `test_get_batch` expects for device="cuda:99")."""
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
-    """`torch.device(device)`, with a clear ValueError for a bad string or an absent CUDA/MPS."""
+    """`torch.device(device)`, with a clear DeviceError for a bad string or an absent device."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"bad device {device!r}: {str(exc).splitlines()[0]}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
+        raise DeviceError(f"bad device {device!r}: {str(exc).splitlines()[0]}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {device!r} requested but CUDA is not available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {device!r} requested but this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s)")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {device!r} requested but MPS is not available")
+        raise DeviceError(f"device {device!r} requested but MPS is not available")
     return dev
 
 

@@ -4,7 +4,7 @@ The model is rebuilt from the ModelConfig stored in the checkpoint. Text <-> ids
 `--tokenizer`, raw UTF-8 bytes (ids 0..255, the byte-level fallback of `model.train`); with
 `--tokenizer DIR`, `tokenizer.Tokenizer.from_dir(DIR)` (vocab.json, merges.txt,
 special_tokens.json). Prints the prompt followed by the generated text to stdout.
-(The sampling function itself is `model.generate`, defined in model/sampling.py.)
+(The sampling function itself is `model.sampling.generate`.)
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from accounting.cli_support import OneLineArgumentParser, UsageError, run_cli
+from accounting.cli_support import OneLineArgumentParser, run_cli
+from accounting.errors import UserError
 
 PROG = "python -m model.generate"
 _DEFAULT_EOS = "<|endoftext|>"
@@ -60,16 +61,16 @@ def _eos_id(codec, eos: str | None) -> int | None:
             return None
     ids = codec.encode(eos)
     if len(ids) != 1:
-        raise UsageError(f"--eos {eos!r} is not a single token ({len(ids)} ids)")
+        raise UserError(f"--eos {eos!r} is not a single token ({len(ids)} ids)")
     return ids[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_new_tokens < 0:
-        raise UsageError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
+        raise UserError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
     if args.temperature < 0 or not 0 < args.top_p <= 1:
-        raise UsageError("--temperature must be >= 0 and --top-p in (0, 1]")
+        raise UserError("--temperature must be >= 0 and --top-p in (0, 1]")
     import torch
 
     from model import TransformerLM
@@ -84,15 +85,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     codec_size = len(getattr(codec, "vocab", range(256)))
     if codec_size > cfg.vocab_size:
         source = f"tokenizer {args.tokenizer}" if args.tokenizer else "raw bytes (no --tokenizer)"
-        raise UsageError(f"{source} has {codec_size} tokens but the model's vocab_size is "
+        raise UserError(f"{source} has {codec_size} tokens but the model's vocab_size is "
                          f"{cfg.vocab_size} (wrong --tokenizer?)")
     prompt_ids = codec.encode(args.prompt)
     if not prompt_ids:
-        raise UsageError("--prompt is empty")
+        raise UserError("--prompt is empty")
     if max(prompt_ids) >= cfg.vocab_size:
-        raise UsageError(f"prompt token id {max(prompt_ids)} is outside the model's vocab_size "
+        raise UserError(f"prompt token id {max(prompt_ids)} is outside the model's vocab_size "
                          f"{cfg.vocab_size} (wrong --tokenizer?)")
-    model = TransformerLM.from_config(cfg, device=device)
+    model = TransformerLM(cfg, device=device)
     model.load_state_dict(payload["model"])
     generator = torch.Generator(device="cpu").manual_seed(args.seed)
     new = generate(model, prompt_ids, args.max_new_tokens, temperature=args.temperature,

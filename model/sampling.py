@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
+from accounting.errors import UserError
+
 
 def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0) -> torch.Tensor:
     """Sampling distribution (V,) from last-position logits (V,).
@@ -15,9 +17,9 @@ def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_p: floa
     temperature == 0 is greedy: a one-hot vector on the argmax.
     """
     if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+        raise UserError(f"temperature must be >= 0, got {temperature}")
     if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        raise UserError(f"top_p must be in (0, 1], got {top_p}")
     logits = logits.float()
     if temperature == 0:
         return torch.nn.functional.one_hot(logits.argmax(), logits.numel()).float()
@@ -45,9 +47,9 @@ def generate(model: torch.nn.Module, prompt_ids: Sequence[int], max_new_tokens: 
     `max_new_tokens` tokens or right after emitting `eos_id` (which is included in the result).
     """
     if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        raise UserError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     if len(prompt_ids) == 0:
-        raise ValueError("the prompt must hold at least one token")
+        raise UserError("the prompt must hold at least one token")
     context_length = model.config.context_length
     device = next(model.parameters()).device
     tokens = list(int(t) for t in prompt_ids)

@@ -23,7 +23,6 @@ Fast paths: `--optimizer foreach|fused`, `--activation-checkpointing`, `--compil
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import signal
@@ -33,38 +32,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from accounting.cli_support import OneLineArgumentParser, UsageError, run_cli
-from accounting.config import VARIANT_CHOICES, ModelConfig, get_preset, list_presets
-from model.train_config import DTYPES, OPTIMIZERS, TrainConfig
+from accounting.cli_support import OneLineArgumentParser, run_cli
+from accounting.config import ModelConfig
+from accounting.errors import UserError
+from accounting.flags import add_dataclass_flags, add_model_flags, given, model_config_from_args
+from model.train_config import TrainConfig
 
 PROG = "python -m model.train"
-_TRAIN_FLAG_SKIP = {"betas"}  # given as two numbers, added by hand
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _add_field_flags(group: argparse._ArgumentGroup, fields, choices: dict[str, Sequence[str]],
-                     skip: set[str] = frozenset()) -> None:
-    """One flag per dataclass field, typed from its default; default None = 'not given'."""
-    for f in fields:
-        if f.name in skip:
-            continue
-        default = f.default
-        if isinstance(default, bool):
-            group.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None)
-        elif f.name in choices:
-            group.add_argument(_flag(f.name), choices=choices[f.name], default=None)
-        else:
-            kind = float if isinstance(default, float) else int if isinstance(default, int) or \
-                default is None else str
-            group.add_argument(_flag(f.name), type=kind, default=None, metavar=f.name.upper())
 
 
 def build_parser() -> OneLineArgumentParser:
     parser = OneLineArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", help=f"model preset: {', '.join(list_presets())}")
     parser.add_argument("--config", help="training config JSON (TrainConfig fields)")
     parser.add_argument("--train-data", required=True, help=".npy / .bin token ids, or text (bytes)")
     parser.add_argument("--val-data", help="validation tokens (default: tail val_fraction of train)")
@@ -75,38 +53,27 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--peak-flops", type=float, metavar="FLOP/S",
                         help="device peak FLOP/s for the logged MFU (default: CUDA GPU table)")
-    _add_field_flags(parser.add_argument_group("model config"), dataclasses.fields(ModelConfig),
-                     VARIANT_CHOICES)
-    train_group = parser.add_argument_group("training config")
-    _add_field_flags(train_group, dataclasses.fields(TrainConfig), {"dtype": DTYPES, "optimizer": OPTIMIZERS},
-                     _TRAIN_FLAG_SKIP)
-    train_group.add_argument("--betas", type=float, nargs=2, default=None, metavar=("B1", "B2"))
+    add_model_flags(parser.add_argument_group("model config"), default_preset=None)
+    add_dataclass_flags(parser.add_argument_group("training config"), TrainConfig)
     return parser
-
-
-def _given(args: argparse.Namespace, cls) -> dict[str, Any]:
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-            if getattr(args, f.name, None) is not None}
 
 
 def resolve_configs(args: argparse.Namespace, stored: dict[str, Any] | None
                     ) -> tuple[ModelConfig, TrainConfig]:
     """Model and training configs from preset/--config/flags, on top of a checkpoint's if resuming."""
-    model_flags = _given(args, ModelConfig)
     if stored is not None:
         saved = ModelConfig.from_dict(stored["model_config"])
-        base = get_preset(args.preset) if args.preset else saved
-        model_cfg = base.replace(**model_flags)
+        model_cfg = model_config_from_args(args, base=None if args.preset else saved)
         if model_cfg != saved:
             diff = [f"{k}={v!r}" for k, v in saved.to_dict().items() if getattr(model_cfg, k) != v]
-            raise UsageError(f"--resume checkpoint was trained with {', '.join(diff)}")
+            raise UserError(f"--resume checkpoint was trained with {', '.join(diff)}")
         train_cfg = TrainConfig.from_dict(stored.get("train_config") or {})
     else:
-        model_cfg = (get_preset(args.preset) if args.preset else ModelConfig()).replace(**model_flags)
+        model_cfg = model_config_from_args(args)
         train_cfg = TrainConfig()
     if args.config:
         train_cfg = train_cfg.replace(**TrainConfig.load(args.config).to_dict())
-    return model_cfg, train_cfg.replace(**_given(args, TrainConfig))
+    return model_cfg, train_cfg.replace(**given(args, TrainConfig))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,13 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = payload.get("extra") or {}
         stored = {"model_config": payload.get("model_config"), "train_config": extra.get("train_config")}
         if not stored["model_config"]:
-            raise UsageError(f"{args.resume} stores no model config")
+            raise UserError(f"{args.resume} stores no model config")
     if args.peak_flops is not None and not (0 < args.peak_flops < float("inf")):
-        raise UsageError(f"--peak-flops must be a positive number, got {args.peak_flops}")
+        raise UserError(f"--peak-flops must be a positive number, got {args.peak_flops}")
     model_cfg, train_cfg = resolve_configs(args, stored)
     out = args.out or (str(Path(args.resume).parent) if args.resume else None)
     if out is None:
-        raise UsageError("--out DIR is required (checkpoints and log.jsonl go there)")
+        raise UserError("--out DIR is required (checkpoints and log.jsonl go there)")
     from model.data import load_tokens
 
     train_data = load_tokens(args.train_data, args.data_dtype)

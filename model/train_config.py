@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from accounting.atomic import atomic_write_text
+from accounting.config import config_field
+from accounting.conventions import TRAINING_DTYPES
+from accounting.errors import UserError
 from accounting.json_io import read_json_file
 
-DTYPES = ("float32", "bfloat16")
 OPTIMIZERS = ("reference", "foreach", "fused")
 
 
@@ -34,27 +36,32 @@ class TrainConfig:
       one more forward of the blocks per step; TransformerLM.activation_checkpointing).
     """
 
-    batch_size: int = 32
-    steps: int = 1_000
-    max_lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_iters: int = 100
-    cosine_cycle_iters: int | None = None
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    eval_interval: int = 100
-    eval_batches: int = 10
-    checkpoint_interval: int = 100
-    log_interval: int = 10
-    device: str = "cpu"
-    dtype: str = "float32"
-    compile: bool = False
-    seed: int = 0
-    val_fraction: float = 0.1
-    optimizer: str = "reference"
-    activation_checkpointing: bool = False
+    batch_size: int = config_field(32, "sequences per optimizer step (per process under torchrun)")
+    steps: int = config_field(1_000, "optimizer steps to train (the run's total)")
+    max_lr: float = config_field(1e-3, "peak learning rate (after warmup)")
+    min_lr: float = config_field(1e-4, "learning rate at and after the end of the cosine decay")
+    warmup_iters: int = config_field(100, "steps of linear warmup from 0 to max_lr")
+    cosine_cycle_iters: int | None = config_field(
+        None, "step where the cosine decay ends (default: steps)", type=int)
+    betas: tuple[float, float] = config_field((0.9, 0.95), "AdamW (beta1, beta2)")
+    eps: float = config_field(1e-8, "AdamW epsilon")
+    weight_decay: float = config_field(0.1, "AdamW decoupled weight decay")
+    grad_clip: float = config_field(1.0, "max global L2 gradient norm (0 disables clipping)")
+    eval_interval: int = config_field(100, "steps between validation passes (0 = at the end only)")
+    eval_batches: int = config_field(10, "batches per validation pass")
+    checkpoint_interval: int = config_field(100, "steps between checkpoints (0 = at the end only)")
+    log_interval: int = config_field(10, "steps between logged step events")
+    device: str = config_field("cpu", "cpu, cuda, cuda:1, mps")
+    dtype: str = config_field("float32", "float32, or bfloat16 autocast with float32 master weights",
+                              choices=TRAINING_DTYPES)
+    compile: bool = config_field(False, "torch.compile the model and the loss")
+    seed: int = config_field(0, "seed of the initialisation and the batch sampler")
+    val_fraction: float = config_field(
+        0.1, "tail fraction of the training tokens held out when no validation data is given")
+    optimizer: str = config_field("reference", "AdamW implementation (the same update)",
+                                  choices=OPTIMIZERS)
+    activation_checkpointing: bool = config_field(
+        False, "recompute each block's forward in backward (less memory, ~1 more forward)")
 
     def __post_init__(self) -> None:
         if isinstance(self.betas, list):
@@ -68,20 +75,20 @@ class TrainConfig:
         for name in ("max_lr", "min_lr", "eps", "weight_decay", "grad_clip"):
             _check_number(name, getattr(self, name))
         if self.min_lr > self.max_lr:
-            raise ValueError(f"min_lr ({self.min_lr}) must not exceed max_lr ({self.max_lr})")
+            raise UserError(f"min_lr ({self.min_lr}) must not exceed max_lr ({self.max_lr})")
         if len(self.betas) != 2 or not all(_is_number(b) and 0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
+            raise UserError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        if self.dtype not in TRAINING_DTYPES:
+            raise UserError(f"dtype must be one of {', '.join(TRAINING_DTYPES)}; got {self.dtype!r}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
+            raise UserError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
         for name in ("compile", "activation_checkpointing"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+                raise UserError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if not isinstance(self.device, str) or not self.device:
-            raise ValueError(f"device must be a non-empty string, got {self.device!r}")
+            raise UserError(f"device must be a non-empty string, got {self.device!r}")
         if not (_is_number(self.val_fraction) and 0 <= self.val_fraction < 1):
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+            raise UserError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
 
     @property
     def cycle_iters(self) -> int:
@@ -92,7 +99,7 @@ class TrainConfig:
         """A validated copy with some fields changed; unknown fields raise ValueError."""
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
         if unknown:
-            raise ValueError(f"unknown train config field(s): {', '.join(sorted(unknown))}")
+            raise UserError(f"unknown train config field(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,7 +110,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         if not isinstance(data, dict):
-            raise ValueError(f"train config must be a JSON object, got {type(data).__name__}")
+            raise UserError(f"train config must be a JSON object, got {type(data).__name__}")
         return cls().replace(**data)
 
     @classmethod
@@ -122,11 +129,12 @@ def _is_number(value: Any) -> bool:
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+        raise UserError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        bound = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise UserError(f"{name} must be {bound}, got {value}")
 
 
 def _check_number(name: str, value: Any) -> None:
     if not _is_number(value) or not value >= 0 or value != value or value == float("inf"):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        raise UserError(f"{name} must be a finite number >= 0, got {value!r}")

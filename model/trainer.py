@@ -49,6 +49,8 @@ import torch.distributed as dist
 
 from accounting.atomic import atomic_write_text
 from accounting.config import ModelConfig
+from accounting.errors import UserError
+from accounting.hardware import match_gpu, matmul_dtype
 from model.checkpoint import checkpoint_model_config, read_checkpoint, save_checkpoint
 from model.data import check_length, get_batch, resolve_device
 from model.loss import clip_gradients, cross_entropy
@@ -78,11 +80,6 @@ class TrainResult:
     def diverged(self) -> bool:
         return self.reason == "diverged"
 
-    @property
-    def nan(self) -> bool:
-        """Alias of `diverged`: the loss became NaN or infinite."""
-        return self.diverged
-
     def losses(self) -> list[float]:
         return [e["loss"] for e in self.events if e["type"] == "step"]
 
@@ -104,7 +101,7 @@ def check_vocab(data: npt.NDArray, vocab_size: int, name: str = "train data") ->
     """ValueError unless every id in `data` is < vocab_size (one pass over the data)."""
     top = int(np.max(data))
     if top >= vocab_size or int(np.min(data)) < 0:
-        raise ValueError(f"{name} holds token id {top} but vocab_size is {vocab_size}; "
+        raise UserError(f"{name} holds token id {top} but vocab_size is {vocab_size}; "
                          f"use --vocab-size {top + 1} or more")
 
 
@@ -120,7 +117,7 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_data: npt.NDArra
     peak_flops_per_s is the device's peak for `mfu` (default: the CUDA GPU table, else no MFU).
     """
     if peak_flops_per_s is not None and not peak_flops_per_s > 0:
-        raise ValueError(f"peak_flops_per_s must be positive, got {peak_flops_per_s}")
+        raise UserError(f"peak_flops_per_s must be positive, got {peak_flops_per_s}")
     with _deterministic_on_cpu(train_cfg.device):
         run = _Run(model_cfg, train_cfg, train_data, val_data, out_dir, on_event, stop_event,
                    peak_flops_per_s)
@@ -173,7 +170,7 @@ class _Run:
         self.out_dir = Path(out_dir) if self.saving and self.rank == 0 else None
         self.on_event, self.stop_event = on_event, stop_event
         torch.manual_seed(train_cfg.seed)  # identical init on every rank
-        self.model = TransformerLM.from_config(
+        self.model = TransformerLM(
             model_cfg, device=self.device, activation_checkpointing=train_cfg.activation_checkpointing)
         self.optimizer = _optimizer(self.model, train_cfg)
         self.sampler = batch_generator(train_cfg.seed, self.rank)
@@ -183,8 +180,7 @@ class _Run:
         if peak_flops_per_s is not None:
             self.peak, self.peak_source = float(peak_flops_per_s), "user-given"
         else:
-            self.peak = _cuda_peak(self.device, train_cfg.dtype)
-            self.peak_source = _cuda_peak_source(self.device, train_cfg.dtype) if self.peak else None
+            self.peak, self.peak_source = cuda_peak(self.device, train_cfg.dtype) or (None, None)
         # MFU only with a known peak; skip the (sympy) FLOP count otherwise
         self.flops_per_step = _default_flops(model_cfg, train_cfg.batch_size * self.world) \
             if self.peak is not None else None
@@ -194,7 +190,7 @@ class _Run:
         saved = checkpoint_model_config(payload)
         if saved != self.cfg:
             diff = [f"{k}={v!r}" for k, v in saved.to_dict().items() if getattr(self.cfg, k) != v]
-            raise ValueError(f"checkpoint {path} was trained with {', '.join(diff)}")
+            raise UserError(f"checkpoint {path} was trained with {', '.join(diff)}")
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.start_step = int(payload["iteration"])
@@ -389,46 +385,24 @@ def _decode_np_legacy(saved: list) -> tuple:
     return name, key.cpu().numpy().astype(np.uint32), pos, has_gauss, gauss
 
 
-def _default_flops(cfg: ModelConfig, global_batch: int) -> int | None:
-    """Exact matmul FLOPs of one training step from `accounting`, or None if unavailable."""
-    try:
-        from accounting.flops import train_step_flops
-    except ImportError:
-        return None
+def _default_flops(cfg: ModelConfig, global_batch: int) -> int:
+    """Exact matmul FLOPs of one training step (accounting.flops.train_step_flops; imported here so
+    that `import model` does not load sympy)."""
+    from accounting.flops import train_step_flops
+
     return int(train_step_flops(cfg, global_batch, cfg.context_length))
 
 
-_GPU_NAMES = (("h200", "H200"), ("h100 pcie", "H100-PCIe"), ("h100", "H100-SXM"),
-              ("a100-sxm4-40gb", "A100-40GB"), ("a100", "A100-80GB"))
-
-
-def _cuda_gpu(device: torch.device, dtype: str):
-    """(accounting GPU, matmul dtype) of a known CUDA device for the run's dtype, else None.
-    "float32" means tfloat32 when torch allows TF32 matmuls."""
+def cuda_peak(device: torch.device, dtype: str) -> tuple[float, str] | None:
+    """(dense peak FLOP/s, where it comes from) of a CUDA device the accounting's GPU table knows,
+    for a run in `dtype` ("float32" means TF32 when torch allows TF32 matmuls); else None."""
     if device.type != "cuda":
         return None
-    try:
-        from accounting.hardware import get_gpu
-    except ImportError:
+    gpu = match_gpu(torch.cuda.get_device_name(device))
+    if gpu is None:
         return None
-    name = torch.cuda.get_device_name(device).lower()
-    known = next((key for pattern, key in _GPU_NAMES if pattern in name), None)
-    if known is None:
-        return None
-    matmul_dtype = "bfloat16" if dtype == "bfloat16" else (
-        "tfloat32" if torch.backends.cuda.matmul.allow_tf32 else "float32")
-    return get_gpu(known), matmul_dtype
-
-
-def _cuda_peak(device: torch.device, dtype: str) -> float | None:
-    """Dense peak FLOP/s of this CUDA device for the run's matmul dtype, or None if unknown."""
-    found = _cuda_gpu(device, dtype)
-    return found[0].peak(found[1]) if found else None
-
-
-def _cuda_peak_source(device: torch.device, dtype: str) -> str | None:
-    found = _cuda_gpu(device, dtype)
-    return f"accounting GPU table: {found[0].name} {found[1]} ({found[0].source})" if found else None
+    kind = matmul_dtype(dtype, torch.backends.cuda.matmul.allow_tf32)
+    return gpu.peak(kind), f"accounting GPU table: {gpu.name} {kind} ({gpu.source})"
 
 
 def _optimizer(model: torch.nn.Module, tcfg: TrainConfig) -> torch.optim.Optimizer:

@@ -37,10 +37,10 @@ Plus, once: the token ids (B,T) int64 (embedding), ln_final as an RMSNorm, ln_fi
 (B,h,T,d_k) and logsumexp (B,h,T) float32 instead of mask/scores/e/probs/v-copy (on CPU; other
 backends differ). validation/ measures these exactly.
 
-Activation checkpointing (`activation_checkpointing=True`, off by default): each block runs under
-torch.utils.checkpoint (use_reentrant=False) when grad is enabled. The forward then keeps only
-each block's input (B,T,d) for the L blocks (plus everything outside the blocks, as above); the
-backward reruns one block's forward at a time, holding that block's saved tensors while its
+Activation checkpointing (`TransformerLM(cfg, activation_checkpointing=True)`, off by default):
+each block runs under torch.utils.checkpoint (use_reentrant=False) when grad is enabled. The
+forward then keeps only each block's input (B,T,d) for the L blocks (plus everything outside the
+blocks, as above); the backward reruns one block's forward at a time, holding that block's saved tensors while its
 gradient is taken (accounting.checkpointed_activation_bytes, checkpoint_recompute_flops).
 Losses and gradients equal the plain model's (same ops, same order).
 """
@@ -51,52 +51,70 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from accounting.config import VARIANT_CHOICES, ModelConfig
+from accounting.config import ModelConfig
+from accounting.errors import UserError
 from model.attention import MultiHeadSelfAttention
 from model.layers import Embedding, Identity, Linear, RMSNorm, SiLUFFN, SwiGLU
 from model.rope import RotaryPositionalEmbedding
 
 
-def _check(name: str, value: str) -> None:
-    if value not in VARIANT_CHOICES[name]:
-        raise ValueError(f"{name} must be one of {', '.join(VARIANT_CHOICES[name])}; got {value!r}")
+def _norm(cfg: ModelConfig, device, dtype, kind: str | None = None) -> nn.Module:
+    kind = cfg.norm if kind is None else kind
+    return RMSNorm(cfg.d_model, eps=cfg.norm_eps, device=device, dtype=dtype) if kind == "rmsnorm" \
+        else Identity()
 
 
-def _norm(kind: str, d_model: int, eps: float, device, dtype) -> nn.Module:
-    _check("norm", kind)
-    return RMSNorm(d_model, eps=eps, device=device, dtype=dtype) if kind == "rmsnorm" else Identity()
+def _ffn(cfg: ModelConfig, device, dtype) -> nn.Module:
+    cls = SwiGLU if cfg.ffn == "swiglu" else SiLUFFN
+    return cls(cfg.d_model, cfg.d_ff, device=device, dtype=dtype)
 
 
-def _ffn(kind: str, d_model: int, d_ff: int, device, dtype) -> nn.Module:
-    _check("ffn", kind)
-    cls = SwiGLU if kind == "swiglu" else SiLUFFN
-    return cls(d_model, d_ff, device=device, dtype=dtype)
+def _rope(cfg: ModelConfig, device) -> RotaryPositionalEmbedding | None:
+    """The RoPE tables for positions < context_length (None when positions="none")."""
+    if cfg.positions != "rope":
+        return None
+    return RotaryPositionalEmbedding(cfg.rope_theta, cfg.head_dim, cfg.context_length, device=device)
+
+
+def _cs336_config(d_model: int, num_heads: int, d_ff: int, context_length: int, rope_theta: float,
+                  *, vocab_size: int = 1, num_layers: int = 1, eps: float = 1e-5,
+                  **variants) -> ModelConfig:
+    """The ModelConfig of CS336's positional signature (`eps` is norm_eps)."""
+    return ModelConfig(vocab_size=vocab_size, context_length=context_length, d_model=d_model,
+                       num_layers=num_layers, num_heads=num_heads, d_ff=d_ff,
+                       rope_theta=float(rope_theta), norm_eps=eps, **variants)
 
 
 class TransformerBlock(nn.Module):
-    """One decoder block with submodules `attn`, `ln1`, `ffn`, `ln2`.
+    """One decoder block of `cfg` with submodules `attn`, `ln1`, `ffn`, `ln2`.
 
     pre-norm:  z = x + attn(ln1(x));  y = z + ffn(ln2(z))
     post-norm: z = ln1(x + attn(x));  y = ln2(z + ffn(z))
-    norm="none" makes ln1/ln2 identities. positions="rope" applies RoPE (base `theta`, positions
-    < max_seq_len) to Q and K; pass `rope` to share one RoPE module between blocks.
+    norm="none" makes ln1/ln2 identities. positions="rope" applies RoPE to Q and K; pass `rope`
+    to share one RoPE module between blocks. The block reads the config's sizes d_model,
+    num_heads, d_ff, context_length (RoPE's table) and its variant switches, not vocab_size or
+    num_layers.
     """
 
-    def __init__(self, d_model: int, num_heads: int, d_ff: int, max_seq_len: int, theta: float, *,
-                 norm: str = "rmsnorm", norm_position: str = "pre", positions: str = "rope",
-                 ffn: str = "swiglu", attention: str = "naive", eps: float = 1e-5,
-                 rope: RotaryPositionalEmbedding | None = None, device=None, dtype=None):
+    def __init__(self, cfg: ModelConfig, rope: RotaryPositionalEmbedding | None = None, *,
+                 device=None, dtype=None):
         super().__init__()
-        _check("norm_position", norm_position)
-        _check("positions", positions)
-        self.norm_position = norm_position
-        if positions == "rope" and rope is None:
-            rope = RotaryPositionalEmbedding(theta, d_model // num_heads, max_seq_len, device=device)
-        self.attn = MultiHeadSelfAttention(d_model, num_heads, rope=rope if positions == "rope" else None,
-                                           attention=attention, device=device, dtype=dtype)
-        self.ln1 = _norm(norm, d_model, eps, device, dtype)
-        self.ffn = _ffn(ffn, d_model, d_ff, device, dtype)
-        self.ln2 = _norm(norm, d_model, eps, device, dtype)
+        self.norm_position = cfg.norm_position
+        if rope is None:
+            rope = _rope(cfg, device)
+        self.attn = MultiHeadSelfAttention(cfg.d_model, cfg.num_heads,
+                                           rope=rope if cfg.positions == "rope" else None,
+                                           attention=cfg.attention, device=device, dtype=dtype)
+        self.ln1 = _norm(cfg, device, dtype)
+        self.ffn = _ffn(cfg, device, dtype)
+        self.ln2 = _norm(cfg, device, dtype)
+
+    @classmethod
+    def from_cs336(cls, d_model: int, num_heads: int, d_ff: int, max_seq_len: int, theta: float,
+                   *, eps: float = 1e-5, device=None, dtype=None, **variants) -> "TransformerBlock":
+        """CS336's signature (`run_transformer_block`'s adapter): sizes, then variant keywords."""
+        cfg = _cs336_config(d_model, num_heads, d_ff, max_seq_len, theta, eps=eps, **variants)
+        return cls(cfg, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None) -> torch.Tensor:
         if self.norm_position == "pre":
@@ -107,59 +125,46 @@ class TransformerBlock(nn.Module):
 
 
 class TransformerLM(nn.Module):
-    """Decoder-only LM: token ids (B, T) int64 -> unnormalized next-token logits (B, T, V).
+    """Decoder-only LM built from a `ModelConfig`: token ids (B, T) int64 -> unnormalized
+    next-token logits (B, T, V).
 
     Submodules `token_embeddings`, `layers` (ModuleList of TransformerBlock), `ln_final`,
-    `lm_head`. `config` is the `ModelConfig` it was built from (or one built from the keyword
-    arguments; `eps` is its `norm_eps`). Sequences longer than context_length are rejected (RoPE
-    tables stop there). `forward(token_ids, token_positions=None)`: positions default to arange(T).
-    `activation_checkpointing` (a plain attribute, may be toggled): recompute each block in backward.
+    `lm_head`; `config` is the `cfg` it was built from. Sequences longer than context_length are
+    rejected (RoPE tables stop there). `forward(token_ids, token_positions=None)`: positions
+    default to arange(T). `activation_checkpointing` (a plain attribute, may be toggled):
+    recompute each block in backward.
     """
 
-    def __init__(self, vocab_size: int, context_length: int, d_model: int, num_layers: int,
-                 num_heads: int, d_ff: int, rope_theta: float, *, norm: str = "rmsnorm",
-                 norm_position: str = "pre", positions: str = "rope", ffn: str = "swiglu",
-                 attention: str = "naive", eps: float = 1e-5, tie_embeddings: bool = False,
-                 activation_checkpointing: bool = False, device=None, dtype=None):
+    def __init__(self, cfg: ModelConfig, *, activation_checkpointing: bool = False, device=None,
+                 dtype=None):
         super().__init__()
+        self.config = cfg
         self.activation_checkpointing = bool(activation_checkpointing)
-        self.config = ModelConfig(
-            vocab_size=vocab_size, context_length=context_length, d_model=d_model,
-            num_layers=num_layers, num_heads=num_heads, d_ff=d_ff, rope_theta=float(rope_theta),
-            norm_eps=eps, norm=norm, norm_position=norm_position, positions=positions, ffn=ffn,
-            tie_embeddings=tie_embeddings, attention=attention,
-        )
-        self.token_embeddings = Embedding(vocab_size, d_model, device=device, dtype=dtype)
-        rope = (RotaryPositionalEmbedding(rope_theta, d_model // num_heads, context_length, device=device)
-                if positions == "rope" else None)
-        self.layers = nn.ModuleList(
-            TransformerBlock(d_model, num_heads, d_ff, context_length, rope_theta, norm=norm,
-                             norm_position=norm_position, positions=positions, ffn=ffn,
-                             attention=attention, eps=eps, rope=rope, device=device, dtype=dtype)
-            for _ in range(num_layers)
-        )
-        final = norm == "rmsnorm" and norm_position == "pre"
-        self.ln_final = _norm("rmsnorm" if final else "none", d_model, eps, device, dtype)
-        self.lm_head = Linear(d_model, vocab_size, device=device, dtype=dtype)
-        if tie_embeddings:
+        self.token_embeddings = Embedding(cfg.vocab_size, cfg.d_model, device=device, dtype=dtype)
+        rope = _rope(cfg, device)  # one table, shared by every block
+        self.layers = nn.ModuleList(TransformerBlock(cfg, rope, device=device, dtype=dtype)
+                                    for _ in range(cfg.num_layers))
+        final = cfg.norm == "rmsnorm" and cfg.norm_position == "pre"
+        self.ln_final = _norm(cfg, device, dtype, kind="rmsnorm" if final else "none")
+        self.lm_head = Linear(cfg.d_model, cfg.vocab_size, device=device, dtype=dtype)
+        if cfg.tie_embeddings:
             self.lm_head.weight = self.token_embeddings.weight
 
     @classmethod
-    def from_config(cls, cfg: ModelConfig, device=None, dtype=None,
-                    activation_checkpointing: bool = False) -> "TransformerLM":
-        """Build from the shared `ModelConfig`; `model.config` is `cfg` itself."""
-        model = cls(cfg.vocab_size, cfg.context_length, cfg.d_model, cfg.num_layers, cfg.num_heads,
-                    cfg.d_ff, cfg.rope_theta, norm=cfg.norm, norm_position=cfg.norm_position,
-                    positions=cfg.positions, ffn=cfg.ffn, attention=cfg.attention, eps=cfg.norm_eps,
-                    tie_embeddings=cfg.tie_embeddings,
-                    activation_checkpointing=activation_checkpointing, device=device, dtype=dtype)
-        model.config = cfg
-        return model
+    def from_cs336(cls, vocab_size: int, context_length: int, d_model: int, num_layers: int,
+                   num_heads: int, d_ff: int, rope_theta: float, *, eps: float = 1e-5,
+                   activation_checkpointing: bool = False, device=None, dtype=None,
+                   **variants) -> "TransformerLM":
+        """CS336's signature (`run_transformer_lm`'s adapter): sizes, then variant keywords
+        (norm, norm_position, positions, ffn, attention, tie_embeddings); `eps` is norm_eps."""
+        cfg = _cs336_config(d_model, num_heads, d_ff, context_length, rope_theta, eps=eps,
+                            vocab_size=vocab_size, num_layers=num_layers, **variants)
+        return cls(cfg, activation_checkpointing=activation_checkpointing, device=device, dtype=dtype)
 
     def forward(self, token_ids: torch.Tensor, token_positions: torch.Tensor | None = None) -> torch.Tensor:
         T = token_ids.shape[-1]
         if T > self.config.context_length:
-            raise ValueError(f"sequence length {T} exceeds context_length {self.config.context_length}")
+            raise UserError(f"sequence length {T} exceeds context_length {self.config.context_length}")
         x = self.token_embeddings(token_ids)  # (B, T, d)
         recompute = self.activation_checkpointing and torch.is_grad_enabled()
         for layer in self.layers:

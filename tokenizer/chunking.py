@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from accounting.errors import NotAFileError
 from tokenizer.errors import CorpusError
 from tokenizer.pretokenize import count_pretokens
 
@@ -38,7 +39,7 @@ def read_corpus(path: str | os.PathLike[str]) -> str:
     """The whole file as text; CorpusError if it is empty or not UTF-8 (FileNotFoundError if absent)."""
     file = Path(path)
     if file.is_dir():
-        raise IsADirectoryError(f"{file} is a directory, not a corpus file")
+        raise NotAFileError(f"{file} is a directory, not a corpus file")
     data = file.read_bytes()
     if not data:
         raise CorpusError(f"{file} is empty: nothing to train or encode")

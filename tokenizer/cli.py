@@ -10,6 +10,7 @@ Bad input: one line on stderr, exit code 2.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import tempfile
@@ -18,7 +19,8 @@ import resource
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from accounting.cli_support import OneLineArgumentParser, UsageError, run_cli
+from accounting.cli_support import OneLineArgumentParser, run_cli
+from accounting.errors import UserError
 from tokenizer.bpe import Tokenizer
 from tokenizer.chunking import read_corpus
 from tokenizer.corpus import write_stdlib_corpus
@@ -33,9 +35,9 @@ def _positive(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise UsageError(f"expected a positive integer, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value <= 0:
-        raise UsageError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
 
 
@@ -74,7 +76,7 @@ def _corpus_path(name: str) -> Iterator[Path]:
 
 def _train(args) -> None:
     if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out} exists and is not a directory")
+        raise UserError(f"--out {args.out} exists and is not a directory")
     timings: list[TrainTimings] = []
     start = time.perf_counter()
     with _corpus_path(args.corpus) as path:

@@ -1,9 +1,12 @@
-"""Errors of the tokenizer package: each a ValueError, so CLIs report them in one line (exit 2)."""
+"""Errors of the tokenizer package: each a UserError (a ValueError), so CLIs report them in one
+line (exit 2)."""
 
 from __future__ import annotations
 
+from accounting.errors import UserError
 
-class TokenizerError(ValueError):
+
+class TokenizerError(UserError):
     """Base class of the tokenizer's user-facing errors."""
 
 

@@ -15,6 +15,7 @@ import json
 import os
 from pathlib import Path
 
+from accounting.errors import MissingFileError
 from accounting.atomic import atomic_write_text
 from tokenizer.errors import TokenizerFileError
 from tokenizer.gpt2_bytes import bytes_to_unicode_str, unicode_str_to_bytes
@@ -27,7 +28,7 @@ SPECIALS_FILE = "special_tokens.json"
 def _read_text(path: str | os.PathLike[str], what: str) -> str:
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"{what} file not found: {file}")
+        raise MissingFileError(f"{what} file not found: {file}")
     try:
         return file.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -102,7 +103,7 @@ def load_dir(directory: str | os.PathLike[str]) -> tuple[dict[int, bytes], list[
     """(vocab, merges, special tokens) from a directory written by `save_dir`."""
     root = Path(directory)
     if not root.is_dir():
-        raise FileNotFoundError(f"tokenizer directory not found: {root}")
+        raise MissingFileError(f"tokenizer directory not found: {root}")
     specials_path = root / SPECIALS_FILE
     specials = read_special_tokens(specials_path) if specials_path.exists() else []
     return read_vocab(root / VOCAB_FILE), read_merges(root / MERGES_FILE), specials

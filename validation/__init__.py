@@ -4,14 +4,15 @@ beside the accounting's symbolic one.
 `import validation` imports no torch; measuring does (loaded on first use, PEP 562).
 
 Public API:
-  measure(cfg, *, device="meta", batch_size=1, context_length=None, dtype="float32", steps=1,
-          progress=None) -> Measurement          (progress(phase_name, fraction_done))
+  validation.core.measure(cfg, *, device="meta", batch_size=1, context_length=None,
+          dtype="float32", steps=1, progress=None) -> Measurement   (progress(phase, fraction_done))
   Measurement (.rows, .hardware, .config, .settings, .notes, .row(q, c), .to_dict(), .from_dict(d))
   ComparisonRow (quantity, component, unit, symbolic, measured, convention, reason; .rel_diff)
   measure_tokenizer(text=None, tokenizer=None, *, vocab_size=4096) -> TokenizerMeasurement (.rows)
   load_results(directory=None) -> list[Measurement]   (validation/results/*.json)
   render(measurement, fmt="table"|"markdown"|"json") -> str
-CLI: python -m validation.measure --help
+CLI: python -m validation.measure --help (the module `validation.measure` is that CLI; the function
+is `validation.core.measure`, so no module name shadows an API name)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from accounting.lazy import lazy_exports
 from validation.rows import SCHEMA_VERSION, ComparisonRow, Measurement
 
 _LAZY = {
-    "measure": "core", "measure_tokenizer": "tokenizer_check", "TokenizerMeasurement": "tokenizer_check",
+    "measure_tokenizer": "tokenizer_check", "TokenizerMeasurement": "tokenizer_check",
     "load_results": "results", "RESULTS_DIR": "results", "render": "render",
 }
 

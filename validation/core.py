@@ -1,7 +1,7 @@
 """`measure(cfg, ...)`: the real model run with instruments, every number beside the accounting's.
 
 What runs, in order (progress(phase, fraction) is called at each):
-  1. build: TransformerLM.from_config on `device` with parameters in `dtype` (no autocast: the
+  1. build: TransformerLM(cfg) on `device` with parameters in `dtype` (no autocast: the
      model runs in `dtype` throughout, RMSNorm internals and the loss in float32 as written);
   2. one instrumented step (validation.run): parameters, forward / backward / non-matmul FLOPs,
      saved-for-backward bytes per component, weights, gradients, AdamW state and step FLOPs;
@@ -18,28 +18,30 @@ import dataclasses
 import torch
 
 from accounting.config import ModelConfig
+from accounting.hardware import match_gpu, matmul_dtype
+from accounting.errors import UserError
 from validation.compare import comparison_rows
 from validation.device_rows import cuda_memory_rows, timing_rows
 from validation.reasons import UNEXPLAINED, RunContext
 from validation.rows import Measurement
 from validation.run import TORCH_DTYPES, Progress, batch, build, instrumented_step
-from validation.timing import hardware, match_gpu, matmul_dtype, time_steps
+from validation.timing import hardware, time_steps
 
 
 def _check(device: str, batch_size: int, context_length: int, dtype: str, steps: int) -> torch.device:
     for name, value in (("batch_size", batch_size), ("context_length", context_length), ("steps", steps)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise UserError(f"{name} must be a positive integer, got {value!r}")
     if dtype not in TORCH_DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(TORCH_DTYPES)}, got {dtype!r}")
+        raise UserError(f"dtype must be one of {', '.join(TORCH_DTYPES)}, got {dtype!r}")
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise ValueError(f"unknown device {device!r}; use meta, cpu or cuda") from None
+        raise UserError(f"unknown device {device!r}; use meta, cpu or cuda") from None
     if dev.type not in ("meta", "cpu", "cuda"):
-        raise ValueError(f"device must be meta, cpu or cuda, got {device!r}")
+        raise UserError(f"device must be meta, cpu or cuda, got {device!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CUDA is not available on this machine; use --device cpu or meta")
+        raise UserError("CUDA is not available on this machine; use --device cpu or meta")
     return dev
 
 

@@ -1,26 +1,97 @@
-"""`python -m validation.measure` (the CLI lives in validation.cli).
+"""`python -m validation.measure`: measure one training step of the real model beside the accounting.
 
-`validation.measure` is also the function `validation.core.measure`: once this module is imported
-(which sets the attribute `validation.measure` to the module), the module itself is callable and
-forwards to that function, so `validation.measure(cfg, ...)` works either way.
+(The function behind it is `validation.core.measure`.)
+
+--device meta|cpu|cuda (default: cuda if available, else cpu), --preset NAME plus the accounting
+CLI's override flags (--d-model, --ffn silu, --attention sdpa, --tie-embeddings, ...),
+--batch-size, --context-length (tokens per sequence; also the config's context_length),
+--dtype float32|bfloat16, --steps (timed steps on cpu / cuda), --format table|markdown|json,
+--out FILE (written atomically), --tokenizer [TEXT_FILE] (also measure a BPE trained on that text,
+default the project's stdlib corpus). Progress on stderr (tqdm). Bad input: one line, exit code 2.
 """
 
 from __future__ import annotations
 
 import sys
-import types
+from collections.abc import Sequence
 
-from validation.core import measure as _measure
-
-
-class _CallableModule(types.ModuleType):
-    def __call__(self, *args, **kwargs):
-        return _measure(*args, **kwargs)
+from accounting.atomic import atomic_write_text
+from accounting.cli_support import OneLineArgumentParser, run_cli
+from accounting.conventions import TRAINING_DTYPES
+from accounting.flags import add_model_flags, model_config_from_args
 
 
-sys.modules[__name__].__class__ = _CallableModule
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def build_parser() -> OneLineArgumentParser:
+    p = OneLineArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    add_model_flags(p)
+    p.add_argument("--device", default=None,
+                   help="meta | cpu | cuda[:n] (default: cuda if available, else cpu)")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--dtype", choices=TRAINING_DTYPES, default="float32")
+    p.add_argument("--steps", type=int, default=3, help="timed training steps after a warm-up (cpu, cuda)")
+    p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    p.add_argument("--out", default=None, help="write here (atomically) instead of stdout")
+    p.add_argument("--tokenizer", nargs="?", const="", default=None, metavar="TEXT_FILE",
+                   help="also measure the tokenizer (a BPE trained on TEXT_FILE, default the stdlib corpus)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return p
+
+
+def _progress_bar(enabled: bool):
+    if not enabled:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, file=sys.stderr, desc="measure",
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
+
+    def update(phase: str, done: float) -> None:
+        bar.set_description(phase)
+        bar.update(max(0, round(100 * done) - bar.n))
+
+    return update, bar.close
+
+
+def _with_tokenizer(result, path: str):
+    import dataclasses
+    from pathlib import Path
+
+    from validation.tokenizer_check import measure_tokenizer
+
+    text = Path(path).read_text(encoding="utf-8") if path else None
+    return dataclasses.replace(result, rows=result.rows + measure_tokenizer(text).rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from validation.core import measure
+    from validation.render import render
+
+    cfg = model_config_from_args(args)
+    progress, close = _progress_bar(not args.no_progress)
+    try:
+        result = measure(cfg, device=args.device or _default_device(), batch_size=args.batch_size,
+                         context_length=args.context_length, dtype=args.dtype, steps=args.steps,
+                         progress=progress)
+    finally:
+        close()
+    if args.tokenizer is not None:
+        result = _with_tokenizer(result, args.tokenizer)
+    text = render(result, args.format)
+    if args.out:
+        atomic_write_text(args.out, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+PROG = "python -m validation.measure"
 
 if __name__ == "__main__":
-    from validation.cli import run
-
-    raise SystemExit(run())
+    raise SystemExit(run_cli(main, prog=PROG))

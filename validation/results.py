@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from accounting.errors import MissingFileError, UserError
 from validation.rows import Measurement
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -17,11 +18,11 @@ def load_results(directory: str | os.PathLike[str] | None = None) -> list[Measur
     A file that is not a valid measurement raises ValueError naming it."""
     folder = Path(directory) if directory is not None else RESULTS_DIR
     if not folder.is_dir():
-        raise FileNotFoundError(f"no results directory at {folder}")
+        raise MissingFileError(f"no results directory at {folder}")
     out = []
     for path in sorted(folder.glob("*.json")):
         try:
             out.append(Measurement.from_dict(json.loads(path.read_text(encoding="utf-8"))))
         except (ValueError, AttributeError) as exc:
-            raise ValueError(f"{path.name}: not a validation measurement ({exc})") from None
+            raise UserError(f"{path.name}: not a validation measurement ({exc})") from None
     return out

@@ -13,6 +13,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from accounting.errors import UserError
+
 SCHEMA_VERSION = 1
 """Version of `Measurement.to_dict()`; `from_dict` refuses other versions."""
 
@@ -98,7 +100,7 @@ class Measurement:
         """Inverse of `to_dict` (rel_diff is recomputed). ValueError on another schema version."""
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
-            raise ValueError(f"measurement schema_version {version!r} is not {SCHEMA_VERSION}")
+            raise UserError(f"measurement schema_version {version!r} is not {SCHEMA_VERSION}")
         try:
             rows = [ComparisonRow(r["quantity"], r["component"], r["unit"], _number(r["symbolic"]),
                                   _number(r["measured"]), r["convention"], r.get("reason", ""))
@@ -106,4 +108,4 @@ class Measurement:
             return cls(rows, dict(data["hardware"]), dict(data["config"]), dict(data["settings"]),
                        list(data.get("notes", [])))
         except (KeyError, TypeError) as exc:
-            raise ValueError(f"malformed measurement: missing or bad field {exc}") from None
+            raise UserError(f"malformed measurement: missing or bad field {exc}") from None

@@ -62,7 +62,7 @@ def _unique_nbytes(tensors) -> int:
 
 def build(cfg, device: str, dtype: str) -> TransformerLM:
     torch.manual_seed(0)
-    return TransformerLM.from_config(cfg, device=device, dtype=TORCH_DTYPES[dtype])
+    return TransformerLM(cfg, device=device, dtype=TORCH_DTYPES[dtype])
 
 
 def batch(cfg, batch_size: int, context_length: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,26 +15,8 @@ import time
 
 import torch
 
-from accounting.hardware import GPU, get_gpu
 from model.loss import cross_entropy
 from model.optim import AdamW
-
-_GPU_NAMES = (("h200", "H200"), ("h100 pcie", "H100-PCIe"), ("h100", "H100-SXM"),
-              ("a100-sxm4-40gb", "A100-40GB"), ("a100", "A100-80GB"))
-
-
-def match_gpu(device_name: str) -> GPU | None:
-    """The accounting table's entry for a CUDA device name (torch.cuda.get_device_name), or None."""
-    lowered = device_name.lower()
-    return next((get_gpu(key) for pattern, key in _GPU_NAMES if pattern in lowered), None)
-
-
-def matmul_dtype(dtype: str, allow_tf32: bool) -> str:
-    """The dtype whose peak applies: bfloat16, else tfloat32 when TF32 matmuls are on, else float32."""
-    if dtype == "bfloat16":
-        return "bfloat16"
-    return "tfloat32" if allow_tf32 else "float32"
-
 
 def mfu(model_flops_per_step: int, seconds_per_step: float, peak_flops_per_s: float) -> float:
     """Model FLOPs utilization = (model FLOPs / step time) / peak FLOP/s."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from accounting.config import ModelConfig
+from accounting.errors import UserError
 from model.experiments.data import Corpus
 from model.experiments.plots import fmt_cell, loss_curves, write_page
 from model.experiments.runner import RunSpec
@@ -32,7 +33,7 @@ def ablation_variants(base: ModelConfig, lr: float, low_lr_factor: float = DEFAU
                       ) -> list[tuple[str, ModelConfig, float]]:
     """(name, config, peak lr) of each run, baseline first (see the module docstring)."""
     if not 0 < low_lr_factor < 1:
-        raise ValueError(f"low lr factor must be in (0, 1), got {low_lr_factor}")
+        raise UserError(f"low lr factor must be in (0, 1), got {low_lr_factor}")
     no_norm = base.replace(norm="none")
     return [
         ("baseline", base, lr),

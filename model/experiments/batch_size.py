@@ -22,6 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from accounting.errors import UserError
 from model.experiments.data import Corpus
 from model.experiments.plots import loss_curves, write_page
 from model.experiments.runner import RunSpec
@@ -39,7 +40,7 @@ EVAL_SEQUENCES = 128
 def scaled_lr(lr: float, batch_size: int, rule: str, ref_batch: int = DEFAULT_REF_BATCH) -> float:
     """The peak lr of a batch-`batch_size` run under `rule` (see the module docstring)."""
     if rule not in LR_RULES:
-        raise ValueError(f"lr rule must be one of {', '.join(LR_RULES)}; got {rule!r}")
+        raise UserError(f"lr rule must be one of {', '.join(LR_RULES)}; got {rule!r}")
     ratio = batch_size / ref_batch
     return lr * {"sqrt": math.sqrt(ratio), "linear": ratio, "constant": 1.0}[rule]
 
@@ -47,7 +48,7 @@ def scaled_lr(lr: float, batch_size: int, rule: str, ref_batch: int = DEFAULT_RE
 def batch_grid(top: int) -> list[int]:
     """1, 2, 4, ... below `top`, then `top` (ValueError if top < 1)."""
     if top < 1:
-        raise ValueError(f"the largest batch size must be >= 1, got {top}")
+        raise UserError(f"the largest batch size must be >= 1, got {top}")
     grid = [1 << k for k in range(top.bit_length()) if 1 << k < top]
     return grid + [top]
 
@@ -56,7 +57,7 @@ def memory_budget(device: str, given: int | None) -> tuple[int, str]:
     """(bytes, where the number came from) of the memory the batch must fit in."""
     if given is not None:
         if given <= 0:
-            raise ValueError(f"memory budget must be positive, got {given}")
+            raise UserError(f"memory budget must be positive, got {given}")
         return given, "--memory-budget"
     if device.startswith("cuda"):
         import torch
@@ -75,20 +76,20 @@ def plan(settings: Settings, token_budget: int, *, memory_budget_bytes: int | No
 
     cfg = settings.model_cfg
     if token_budget < cfg.context_length * min_steps:
-        raise ValueError(f"token budget {token_budget} is below one sequence x {min_steps} steps "
+        raise UserError(f"token budget {token_budget} is below one sequence x {min_steps} steps "
                          f"({cfg.context_length * min_steps} tokens)")
-    budget, source = memory_budget(settings.device, memory_budget_bytes)
-    fit = largest_batch_size(cfg, budget, dtype=settings.dtype)
+    budget, source = memory_budget(settings.training.device, memory_budget_bytes)
+    fit = largest_batch_size(cfg, budget, dtype=settings.training.dtype)
     if fit.batch_size < 1:
-        raise ValueError(f"not even batch size 1 fits in {budget:,} bytes ({fit.inequality})")
+        raise UserError(f"not even batch size 1 fits in {budget:,} bytes ({fit.inequality})")
     caps = {"memory_fit": fit.batch_size, "token_budget": token_budget // (cfg.context_length * min_steps)}
     if max_batch is not None:
         if max_batch < 1:
-            raise ValueError(f"max batch size must be >= 1, got {max_batch}")
+            raise UserError(f"max batch size must be >= 1, got {max_batch}")
         caps["max_batch"] = max_batch
     top = min(caps.values())
     verified = None
-    if settings.device.startswith("cuda") and top == fit.batch_size:
+    if settings.training.device.startswith("cuda") and top == fit.batch_size:
         top, verified = _largest_that_runs(settings, top), True
     return {"grid": batch_grid(top), "top": top, "limited_by": min(caps, key=caps.get), "caps": caps,
             "memory_budget_bytes": budget, "memory_budget_source": source, "fit": asdict(fit),
@@ -105,9 +106,10 @@ def _largest_that_runs(settings: Settings, batch: int) -> int:
     while batch >= 1:
         model = None
         try:
-            model = TransformerLM.from_config(cfg, device=settings.device)
+            model = TransformerLM(cfg, device=settings.training.device)
             opt = AdamW(model.parameters(), lr=1e-3)
-            x = torch.randint(0, cfg.vocab_size, (batch, cfg.context_length + 1), device=settings.device)
+            x = torch.randint(0, cfg.vocab_size, (batch, cfg.context_length + 1),
+                              device=settings.training.device)
             cross_entropy(model(x[:, :-1]), x[:, 1:]).backward()
             opt.step()
             return batch
@@ -116,7 +118,7 @@ def _largest_that_runs(settings: Settings, batch: int) -> int:
         finally:
             del model
             torch.cuda.empty_cache()
-    raise ValueError("batch size 1 does not run on this device")
+    raise UserError("batch size 1 does not run on this device")
 
 
 def run_batch_size(settings: Settings, corpus: Corpus, out_dir: str | Path, *, lr: float,

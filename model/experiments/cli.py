@@ -14,10 +14,19 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from accounting.cli_support import OneLineArgumentParser, UsageError
-from accounting.config import list_presets
+from accounting.cli_support import OneLineArgumentParser
+from accounting.errors import UserError
+from accounting.flags import (
+    add_dataclass_flags, add_model_flags, flag_type, given, model_config_from_args,
+)
+from accounting.format import parse_bytes
+from model.experiments.settings import EXPERIMENT_TRAINING
+from model.train_config import TrainConfig
 
 PROG = "python -m model.experiments"
+_TRAINING_FLAGS = ("device", "dtype", "steps", "batch_size", "eval_interval", "eval_batches")
+"""TrainConfig fields the LM subcommands take as flags (over EXPERIMENT_TRAINING; --seed is common)."""
+_TRAINING_DEFAULTS = ", ".join(f"{f} {getattr(EXPERIMENT_TRAINING, f)}" for f in _TRAINING_FLAGS)
 RESULTS = Path("experiments") / "results"
 DEFAULT_LR = 1e-2  # used by batch-size and ablations unless --lr or --lr-from says otherwise
 
@@ -49,18 +58,6 @@ def _rate_grid(text: str) -> list[float]:
     return [_positive_float(p) for p in parts]
 
 
-def _bytes(text: str) -> int:
-    from accounting.format import parse_bytes
-
-    try:
-        value = parse_bytes(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
 def _common(p: argparse.ArgumentParser, name: str, lm: bool = True, fixed_steps: bool = True) -> None:
     p.add_argument("--out", default=str(RESULTS / name), help=f"output directory (default {RESULTS / name})")
     p.add_argument("--seed", type=int, default=0, help="seed of init and data order (default 0)")
@@ -72,28 +69,17 @@ def _common(p: argparse.ArgumentParser, name: str, lm: bool = True, fixed_steps:
     if not lm:
         return
     g = p.add_argument_group("model and data")
-    g.add_argument("--preset", choices=list_presets(), help="model preset (default: the tiny config)")
-    for flag in ("context-length", "d-model", "num-layers", "num-heads", "d-ff"):
-        g.add_argument(f"--{flag}", type=_positive_int, help="override one model dimension")
-    g.add_argument("--attention", choices=("naive", "sdpa"), help="attention implementation")
-    g.add_argument("--vocab-size", type=_positive_int,
-                   help="BPE vocab size (default: the preset's, else 1024)")
+    add_model_flags(g, default_preset=None, helps={
+        "vocab_size": "BPE vocab size and the model's (default: the preset's, else 1024)"})
     g.add_argument("--corpus", help="UTF-8 text file to BPE-train and tokenize (default: stdlib docs)")
     g.add_argument("--tokens", help="already tokenized .npy/.bin ids (instead of --corpus)")
     g.add_argument("--max-corpus-bytes", type=_positive_int, help="use only the first N bytes of text")
     g.add_argument("--cache-dir", help="tokenizer + token cache (default ~/.cache/lm-accounting/experiments)")
-    t = p.add_argument_group("training")
-    t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default cpu)")
-    t.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-    if fixed_steps:
-        t.add_argument("--steps", type=_positive_int, default=300, help="steps per run (default 300)")
-        t.add_argument("--batch-size", type=_positive_int, default=16, help="sequences per step (default 16)")
-    else:
-        t.add_argument("--batch-size", type=_positive_int, default=16,
-                       help="the reference batch, at which --lr applies (default 16)")
+    t = p.add_argument_group(f"training (defaults: {_TRAINING_DEFAULTS})")
+    helps = {} if fixed_steps else {"batch_size": "the reference batch, at which --lr applies"}
+    add_dataclass_flags(t, TrainConfig, include=_TRAINING_FLAGS if fixed_steps else
+                        [f for f in _TRAINING_FLAGS if f != "steps"], helps=helps)
     t.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: torch's)")
-    t.add_argument("--eval-interval", type=int, default=50, help="steps between evals (0 = end only)")
-    t.add_argument("--eval-batches", type=_positive_int, default=8, help="batches per eval (default 8)")
 
 
 def _lr_flags(p: argparse.ArgumentParser) -> None:
@@ -116,7 +102,7 @@ def build_parser() -> OneLineArgumentParser:
                    help="training tokens per run (default 262144)")
     p.add_argument("--lr-rule", choices=("sqrt", "linear", "constant"), default="sqrt",
                    help="lr(B) = lr x sqrt(B / --batch-size) (default), x B / --batch-size, or constant")
-    p.add_argument("--memory-budget", type=_bytes, help="bytes the batch must fit in, e.g. 2GiB "
+    p.add_argument("--memory-budget", type=flag_type(parse_bytes), help="bytes the batch must fit in, e.g. 2GiB "
                    "(default: free CUDA memory, or available host memory on CPU)")
     p.add_argument("--min-steps", type=_positive_int, default=8,
                    help="fewest steps a run may get (default 8)")
@@ -139,8 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from model.experiments.settings import Settings, tiny_config
         from model.experiments.sgd_toy import run_sgd_toy
 
-        settings = Settings(tiny_config(), seed=args.seed, divergence_factor=args.divergence_factor,
-                            progress=not args.no_progress, plotly_js=args.plotly_js)
+        settings = Settings(tiny_config(), EXPERIMENT_TRAINING.replace(seed=args.seed),
+                            divergence_factor=args.divergence_factor, progress=not args.no_progress,
+                            plotly_js=args.plotly_js)
         summary = run_sgd_toy(settings, args.out, args.lrs, args.steps)
     else:
         summary = _run_lm(args)
@@ -162,20 +149,20 @@ def _run_lm(args: argparse.Namespace):
         from model.experiments.batch_size import run_batch_size
 
         return run_batch_size(settings, corpus, args.out, lr=lr, token_budget=args.token_budget,
-                              lr_rule=args.lr_rule, ref_batch=args.batch_size,
+                              lr_rule=args.lr_rule, ref_batch=settings.training.batch_size,
                               memory_budget_bytes=args.memory_budget, min_steps=args.min_steps,
                               max_batch=args.max_batch, lr_source=source)
     from model.experiments.ablations import run_ablations
 
     if not args.low_lr_factor < 1:
-        raise UsageError(f"--low-lr-factor must be below 1, got {args.low_lr_factor:g}")
+        raise UserError(f"--low-lr-factor must be below 1, got {args.low_lr_factor:g}")
     return run_ablations(settings, corpus, args.out, lr=lr, low_lr_factor=args.low_lr_factor,
                          lr_source=source)
 
 
 def _base_lr(args: argparse.Namespace) -> tuple[float, str]:
     if args.lr is not None and args.lr_from:
-        raise UsageError("give --lr or --lr-from, not both")
+        raise UserError("give --lr or --lr-from, not both")
     if args.lr is not None:
         return args.lr, "--lr"
     if args.lr_from:
@@ -183,7 +170,7 @@ def _base_lr(args: argparse.Namespace) -> tuple[float, str]:
 
         best = load_summary(args.lr_from).findings.get("best_lr")
         if not best:
-            raise UsageError(f"{args.lr_from} has no best_lr (not an lr-sweep summary?)")
+            raise UserError(f"{args.lr_from} has no best_lr (not an lr-sweep summary?)")
         return float(best), f"best_lr of {args.lr_from}"
     return DEFAULT_LR, "default"
 
@@ -195,12 +182,11 @@ def _settings_and_corpus(args: argparse.Namespace):
     from model.experiments.settings import DEFAULT_VOCAB, Settings, tiny_config
 
     if args.corpus and args.tokens:
-        raise UsageError("give --corpus or --tokens, not both")
-    if args.eval_interval < 0:
-        raise UsageError(f"--eval-interval must be >= 0, got {args.eval_interval}")
+        raise UserError("give --corpus or --tokens, not both")
+    training = EXPERIMENT_TRAINING.replace(**given(args, TrainConfig))  # --seed is one of them
     from model.data import resolve_device
 
-    resolve_device(args.device)  # a bad or absent device fails before any work
+    resolve_device(training.device)  # a bad or absent device fails before any work
     if args.threads:
         import torch
 
@@ -209,15 +195,10 @@ def _settings_and_corpus(args: argparse.Namespace):
     vocab = args.vocab_size or (base.vocab_size if base else DEFAULT_VOCAB)
     corpus = prepare_corpus(vocab, corpus=args.corpus, tokens=args.tokens, max_bytes=args.max_corpus_bytes,
                             cache_dir=args.cache_dir or DEFAULT_CACHE, progress=not args.no_progress)
-    overrides = {k: getattr(args, k) for k in ("context_length", "d_model", "num_layers", "num_heads",
-                                                "d_ff", "attention") if getattr(args, k) is not None}
-    cfg = (base or tiny_config(corpus.vocab_size)).replace(**overrides)
+    cfg = model_config_from_args(args, base=base or tiny_config(corpus.vocab_size))
     if cfg.vocab_size < corpus.vocab_size:
-        raise UsageError(f"the data has {corpus.vocab_size} token ids but the model's vocab_size is "
-                         f"{cfg.vocab_size}; pass --vocab-size {cfg.vocab_size} or less")
-    settings = Settings(cfg, device=args.device, dtype=args.dtype, steps=getattr(args, "steps", 300),
-                        batch_size=args.batch_size, seed=args.seed, threads=args.threads,
-                        eval_interval=args.eval_interval, eval_batches=args.eval_batches,
-                        divergence_factor=args.divergence_factor, progress=not args.no_progress,
-                        plotly_js=args.plotly_js)
+        raise UserError(f"the data has {corpus.vocab_size} token ids but the model's vocab_size is "
+                        f"{cfg.vocab_size}; pass --vocab-size {cfg.vocab_size} or less")
+    settings = Settings(cfg, training, threads=args.threads, divergence_factor=args.divergence_factor,
+                        progress=not args.no_progress, plotly_js=args.plotly_js)
     return settings, corpus

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accounting.atomic import atomic_output
+from accounting.errors import MissingFileError, UserError
 
 TOKENS_NAME = "tokens.npy"
 TOKENIZER_DIR = "tokenizer"
@@ -60,12 +61,12 @@ def prepare_corpus(vocab_size: int, *, corpus: str | os.PathLike[str] | None = N
     else:
         path = Path(corpus)
         if not path.is_file():
-            raise FileNotFoundError(f"corpus not found: {path}")
+            raise MissingFileError(f"corpus not found: {path}")
         data = path.read_bytes()[:max_bytes] if max_bytes is not None else path.read_bytes()
         text, source = data.decode("utf-8", errors="strict"), str(path)
     raw = text.encode("utf-8")
     if not raw:
-        raise ValueError("the corpus is empty: nothing to train on")
+        raise UserError("the corpus is empty: nothing to train on")
     digest = hashlib.sha256(raw).hexdigest()[:16]
     entry = Path(cache_dir) / f"{digest}-v{vocab_size}"
     ids = _cached(entry)

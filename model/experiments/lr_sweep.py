@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from accounting.errors import UserError
 from model.experiments.data import Corpus
 from model.experiments.plots import loss_curves, write_page
 from model.experiments.runner import RunSpec
@@ -23,10 +24,10 @@ DEFAULT_LRS: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1
 def check_lrs(lrs: Sequence[float]) -> list[float]:
     """Sorted, de-duplicated positive rates; ValueError for an empty grid or a bad rate."""
     if not lrs:
-        raise ValueError("the learning-rate grid is empty")
+        raise UserError("the learning-rate grid is empty")
     bad = [lr for lr in lrs if not (lr > 0 and lr != float("inf"))]
     if bad:
-        raise ValueError(f"learning rates must be positive and finite, got {bad[0]!r}")
+        raise UserError(f"learning rates must be positive and finite, got {bad[0]!r}")
     return sorted(set(lrs))
 
 

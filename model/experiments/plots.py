@@ -12,11 +12,11 @@ Curves are read back from the per-run JSONL logs, so charts can be redrawn from 
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from typing import Any
 
 from accounting.atomic import atomic_write_text
+from model.experiments.logs import Curve, read_curve
 from model.experiments.runner import SMOOTH_STEPS, running_means
 from model.experiments.summary import RunRecord, Summary
 
@@ -25,20 +25,9 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39")
 
 
-def read_curves(out_dir: Path, run: RunRecord) -> dict[str, list[float]]:
-    """steps, train losses (finite only), eval steps and val losses from a run's JSONL log."""
-    curves: dict[str, list[float]] = {"step": [], "loss": [], "eval_step": [], "val_loss": []}
-    if not run.log:
-        return curves
-    for line in (out_dir / run.log).read_text(encoding="utf-8").splitlines():
-        event = json.loads(line)
-        if event["type"] == "step" and event.get("loss") is not None:
-            curves["step"].append(event["step"])
-            curves["loss"].append(event["loss"])
-        elif event["type"] == "eval" and event.get("val_loss") is not None:
-            curves["eval_step"].append(event["step"])
-            curves["val_loss"].append(event["val_loss"])
-    return curves
+def read_curves(out_dir: Path, run: RunRecord) -> Curve:
+    """The loss curves of a run from its JSONL log (empty when the run has no log)."""
+    return read_curve(out_dir / run.log) if run.log else Curve()
 
 
 def loss_curves(out_dir: Path, runs: list[RunRecord], title: str, *, per_token: bool = False,
@@ -55,11 +44,11 @@ def loss_curves(out_dir: Path, runs: list[RunRecord], title: str, *, per_token: 
         c = read_curves(out_dir, run)
         scale = run.batch_size * run.config["context_length"] if per_token else 1
         color, name = PALETTE[i % len(PALETTE)], label(run) + (" (diverged)" if run.diverged else "")
-        fig.add_trace(go.Scatter(x=[s * scale for s in c["step"]], y=running_means(c["loss"], smooth),
+        fig.add_trace(go.Scatter(x=[s * scale for s in c.step], y=running_means(c.loss, smooth),
                                  mode="lines", name=name, legendgroup=run.name, line={"color": color,
                                  "dash": "dot" if run.diverged else "solid"}))
-        if c["val_loss"]:
-            fig.add_trace(go.Scatter(x=[s * scale for s in c["eval_step"]], y=c["val_loss"],
+        if c.val_loss:
+            fig.add_trace(go.Scatter(x=[s * scale for s in c.eval_step], y=c.val_loss,
                                      mode="markers", name=f"{label(run)} val", legendgroup=run.name,
                                      showlegend=False, marker={"color": color, "symbol": "circle-open",
                                                                "size": 8}))

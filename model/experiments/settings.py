@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from accounting.config import ModelConfig
+from accounting.errors import UserError
 from model.train_config import TrainConfig
 
 DEFAULT_VOCAB = 1_024
@@ -30,57 +31,51 @@ def tiny_config(vocab_size: int = DEFAULT_VOCAB) -> ModelConfig:
                        num_heads=4, d_ff=256, attention="sdpa")
 
 
+EXPERIMENT_TRAINING = TrainConfig(steps=300, batch_size=16, eval_interval=50, eval_batches=8,
+                                  checkpoint_interval=0, log_interval=1)
+"""The experiments' run-loop defaults (device, dtype, steps, batch, seed, eval cadence); each run's
+learning rate and schedule come from `Settings.train_config`."""
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Run-loop knobs common to the LM subcommands. Counts are optimizer steps / sequences.
-
-    eval_interval: steps between validation passes (0 = only at the end); eval_batches batches of
-    `batch_size` windows each. divergence_factor: see runner. plotly_js: "shared" | "inline" | "cdn".
-    """
+    """What the LM subcommands share: the model, the training run's base config and the sweep's
+    own knobs. `training` is a TrainConfig whose device, dtype, steps, batch_size, seed,
+    eval_interval and eval_batches every run uses (its lr and schedule are set per run).
+    threads: torch CPU threads (None = torch's). divergence_factor: see runner. plotly_js:
+    "shared" | "inline" | "cdn"."""
 
     model_cfg: ModelConfig
-    device: str = "cpu"
-    dtype: str = "float32"
-    steps: int = 300
-    batch_size: int = 16
-    seed: int = 0
+    training: TrainConfig = EXPERIMENT_TRAINING
     threads: int | None = None
-    eval_interval: int = 50
-    eval_batches: int = 8
     divergence_factor: float = 1.5
     progress: bool = True
     plotly_js: str = "shared"
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "eval_batches"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
+            raise UserError(f"threads must be >= 1, got {self.threads}")
         if not self.divergence_factor > 1:
-            raise ValueError(f"divergence_factor must be > 1, got {self.divergence_factor}")
+            raise UserError(f"divergence_factor must be > 1, got {self.divergence_factor}")
         if self.plotly_js not in ("shared", "inline", "cdn"):
-            raise ValueError(f"plotly_js must be shared, inline or cdn; got {self.plotly_js!r}")
+            raise UserError(f"plotly_js must be shared, inline or cdn; got {self.plotly_js!r}")
 
     def train_config(self, lr: float, *, batch_size: int | None = None, steps: int | None = None,
                      eval_interval: int | None = None, eval_batches: int | None = None) -> TrainConfig:
         """The TrainConfig of one run at peak `lr` under the module's schedule rule."""
         if not lr > 0:
-            raise ValueError(f"learning rate must be positive, got {lr}")
-        steps = self.steps if steps is None else steps
-        return TrainConfig(
-            batch_size=self.batch_size if batch_size is None else batch_size, steps=steps,
-            max_lr=lr, min_lr=lr * MIN_LR_RATIO, warmup_iters=round(WARMUP_FRACTION * steps),
-            cosine_cycle_iters=steps, device=self.device, dtype=self.dtype, seed=self.seed,
-            eval_interval=self.eval_interval if eval_interval is None else eval_interval,
-            eval_batches=self.eval_batches if eval_batches is None else eval_batches,
-            checkpoint_interval=0, log_interval=1,
-        )
+            raise UserError(f"learning rate must be positive, got {lr}")
+        base = self.training
+        steps = base.steps if steps is None else steps
+        given = {"batch_size": batch_size, "eval_interval": eval_interval, "eval_batches": eval_batches}
+        return base.replace(
+            steps=steps, max_lr=lr, min_lr=lr * MIN_LR_RATIO, warmup_iters=round(WARMUP_FRACTION * steps),
+            cosine_cycle_iters=steps, **{k: v for k, v in given.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["model_cfg"] = self.model_cfg.to_dict()
+        data["training"] = self.training.to_dict()
         data["schedule"] = (f"AdamW, linear warmup {WARMUP_FRACTION:.0%} of steps, cosine to "
                             f"{MIN_LR_RATIO:g} x lr at the last step, weight decay 0.1, clip 1.0")
         return data

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from accounting.errors import UserError
 from model.experiments.plots import read_curves, write_page
 from model.experiments.settings import Settings
 from model.experiments.summary import RunRecord, Summary
@@ -31,7 +32,7 @@ class DecayingSGD(torch.optim.Optimizer):
 
     def __init__(self, params, lr: float = 1e-3):
         if not lr >= 0:
-            raise ValueError(f"invalid learning rate: {lr}")
+            raise UserError(f"invalid learning rate: {lr}")
         super().__init__(params, {"lr": lr})
 
     @torch.no_grad()
@@ -65,7 +66,7 @@ def sgd_toy_losses(lr: float, steps: int = DEFAULT_STEPS, seed: int = 0) -> list
 
 def run_sgd_toy(settings: Settings, out_dir: str | Path, lrs: Sequence[float] = DEFAULT_LRS,
                 steps: int = DEFAULT_STEPS) -> Summary:
-    """One run per rate (seeded by settings.seed); logs, summary.json and a log-scale chart."""
+    """One run per rate (seeded by settings.training.seed); logs, summary.json and a log-scale chart."""
     import json
 
     from accounting.atomic import atomic_write_text
@@ -73,15 +74,15 @@ def run_sgd_toy(settings: Settings, out_dir: str | Path, lrs: Sequence[float] = 
     from model.experiments.lr_sweep import check_lrs
 
     grid = check_lrs(lrs)
-    block = {"seed": settings.seed, "divergence_factor": settings.divergence_factor,
+    block = {"seed": settings.training.seed, "divergence_factor": settings.divergence_factor,
              "plotly_js": settings.plotly_js}
     sweep = Sweep("sgd-toy", settings, None, out_dir, len(grid), {"lrs": grid, "steps": steps},
                   settings_block=block)
     config = {"parameter_shape": list(SHAPE), "init": "5 x N(0, 1)", "loss": "mean(w^2)",
-              "optimizer": "SGD, lr / sqrt(t + 1)", "seed": settings.seed}
+              "optimizer": "SGD, lr / sqrt(t + 1)", "seed": settings.training.seed}
     for lr in grid:
         start = time.perf_counter()
-        losses = sgd_toy_losses(lr, steps, settings.seed)
+        losses = sgd_toy_losses(lr, steps, settings.training.seed)
         wall = time.perf_counter() - start
         diverged = not all(math.isfinite(x) for x in losses) or \
             max(losses) > settings.divergence_factor * losses[0]
@@ -116,7 +117,7 @@ def write_charts(summary: Summary, out_dir: Path, plotly_js: str) -> None:
     fig = go.Figure()
     for run in summary.runs:
         c = read_curves(out_dir, run)
-        fig.add_trace(go.Scatter(x=c["step"], y=c["loss"], mode="lines+markers",
+        fig.add_trace(go.Scatter(x=c.step, y=c.loss, mode="lines+markers",
                                  name=f"lr {run.lr:g}: {summary.findings[f'{run.lr:g}']['behaviour']}"))
     fig.update_layout(title="SGD with lr / sqrt(t+1) on mean(w^2), w 10x10", template="plotly_white",
                       xaxis_title="step t (loss before update t; last point after the final update)",

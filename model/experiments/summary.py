@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from accounting.atomic import atomic_write_text
+from accounting.errors import UserError
 from accounting.json_io import read_json_file
 
 SCHEMA_VERSION = 1
@@ -75,7 +76,7 @@ class RunRecord:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:
-            raise ValueError(f"unknown run record field(s): {', '.join(sorted(unknown))}")
+            raise UserError(f"unknown run record field(s): {', '.join(sorted(unknown))}")
         return cls(**data)
 
 
@@ -100,7 +101,7 @@ class Summary:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Summary":
         if data.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"summary schema_version {data.get('schema_version')!r} is not {SCHEMA_VERSION}")
+            raise UserError(f"summary schema_version {data.get('schema_version')!r} is not {SCHEMA_VERSION}")
         fields = dict(data)
         fields["runs"] = [RunRecord.from_dict(r) for r in data.get("runs", [])]
         return cls(**fields)

@@ -75,7 +75,7 @@ def environment(settings: Settings) -> dict[str, Any]:
     """Where the numbers were taken: device, threads, versions, load average (1, 5, 15 min)."""
     import torch
 
-    device = settings.device
+    device = settings.training.device
     if device.startswith("cuda") and torch.cuda.is_available():
         device = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     return {"device": device, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),

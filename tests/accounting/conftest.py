@@ -7,15 +7,10 @@ import itertools
 
 import pytest
 
+from ..conftest import tiny
+
 VARIANT_GRID = list(itertools.product(("rmsnorm", "none"), ("pre", "post"), ("rope", "none"),
                                       ("swiglu", "silu"), (False, True), ("naive", "sdpa")))
-
-
-def tiny(**variants):
-    from accounting.config import ModelConfig
-
-    return ModelConfig(vocab_size=37, context_length=16, d_model=24, num_layers=2, num_heads=3,
-                       d_ff=40, **variants)
 
 
 def saved_bytes(cfg, batch_size: int, context_length: int, dtype, sdpa_math: bool = False) -> int:
@@ -31,7 +26,7 @@ def saved_bytes(cfg, batch_size: int, context_length: int, dtype, sdpa_math: boo
     from validation.counters import saved_bytes_by_component
 
     torch.manual_seed(0)
-    model = TransformerLM.from_config(cfg, dtype=dtype)
+    model = TransformerLM(cfg, dtype=dtype)
     x = torch.randint(0, cfg.vocab_size, (batch_size, context_length))
     y = torch.randint(0, cfg.vocab_size, (batch_size, context_length))
     backend = sdpa_kernel(SDPBackend.MATH) if sdpa_math else contextlib.nullcontext()
@@ -64,9 +59,7 @@ def variant_cfg(request):
 
 @pytest.fixture(scope="session")
 def instruments():
-    torch = pytest.importorskip("torch")
-    # Tiny tensors: one thread is faster and does not fight the other test processes for cores.
-    torch.set_num_threads(1)
+    pytest.importorskip("torch")
     return type("Instruments", (), {"saved_bytes": staticmethod(saved_bytes),
                                     "dispatch_counter": staticmethod(dispatch_counter),
                                     "tiny": staticmethod(tiny)})

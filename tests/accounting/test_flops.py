@@ -66,7 +66,7 @@ def test_train_step_matches_flop_counter_mode(instruments, variant):
     from model.transformer import TransformerLM
 
     cfg = instruments.tiny(**variant)
-    model = TransformerLM.from_config(cfg)
+    model = TransformerLM(cfg)
     x, y = torch.randint(0, 37, (2, 7)), torch.randint(0, 37, (2, 7))
     with FlopCounterMode(display=False) as counter:
         logits = model(x)
@@ -80,7 +80,7 @@ def test_nonmatmul_forward_matches_dispatch_counter(instruments, variant_cfg):
     from model.loss import cross_entropy
     from model.transformer import TransformerLM
 
-    model = TransformerLM.from_config(variant_cfg)
+    model = TransformerLM(variant_cfg)
     x, y = torch.randint(0, 37, (3, 5)), torch.randint(0, 37, (3, 5))
     with instruments.dispatch_counter() as counter:
         cross_entropy(model(x), y)

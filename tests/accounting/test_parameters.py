@@ -43,7 +43,7 @@ def test_every_variant_matches_the_real_model_on_meta(variant_cfg):
     from model.transformer import TransformerLM
 
     cfg = variant_cfg
-    model = TransformerLM.from_config(cfg, device="meta")
+    model = TransformerLM(cfg, device="meta")
     assert total_parameters(cfg) == sum(p.numel() for p in model.parameters())  # shared counted once
     by_module = {}
     for name, p in model.named_parameters():
@@ -59,5 +59,5 @@ def test_gpt2_xl_on_meta_device():
     from model.transformer import TransformerLM
 
     cfg = get_preset("gpt2-xl")
-    model = TransformerLM.from_config(cfg, device="meta")
+    model = TransformerLM(cfg, device="meta")
     assert total_parameters(cfg) == sum(p.numel() for p in model.parameters())

@@ -11,13 +11,6 @@ import pytest
 APP = Path(__file__).resolve().parents[2] / "app.py"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    import torch
-
-    torch.set_num_threads(1)  # shared 2-core machine: the train tests stay predictable
-
-
 def open_app(timeout: float = 60, **query: str):
     """An AppTest of app.py run once with `query` as the URL query parameters."""
     from streamlit.testing.v1 import AppTest

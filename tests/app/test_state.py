@@ -7,8 +7,9 @@ import dataclasses
 from hypothesis import given, settings as hsettings, strategies as st
 
 from accounting.config import VARIANT_CHOICES, get_preset
+from accounting.conventions import TRAINING_DTYPES
 from explorer.state import (
-    DEFAULTS, DTYPES, GPU_NAMES, PRESETS, VIEWS, Settings, parse_query, to_query, with_overrides,
+    DEFAULTS, GPU_NAMES, PRESETS, VIEWS, Settings, parse_query, to_query, with_overrides,
 )
 
 _overrides = st.fixed_dictionaries({}, optional={
@@ -24,7 +25,7 @@ _settings = st.builds(
                  peak_tflops=peak, memory_gib=mem, mfu=mfu, steps=steps, checkpointing=ckpt, job=job),
         overrides),
     st.sampled_from(list(VIEWS)), st.sampled_from(PRESETS), st.integers(1, 1 << 20), st.integers(1, 4096),
-    st.sampled_from(DTYPES), st.sampled_from(GPU_NAMES), st.floats(0.5, 5000), st.floats(0.5, 500),
+    st.sampled_from(TRAINING_DTYPES), st.sampled_from(GPU_NAMES), st.floats(0.5, 5000), st.floats(0.5, 500),
     st.floats(0.01, 1.0), st.integers(1, 10**9), st.booleans(),
     st.one_of(st.just(""), st.text("0123456789abcdef", min_size=12, max_size=12)), _overrides)
 

@@ -175,22 +175,14 @@ def test_measured_view_runs_the_validation(ui):
 
 
 def test_experiment_logs_are_read_defensively(tmp_path):
-    from explorer.experiments_view import read_curve
+    from model.experiments.logs import read_curve
 
     log = tmp_path / "run.jsonl"
     log.write_text('{"type": "run", "name": "x"}\n{"type": "step", "step": 1, "loss": 5.0}\nnot json\n'
                    '{"type": "eval", "step": 1, "val_loss": 5.5}\n{"step": 2, "train_loss": 4.0, "val_loss": 4.5}\n'
                    '{"step": "x", "loss": 1}\n{"type": "step", "step": 3, "loss": null}\n')
-    assert read_curve(log) == ([1, 2], [5.0, 4.0], [1, 2], [5.5, 4.5])
-
-
-def test_measured_view_without_validation(ui, monkeypatch):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "validation", None)  # `import validation` raises ImportError
-    at = ui.open(view="measured")
-    ui.clean(at)
-    assert any("validation package is not available" in i.value for i in at.info)
+    c = read_curve(log)
+    assert (c.step, c.loss, c.eval_step, c.val_loss) == ([1, 2], [5.0, 4.0], [1, 2], [5.5, 4.5])
 
 
 def test_uploads_binary_is_refused_text_is_used(ui):

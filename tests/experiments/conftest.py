@@ -14,14 +14,6 @@ TEXT = ("The quick brown fox jumps over the lazy dog. A small model learns the n
         "Tokens are counted, losses are logged, and every number states its unit.\n") * 60
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_corpus(size: int = 6_000, vocab: int = 64):
     """A learnable token stream: a repeating random 40-token phrase with 10% random substitutions."""
     from model.experiments.data import Corpus
@@ -35,8 +27,15 @@ def tiny_corpus(size: int = 6_000, vocab: int = 64):
 
 
 def tiny_settings(**overrides):
-    from model.experiments.settings import Settings
+    """Settings of a tiny sweep; TrainConfig fields among `overrides` go to its `training`."""
+    import dataclasses
 
-    base = dict(model_cfg=TINY, steps=12, batch_size=4, eval_interval=6, eval_batches=2, progress=False,
-                plotly_js="cdn")
-    return Settings(**{**base, **overrides})
+    from model.experiments.settings import EXPERIMENT_TRAINING, Settings
+    from model.train_config import TrainConfig
+
+    training = dict(steps=12, batch_size=4, eval_interval=6, eval_batches=2)
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    training.update({k: v for k, v in overrides.items() if k in train_fields})
+    rest = {k: v for k, v in overrides.items() if k not in train_fields}
+    base = dict(model_cfg=TINY, progress=False, plotly_js="cdn")
+    return Settings(**{**base, **rest}, training=EXPERIMENT_TRAINING.replace(**training))

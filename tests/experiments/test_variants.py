@@ -20,14 +20,13 @@ BASE = TINY.replace(d_model=24, d_ff=64)  # 64 = 8/3 x 24: SwiGLU and SiLU(4d) m
 def built_models(monkeypatch):
     """Every TransformerLM the trainer builds, in order (the real class, only observed)."""
     built = []
-    original = TransformerLM.from_config.__func__
+    original = TransformerLM.__init__
 
-    def spy(cls, cfg, *args, **kwargs):
-        model = original(cls, cfg, *args, **kwargs)
-        built.append(model)
-        return model
+    def spy(self, cfg, *args, **kwargs):
+        original(self, cfg, *args, **kwargs)
+        built.append(self)
 
-    monkeypatch.setattr(TransformerLM, "from_config", classmethod(spy))
+    monkeypatch.setattr(TransformerLM, "__init__", spy)
     return built
 
 

@@ -21,7 +21,7 @@ STEPS, BATCH, SEED, LR = 3, 4, 11, 1e-2
 def _reference_params(data: np.ndarray) -> tuple[dict[str, torch.Tensor], list[float]]:
     """Single process, written out by hand: each step concatenates both ranks' batches."""
     torch.manual_seed(SEED)
-    model = TransformerLM.from_config(CFG)
+    model = TransformerLM(CFG)
     opt = AdamW(model.parameters(), lr=LR, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
     samplers = [batch_generator(SEED, rank) for rank in range(2)]
     losses = []

@@ -19,20 +19,16 @@ from torch.utils.flop_counter import FlopCounterMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import model.transformer as transformer
-from accounting import (ModelConfig, activation_bytes, checkpoint_recompute_flops,
+from accounting import (activation_bytes, checkpoint_recompute_flops,
                         checkpointed_activation_bytes, forward_flops_rows)
 from model import TransformerLM, cross_entropy
 
-torch.set_num_threads(1)
+from ..conftest import tiny
+
 B, T = 2, 16
 VARIANTS = [dict(), dict(attention="sdpa"), dict(norm_position="post"),
             dict(norm="none", tie_embeddings=True), dict(ffn="silu", positions="none")]
 IDS = ["pre-naive", "pre-sdpa", "post", "nonorm-tied", "silu-nopos"]
-
-
-def tiny(**variants) -> ModelConfig:
-    return ModelConfig(vocab_size=37, context_length=T, d_model=24, num_layers=2, num_heads=3,
-                       d_ff=40, **variants)
 
 
 def _batch(cfg):
@@ -43,7 +39,7 @@ def _batch(cfg):
 
 def _model(cfg, checkpointing: bool) -> TransformerLM:
     torch.manual_seed(0)
-    return TransformerLM.from_config(cfg, activation_checkpointing=checkpointing)
+    return TransformerLM(cfg, activation_checkpointing=checkpointing)
 
 
 class _Created(TorchDispatchMode):

@@ -14,7 +14,6 @@ from accounting.conventions import op_flops
 from model import AdamW, TransformerLM
 from model.fast_optim import FastAdamW
 
-torch.set_num_threads(1)
 CFG = ModelConfig(vocab_size=37, context_length=16, d_model=24, num_layers=2, num_heads=3, d_ff=40)
 SHAPES = [(6, 5), (5,), (3, 4, 2), (7,)]
 
@@ -141,7 +140,7 @@ def _model_step(make, steps_before: int = 1):
     """A tiny model with gradients, `steps_before` steps taken (state allocated), then one step
     under the recorder. Returns (model, optimizer, recorder)."""
     torch.manual_seed(0)
-    model = TransformerLM.from_config(CFG)
+    model = TransformerLM(CFG)
     opt = make(model.parameters())
     for p in model.parameters():
         p.grad = torch.randn_like(p)

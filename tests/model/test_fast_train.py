@@ -10,10 +10,10 @@ import torch
 from accounting import train_step_flops
 from accounting.cli_support import run_cli
 from accounting.config import ModelConfig
-from model import TrainConfig, train_model
+from model import TrainConfig
+from model.trainer import train
 from model.fast_optim import FastAdamW
 
-torch.set_num_threads(1)
 CFG = ModelConfig(vocab_size=64, context_length=16, d_model=32, num_layers=2, num_heads=2, d_ff=48)
 TCFG = TrainConfig(batch_size=4, steps=6, max_lr=3e-3, min_lr=3e-4, warmup_iters=2, eval_interval=0,
                    checkpoint_interval=0, log_interval=1, val_fraction=0.0, seed=3)
@@ -21,23 +21,23 @@ DATA = np.random.default_rng(0).integers(0, 64, size=2_000).astype(np.uint16)
 
 
 def test_foreach_run_is_bit_identical_and_fused_close():
-    ref = train_model(CFG, TCFG, DATA).losses()
-    assert train_model(CFG, TCFG.replace(optimizer="foreach"), DATA).losses() == ref
-    fused = train_model(CFG, TCFG.replace(optimizer="fused"), DATA).losses()
+    ref = train(CFG, TCFG, DATA).losses()
+    assert train(CFG, TCFG.replace(optimizer="foreach"), DATA).losses() == ref
+    fused = train(CFG, TCFG.replace(optimizer="fused"), DATA).losses()
     assert fused[0] == ref[0]  # the first loss is taken before any update
     assert fused == pytest.approx(ref, rel=1e-5)
 
 
 def test_checkpointed_run_follows_the_same_losses():
-    ref = train_model(CFG, TCFG, DATA).losses()
-    fast = train_model(CFG, TCFG.replace(activation_checkpointing=True, optimizer="foreach"), DATA)
+    ref = train(CFG, TCFG, DATA).losses()
+    fast = train(CFG, TCFG.replace(activation_checkpointing=True, optimizer="foreach"), DATA)
     assert fast.losses() == pytest.approx(ref, rel=1e-6)
 
 
 def test_resume_a_reference_checkpoint_with_the_fused_optimizer(tmp_path):
-    full = train_model(CFG, TCFG.replace(optimizer="fused"), DATA).losses()
-    train_model(CFG, TCFG.replace(steps=3), DATA, out_dir=tmp_path)
-    rest = train_model(CFG, TCFG.replace(optimizer="fused"), DATA, resume_from=tmp_path / "ckpt.pt")
+    full = train(CFG, TCFG.replace(optimizer="fused"), DATA).losses()
+    train(CFG, TCFG.replace(steps=3), DATA, out_dir=tmp_path)
+    rest = train(CFG, TCFG.replace(optimizer="fused"), DATA, resume_from=tmp_path / "ckpt.pt")
     assert rest.losses()[-3:] == pytest.approx(full[-3:], rel=1e-5)
 
 
@@ -45,7 +45,7 @@ def test_optimizer_choice_builds_the_named_class():
     from model.trainer import _optimizer
     from model import TransformerLM
 
-    model = TransformerLM.from_config(CFG)
+    model = TransformerLM(CFG)
     opt = _optimizer(model, TCFG.replace(optimizer="fused"))
     assert isinstance(opt, FastAdamW) and opt.implementation == "fused"
     with pytest.raises(ValueError, match="optimizer must be one of"):
@@ -56,16 +56,16 @@ def test_optimizer_choice_builds_the_named_class():
 
 def test_mfu_from_a_given_peak_on_cpu():
     # mfu = train_step_flops(B=4, T=16) * (tokens_per_s / (B*T)) / peak, logged with its source
-    result = train_model(CFG, TCFG.replace(steps=2), DATA, peak_flops_per_s=1e9)
+    result = train(CFG, TCFG.replace(steps=2), DATA, peak_flops_per_s=1e9)
     steps = [e for e in result.events if e["type"] == "step"]
     flops = train_step_flops(CFG, 4, 16)
     for e in steps:
         assert e["mfu"] == pytest.approx(flops * e["tokens_per_s"] / 64 / 1e9)
         assert e["peak_flops_per_s"] == 1e9 and e["peak_source"] == "user-given"
     assert all(e["mfu"] is None and "peak_source" not in e
-               for e in train_model(CFG, TCFG.replace(steps=1), DATA).events if e["type"] == "step")
+               for e in train(CFG, TCFG.replace(steps=1), DATA).events if e["type"] == "step")
     with pytest.raises(ValueError, match="peak_flops_per_s"):
-        train_model(CFG, TCFG, DATA, peak_flops_per_s=0)
+        train(CFG, TCFG, DATA, peak_flops_per_s=0)
 
 
 TINY = ["--d-model", "16", "--num-layers", "1", "--num-heads", "2", "--d-ff", "24",
@@ -125,7 +125,7 @@ def test_torch_baseline_of_the_benchmark_is_the_same_model():
     spec.loader.exec_module(baseline)
     cfg = CFG.replace(attention="sdpa")
     torch.manual_seed(0)
-    ours, theirs = TransformerLM.from_config(cfg), baseline.TorchLM(cfg)
+    ours, theirs = TransformerLM(cfg), baseline.TorchLM(cfg)
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
     names = {"token_embeddings": "embed", "ln_final": "ln_f", "lm_head": "head", "layers": "blocks",
              "attn.q_proj": "q", "attn.k_proj": "k", "attn.v_proj": "v", "attn.output_proj": "o",

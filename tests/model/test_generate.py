@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from model import generate
+from model.sampling import generate
 from model.sampling import next_token_probs
 
 

@@ -13,7 +13,7 @@ CFG = ModelConfig(vocab_size=32, context_length=8, d_model=16, num_layers=1, num
 
 def _trained_pair(seed: int):
     torch.manual_seed(seed)
-    model = TransformerLM.from_config(CFG)
+    model = TransformerLM(CFG)
     opt = AdamW(model.parameters(), lr=1e-2)
     x = torch.randint(0, 32, (2, 8))
     model(x).sum().backward()

@@ -47,6 +47,16 @@ def test_get_batch_bad_device_is_a_clear_error(device):
         get_batch(np.arange(50), 2, 3, device)
 
 
+def test_get_batch_unavailable_cuda_device_raises_what_cs336_expects():
+    # CS336's public test_get_batch: device="cuda:99" must raise RuntimeError or AssertionError
+    # (there is no 100th GPU, with or without CUDA); ours is also a one-line user error.
+    from accounting.errors import UserError
+
+    with pytest.raises(RuntimeError, match="cuda:99") as excinfo:
+        get_batch(np.arange(50), 2, 3, "cuda:99")
+    assert isinstance(excinfo.value, UserError)
+
+
 def test_get_batch_too_short_data():
     with pytest.raises(ValueError, match="context_length"):
         get_batch(np.arange(4), 2, 4, "cpu")

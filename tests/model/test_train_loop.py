@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from accounting.config import ModelConfig
-from model import TrainConfig, read_checkpoint, train_model
+from model import TrainConfig, read_checkpoint
+from model.trainer import train
 
 CFG = ModelConfig(vocab_size=64, context_length=16, d_model=32, num_layers=2, num_heads=2, d_ff=48)
 TCFG = TrainConfig(batch_size=4, steps=8, max_lr=3e-3, min_lr=3e-4, warmup_iters=2, eval_interval=4,
@@ -25,23 +26,23 @@ def test_overfits_one_batch():
     # T + 1 tokens: every sampled window is the whole array, so each step sees the same batch.
     one = np.random.default_rng(1).integers(0, 64, size=CFG.context_length + 1)
     cfg = TCFG.replace(steps=60, max_lr=1e-2, min_lr=1e-2, warmup_iters=0, weight_decay=0.0)
-    result = train_model(CFG, cfg, one)
+    result = train(CFG, cfg, one)
     losses = result.losses()
     assert losses[0] > 3.5  # about log(64) = 4.16 at init
     assert result.final_loss < 0.1 * losses[0], losses[-5:]
 
 
 def test_resume_continues_the_same_trajectory(tmp_path):
-    straight = train_model(CFG, TCFG, DATA)
+    straight = train(CFG, TCFG, DATA)
     stop = threading.Event()
 
     def stop_after_four(event):
         if event["type"] == "step" and event["step"] == 4:
             stop.set()
 
-    first = train_model(CFG, TCFG, DATA, out_dir=tmp_path, on_event=stop_after_four, stop_event=stop)
+    first = train(CFG, TCFG, DATA, out_dir=tmp_path, on_event=stop_after_four, stop_event=stop)
     assert first.reason == "stopped" and first.steps == 4
-    second = train_model(CFG, TCFG, DATA, out_dir=tmp_path, resume_from=tmp_path / "ckpt.pt")
+    second = train(CFG, TCFG, DATA, out_dir=tmp_path, resume_from=tmp_path / "ckpt.pt")
     assert second.reason == "done" and second.steps == 8
     want = _step_losses(straight)
     assert len(want) == 8
@@ -54,15 +55,15 @@ def test_resume_continues_the_same_trajectory(tmp_path):
 
 
 def test_same_seed_same_run_other_seed_other_run():
-    a, b = train_model(CFG, TCFG.replace(steps=3), DATA), train_model(CFG, TCFG.replace(steps=3), DATA)
-    c = train_model(CFG, TCFG.replace(steps=3, seed=4), DATA)
+    a, b = train(CFG, TCFG.replace(steps=3), DATA), train(CFG, TCFG.replace(steps=3), DATA)
+    c = train(CFG, TCFG.replace(steps=3, seed=4), DATA)
     assert a.losses() == b.losses() and a.losses() != c.losses()
 
 
 def test_nan_loss_stops_with_a_flag_not_an_exception(tmp_path):
     bad = TCFG.replace(steps=50, max_lr=1e9, min_lr=1e9, warmup_iters=0, grad_clip=0.0)
-    result = train_model(CFG, bad, DATA, out_dir=tmp_path)
-    assert result.diverged and result.nan and result.steps < 50
+    result = train(CFG, bad, DATA, out_dir=tmp_path)
+    assert result.diverged and result.steps < 50
     assert not math.isfinite(result.final_loss)
     assert "loss became" in result.message
     assert not (tmp_path / "ckpt.pt").exists()  # a diverged state is not worth resuming
@@ -71,7 +72,7 @@ def test_nan_loss_stops_with_a_flag_not_an_exception(tmp_path):
 def test_eval_events_and_bf16_autocast():
     events = []
     cfg = TCFG.replace(steps=4, dtype="bfloat16", val_fraction=0.2)
-    result = train_model(CFG, cfg, DATA, on_event=events.append)
+    result = train(CFG, cfg, DATA, on_event=events.append)
     evals = [e for e in events if e["type"] == "eval"]
     assert [e["step"] for e in evals] == [4]
     assert evals[0]["val_perplexity"] == pytest.approx(math.exp(evals[0]["val_loss"]))
@@ -82,7 +83,7 @@ def test_eval_events_and_bf16_autocast():
 
 def test_vocab_must_cover_the_data():
     with pytest.raises(ValueError, match="vocab_size"):
-        train_model(CFG.replace(vocab_size=10), TCFG, DATA)
+        train(CFG.replace(vocab_size=10), TCFG, DATA)
 
 
 def test_train_config_validation_and_json(tmp_path):
@@ -102,7 +103,7 @@ def test_cpu_runs_use_deterministic_algorithms_and_restore_the_setting():
     # accumulation in the embedding backward); the setting must not leak out of the run.
     seen = []
     before = torch.are_deterministic_algorithms_enabled()
-    train_model(CFG, TCFG.replace(steps=1), DATA,
+    train(CFG, TCFG.replace(steps=1), DATA,
                 on_event=lambda e: seen.append(torch.are_deterministic_algorithms_enabled()))
     assert seen and all(seen)
     assert torch.are_deterministic_algorithms_enabled() == before
@@ -113,8 +114,8 @@ def test_mfu_is_flops_rate_over_peak(monkeypatch):
     # mfu = 1e6 FLOPs * (tokens_per_s / tokens per step) / 1e9, tokens per step = B * T = 64.
     import model.trainer as trainer
 
-    monkeypatch.setattr(trainer, "_cuda_peak", lambda device, dtype: 1e9)
-    result = train_model(CFG, TCFG.replace(steps=2), DATA, flops_per_step=10**6)
+    monkeypatch.setattr(trainer, "cuda_peak", lambda device, dtype: (1e9, "test"))
+    result = train(CFG, TCFG.replace(steps=2), DATA, flops_per_step=10**6)
     for e in (e for e in result.events if e["type"] == "step"):
         assert e["mfu"] == pytest.approx(1e6 * e["tokens_per_s"] / 64 / 1e9)
 

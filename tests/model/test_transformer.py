@@ -42,12 +42,12 @@ def test_parameter_count_tinystories(variant):
     if variant != "default":
         key, value = variant.split("=")
         cfg = cfg.replace(**{key: value == "True" if value in ("True", "False") else value})
-    assert _count(TransformerLM.from_config(cfg, device="meta")) == TINYSTORIES_COUNTS[variant]
+    assert _count(TransformerLM(cfg, device="meta")) == TINYSTORIES_COUNTS[variant]
     assert TINYSTORIES_COUNTS["default"] == 22_696_448
 
 
 def test_state_dict_keys():
-    model = TransformerLM.from_config(TINY.replace(num_layers=1))
+    model = TransformerLM(TINY.replace(num_layers=1))
     block = ["attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.output_proj", "ln1", "ffn.w1",
              "ffn.w2", "ffn.w3", "ln2"]
     expected = {"token_embeddings.weight", "ln_final.weight", "lm_head.weight"}
@@ -57,16 +57,16 @@ def test_state_dict_keys():
 
 
 def test_ln_final_only_for_pre_rmsnorm():
-    assert isinstance(TransformerLM.from_config(TINY).ln_final, RMSNorm)
+    assert isinstance(TransformerLM(TINY).ln_final, RMSNorm)
     for cfg in (TINY.replace(norm_position="post"), TINY.replace(norm="none")):
-        model = TransformerLM.from_config(cfg)
+        model = TransformerLM(cfg)
         assert isinstance(model.ln_final, Identity)
-    assert isinstance(TransformerLM.from_config(TINY.replace(norm="none")).layers[0].ln1, Identity)
+    assert isinstance(TransformerLM(TINY.replace(norm="none")).layers[0].ln1, Identity)
 
 
 def test_gpt2_xl_builds_on_meta_without_allocation():
     start = time.perf_counter()
-    model = TransformerLM.from_config(get_preset("gpt2-xl"), device="meta")
+    model = TransformerLM(get_preset("gpt2-xl"), device="meta")
     assert time.perf_counter() - start < 10
     assert all(p.is_meta for p in model.parameters())
     assert all(b.is_meta for b in model.buffers())
@@ -76,21 +76,22 @@ def test_gpt2_xl_builds_on_meta_without_allocation():
 
 
 def test_tied_embeddings_share_one_parameter():
-    model = TransformerLM.from_config(TINY.replace(tie_embeddings=True))
+    model = TransformerLM(TINY.replace(tie_embeddings=True))
     assert model.lm_head.weight is model.token_embeddings.weight
     assert model.lm_head.weight.data_ptr() == model.token_embeddings.weight.data_ptr()
     assert model.token_embeddings.weight.abs().max() > 1.0  # the embedding's N(0, 1) init, not Linear's
-    untied = TransformerLM.from_config(TINY)
+    untied = TransformerLM(TINY)
     assert _count(untied) - _count(model) == 50 * 16
 
 
 def test_from_config_round_trip():
     cfg = TINY.replace(ffn="silu", norm_position="post", rope_theta=500.0, norm_eps=1e-6)
-    model = TransformerLM.from_config(cfg)
+    model = TransformerLM(cfg)
     assert model.config is cfg
-    direct = TransformerLM(50, 16, 16, 2, 4, 24, 500.0, ffn="silu", norm_position="post", eps=1e-6)
+    direct = TransformerLM.from_cs336(50, 16, 16, 2, 4, 24, 500.0, ffn="silu", norm_position="post",
+                                      eps=1e-6)
     assert direct.config == cfg
-    twin = TransformerLM.from_config(model.config)
+    twin = TransformerLM(model.config)
     twin.load_state_dict(model.state_dict())
     ids = torch.randint(0, 50, (2, 10))
     torch.testing.assert_close(twin(ids), model(ids))
@@ -108,7 +109,7 @@ def test_causality_for_every_variant():
     changed = ids.clone()
     changed[:, 7] = (changed[:, 7] + 1) % 50
     for variant in _variants():
-        model = TransformerLM.from_config(TINY.replace(**variant))
+        model = TransformerLM(TINY.replace(**variant))
         with torch.no_grad():
             a, b = model(ids), model(changed)
         assert a.shape == (2, 12, 50)
@@ -119,8 +120,8 @@ def test_causality_for_every_variant():
 @pytest.mark.parametrize("variant", [{}, {"norm": "none", "ffn": "silu"}, {"norm_position": "post", "positions": "none"}])
 def test_naive_and_sdpa_agree(variant):
     torch.manual_seed(1)
-    naive = TransformerLM.from_config(TINY.replace(**variant))
-    fused = TransformerLM.from_config(TINY.replace(attention="sdpa", **variant))
+    naive = TransformerLM(TINY.replace(**variant))
+    fused = TransformerLM(TINY.replace(attention="sdpa", **variant))
     fused.load_state_dict(naive.state_dict())
     ids = torch.randint(0, 50, (3, 16))
     torch.testing.assert_close(fused(ids), naive(ids), rtol=1e-5, atol=1e-5)
@@ -128,8 +129,8 @@ def test_naive_and_sdpa_agree(variant):
 
 def test_bf16_forward_backward():
     torch.manual_seed(2)
-    ref = TransformerLM.from_config(TINY)
-    model = TransformerLM.from_config(TINY, dtype=torch.bfloat16)
+    ref = TransformerLM(TINY)
+    model = TransformerLM(TINY, dtype=torch.bfloat16)
     model.load_state_dict({k: v.to(torch.bfloat16) for k, v in ref.state_dict().items()})
     assert all(p.dtype == torch.bfloat16 for p in model.parameters())
     ids = torch.randint(0, 50, (2, 10))
@@ -142,7 +143,7 @@ def test_bf16_forward_backward():
 
 
 def test_rejects_sequences_longer_than_context():
-    model = TransformerLM.from_config(TINY)
+    model = TransformerLM(TINY)
     with pytest.raises(ValueError, match="context_length"):
         model(torch.zeros(1, 17, dtype=torch.long))
 
@@ -163,7 +164,7 @@ class _NNCalls(TorchFunctionMode):
 
 @pytest.mark.parametrize("attention", ["naive", "sdpa"])
 def test_only_sdpa_variant_uses_torch_nn_functional(attention):
-    model = TransformerLM.from_config(TINY.replace(attention=attention))
+    model = TransformerLM(TINY.replace(attention=attention))
     calls = _NNCalls()
     with calls:
         model(torch.zeros(1, 5, dtype=torch.long))
@@ -176,4 +177,4 @@ def test_block_rejects_unknown_variant(bad):
     from model import TransformerBlock
 
     with pytest.raises(ValueError, match=next(iter(bad))):
-        TransformerBlock(16, 4, 24, 16, 10_000.0, **bad)
+        TransformerBlock.from_cs336(16, 4, 24, 16, 10_000.0, **bad)

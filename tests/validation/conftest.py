@@ -1,19 +1,10 @@
-"""Shared helpers of the validation tests: tiny configs and the rows that must be exact."""
+"""Shared helpers of the validation tests: the rows that must be exact."""
 
 from __future__ import annotations
-
-import pytest
 
 EXACT = ("parameters", "forward matmul FLOPs", "backward matmul FLOPs", "activations (implementation)",
          "weights", "gradients", "AdamW state", "AdamW step FLOPs")
 """Quantities whose measured value must equal the symbolic one, integer for integer."""
-
-
-def tiny(**variants):
-    from accounting.config import ModelConfig
-
-    return ModelConfig(vocab_size=37, context_length=16, d_model=24, num_layers=2, num_heads=3,
-                       d_ff=40, **variants)
 
 
 def assert_exact(measurement, allowed_reasons=()):
@@ -27,8 +18,3 @@ def assert_exact(measurement, allowed_reasons=()):
             assert row.reason in allowed_reasons, row
     assert not measurement.notes, measurement.notes
 
-
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    torch = pytest.importorskip("torch")
-    torch.set_num_threads(1)  # tiny tensors: one thread is faster and leaves cores to others

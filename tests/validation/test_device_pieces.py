@@ -14,7 +14,7 @@ pytest.importorskip("torch")
 
 
 def test_match_gpu_and_matmul_dtype():
-    from validation.timing import match_gpu, matmul_dtype
+    from accounting.hardware import match_gpu, matmul_dtype
 
     assert match_gpu("NVIDIA H100 80GB HBM3").name == "H100-SXM"
     assert match_gpu("NVIDIA H100 PCIe").name == "H100-PCIe"
@@ -123,7 +123,7 @@ def test_memory_phases_arithmetic_with_a_scripted_allocator(monkeypatch):
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *a: next(readings))
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 5_000)
     monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda *a: 6_000)
-    from .conftest import tiny
+    from ..conftest import tiny
 
     cfg = tiny()
     x, y = batch(cfg, 2, 5, "cpu")

@@ -11,10 +11,11 @@ import itertools
 import pytest
 
 from accounting import attention_recompute_flops, forward_flops_rows, get_preset, list_presets
-from validation import measure
+from validation.core import measure
 from validation.reasons import META_SDPA_MATH, SDPA_RECOMPUTE
 
-from .conftest import assert_exact, tiny
+from ..conftest import tiny
+from .conftest import assert_exact
 
 pytest.importorskip("torch")
 
