@@ -12,13 +12,17 @@ saves the tensor first):
   layers.attn.rope:    cos, sin indexed per call for q and for k, (T, d_k/2) each: 2*T*d_k*s
                        (no B: positions are shared by the batch)
   layers.attn, naive:  q, k as bmm operands (B*h,T,d_k) 2*s*B*T*d; v as a bmm operand (a copy of
-                       the transposed view) s*B*T*d; causal mask (T,T) bool T^2; exp(.) and
+                       the transposed view) s*B*T*d (grouped-query: k and v are first repeated to
+                       h heads, and those copies are the operands: the same bytes); causal mask (T,T) bool T^2; exp(.) and
                        probs 2*s*B*h*T^2; row sum s*B*h*T (the max is detached: not saved)
-  layers.attn, sdpa:   q, k, v, output (B,h,T,d_k) 4*s*B*T*d; logsumexp (B,h,T) float32 4*B*h*T
+  layers.attn, sdpa:   q, output (B,h,T,d_k) 2*s*B*T*d; k, v at their h_kv heads (B,h_kv,T,d_k)
+                       2*s*B*T*d*h_kv/h (the kernel shares them across a group of query heads);
+                       logsumexp (B,h,T) float32 4*B*h*T
                        (torch's CPU flash kernel; CUDA flash/efficient kernels save the same plus
                        RNG seed/offset scalars, and the efficient kernel pads T of logsumexp to 32)
                        sdpa_backend="math" (the meta device, or fused kernels disabled): float32
                        q*scale, k*scale, v, softmax output: 12*B*T*d + 4*B*h*T^2, whatever the dtype
+                       (k and v repeated to h heads first under grouped-query attention)
   layers.attn.output_proj: the head-merged copy (B,T,d): s*B*T*d; with sdpa and no RoPE, q is a
                        transposed view, the kernel's output follows its (B,T,h,d_k) layout and the
                        merge is a view of the saved output: 0 (CPU kernel; on CUDA the flash
@@ -42,7 +46,7 @@ from functools import lru_cache
 import sympy as sp
 
 from accounting.conventions import DTYPE_BYTES
-from accounting.symbols import B, L, T, V, d, d_ff, h
+from accounting.symbols import B, L, T, V, d, d_ff, h, h_kv
 
 _F32, _I64, _BOOL = 4, 8, 1
 
@@ -64,7 +68,8 @@ def _attention_core(attention: str, s: int, sdpa_backend: str) -> tuple[sp.Expr,
         return (3 * _F32 * B * T * d + _F32 * B * h * T**2,
                 "sdpa math path: float32 q*scale, k*scale, v, softmax output")
     if attention == "sdpa":
-        return 4 * s * B * T * d + _F32 * B * h * T, "sdpa: q, k, v, output, logsumexp (fp32)"
+        return (2 * s * B * T * d + 2 * s * B * T * d * h_kv / h + _F32 * B * h * T,
+                "sdpa: q, output; k, v at h_kv heads; logsumexp (fp32)")
     # The softmax max is taken of x.detach() (model commit 63acca0): no amax node, so neither
     # the masked scores nor the row max are saved.
     return (3 * s * B * T * d + _BOOL * T**2 + 2 * s * B * h * T**2 + s * B * h * T,

@@ -2,7 +2,7 @@
 
 Elements kept for backward, per block and sequence, each counted once:
   RMSNorms           2 * T*d       (ln1, ln2 outputs; none when norm="none")
-  Q, K, V            3 * T*d
+  Q, K, V            T*d + 2 * T*d*h_kv/h   (K and V at the h_kv key/value heads)
   QK^T               h * T*T       (naive attention only)
   softmax            h * T*T       (naive attention only; sdpa keeps a logsumexp, h*T, instead)
   weighted sum       T*d
@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import sympy as sp
 
-from accounting.symbols import B, L, T, V, d, d_ff, h
+from accounting.symbols import B, L, T, V, d, d_ff, h, h_kv
 
 
 @lru_cache(maxsize=256)
@@ -31,7 +31,7 @@ def textbook_element_terms(norm: str, final_norm: bool, ffn: str, attention: str
     terms: list[tuple[str, sp.Expr, str]] = []
     if norm == "rmsnorm":
         terms.append(("layers.ln1+ln2", L * 2 * B * T * d, "norm outputs"))
-    terms.append(("layers.attn.qkv", L * 3 * B * T * d, "Q, K, V"))
+    terms.append(("layers.attn.qkv", L * B * T * d * (1 + 2 * h_kv / h), "Q, K, V"))
     if attention == "naive":
         terms.append(("layers.attn.scores", L * B * h * T * T, "QK^T"))
         terms.append(("layers.attn.softmax", L * B * h * T * T, "attention weights"))

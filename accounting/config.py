@@ -52,6 +52,8 @@ class ModelConfig:
       - tie_embeddings: the LM head reuses the token-embedding matrix
       - attention:     "naive" (the reference, materializes the (T, T) scores) or
                        "sdpa" (torch's fused scaled_dot_product_attention)
+      - num_kv_heads:  grouped-query attention: h_kv key/value heads, each shared by h / h_kv
+                       query heads (None: h_kv = h)
     Each field's metadata["help"] is its one-line meaning (flags and widgets show it).
     """
 
@@ -61,6 +63,9 @@ class ModelConfig:
     d_model: int = config_field(768, "d: residual stream width (features)")
     num_layers: int = config_field(12, "L: number of Transformer blocks")
     num_heads: int = config_field(12, "h: attention heads; must divide d_model (d_k = d / h)")
+    num_kv_heads: int | None = config_field(
+        None, "h_kv: key/value heads (grouped-query attention; must divide num_heads; 1 = "
+        "multi-query; unset = num_heads, multi-head)", type=int)
     d_ff: int = config_field(3_072, "d_ff: FFN inner width (features)")
     rope_theta: float = config_field(10_000.0, "RoPE base theta (no effect on the counts)")
     norm_eps: float = config_field(1e-5, "RMSNorm epsilon (no effect on the counts)")
@@ -95,6 +100,13 @@ class ModelConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not 0 < value < math.inf:
                 raise UserError(f"{name} must be a positive finite number, got {value!r}")
+        if self.num_kv_heads is not None:
+            if isinstance(self.num_kv_heads, bool) or not isinstance(self.num_kv_heads, int) \
+                    or self.num_kv_heads <= 0:
+                raise UserError(f"num_kv_heads must be a positive integer, got {self.num_kv_heads!r}")
+            if self.num_heads % self.num_kv_heads:
+                raise UserError(f"num_kv_heads ({self.num_kv_heads}) must divide num_heads "
+                                f"({self.num_heads})")
         if self.d_model % self.num_heads:
             raise UserError(
                 f"num_heads ({self.num_heads}) must divide d_model ({self.d_model})"
@@ -108,6 +120,11 @@ class ModelConfig:
     def head_dim(self) -> int:
         """d_k = d_v = d_model / num_heads."""
         return self.d_model // self.num_heads
+
+    @property
+    def kv_heads(self) -> int:
+        """h_kv, the key/value heads: num_kv_heads, or num_heads when unset (multi-head)."""
+        return self.num_heads if self.num_kv_heads is None else self.num_kv_heads
 
     def replace(self, **overrides: Any) -> "ModelConfig":
         """A copy with some fields changed (validated again). Unknown fields raise ValueError."""

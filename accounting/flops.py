@@ -6,9 +6,10 @@ core, dL/dQ and dL/dK from the scores, dL/dP and dL/dV from the weighted values)
 lookup, norms, softmax, RoPE and activations are not matmuls (see accounting.nonmatmul).
 
 Forward, per block and sequence of T tokens:
-  q/k/v/output projections   2*T*d*d each        (T x d) @ (d x d)
-  attn.scores   Q K^T        2*T*T*d             h heads of (T x d/h) @ (d/h x T)
-  attn.weighted_values  P V  2*T*T*d             h heads of (T x T) @ (T x d/h)
+  q, output projections      2*T*d*d each        (T x d) @ (d x d)
+  k, v projections           2*T*d*d*h_kv/h each (T x d) @ (d x h_kv*d_k)   (grouped-query)
+  attn.scores   Q K^T        2*T*T*d             h heads of (T x d/h) @ (d/h x T) (every query head,
+  attn.weighted_values  P V  2*T*T*d             h heads of (T x T) @ (T x d/h)   whatever h_kv)
   ffn.w1, w3 (d -> d_ff), w2 (d_ff -> d)  2*T*d*d_ff each
 and once: lm_head 2*T*d*V.
 
@@ -23,11 +24,12 @@ from functools import lru_cache
 import sympy as sp
 
 from accounting.config import ModelConfig
-from accounting.parameters import ffn_matrices, matmul_parameters_formula, non_embedding_parameters_formula
+from accounting.parameters import (
+    ATTENTION_PROJECTIONS, ffn_matrices, matmul_parameters_formula, non_embedding_parameters_formula, projection_width,
+)
 from accounting.rows import Row, evaluate, make_rows
 from accounting.symbols import B, L, T, V, d, d_ff, values
 
-_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "output_proj")
 ATTENTION_CORE = ("layers.attn.scores", "layers.attn.weighted_values")
 """Components of the attention core (the T^2 terms)."""
 
@@ -36,7 +38,7 @@ ATTENTION_CORE = ("layers.attn.scores", "layers.attn.weighted_values")
 def forward_terms(ffn: str) -> tuple[tuple[str, sp.Expr, str], ...]:
     """(name, forward FLOPs formula, note), aggregated over the L blocks."""
     terms: list[tuple[str, sp.Expr, str]] = [
-        (f"layers.attn.{p}", L * 2 * B * T * d * d, "") for p in _PROJECTIONS
+        (f"layers.attn.{p}", L * 2 * B * T * d * projection_width(p), "") for p in ATTENTION_PROJECTIONS
     ]
     terms.append(("layers.attn.scores", L * 2 * B * T * T * d, "QK^T, dense"))
     terms.append(("layers.attn.weighted_values", L * 2 * B * T * T * d, "softmax(.) V, dense"))

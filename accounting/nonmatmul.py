@@ -6,7 +6,7 @@ where, tril/ones cost 0. A fused kernel's internal work is not visible at dispat
 
 Per call, with n = B*T:
   RMSNorm (d):   pow n*d, mean n*d (per input), +eps n, rsqrt n, *rms n*d, *weight n*d: 4nd + 2n
-  RoPE (q or k): 4 products + 1 sub + 1 add on half-width pairs: 3*n*d
+  RoPE (q or k): 4 products + 1 sub + 1 add on half-width pairs: 3*n*d for q, 3*n*d*h_kv/h for k
   naive core:    *scale, amax (per input), -max, exp, sum (per input), /sum on (B,h,T,T): 6*B*h*T^2
   SwiGLU:        sigmoid, x*sigmoid, gate*W3x on (n, d_ff): 3*n*d_ff;  SiLU FFN: 2*n*d_ff
   residual adds: 2 per block, n*d each (row "layers": the block's own forward)
@@ -23,7 +23,7 @@ import sympy as sp
 
 from accounting.config import ModelConfig
 from accounting.rows import Row, make_rows
-from accounting.symbols import B, L, T, V, d, d_ff, h, values
+from accounting.symbols import B, L, T, V, d, d_ff, h, h_kv, values
 
 
 def _rmsnorm() -> sp.Expr:
@@ -38,7 +38,7 @@ def nonmatmul_terms(norm: str, norm_position: str, positions: str, ffn: str, att
     if norm == "rmsnorm":
         block += [("layers.ln1", _rmsnorm(), ""), ("layers.ln2", _rmsnorm(), "")]
     if positions == "rope":
-        block.append(("layers.attn.rope", 2 * 3 * B * T * d, "q and k"))
+        block.append(("layers.attn.rope", 3 * B * T * d * (1 + h_kv / h), "q and k (k at h_kv heads)"))
     if attention == "naive":
         block.append(("layers.attn", 6 * B * h * T**2, "scale, softmax"))
     else:

@@ -1,7 +1,9 @@
 """Parameter counts per component of the CS336 Transformer LM, as sympy formulas.
 
 Structure (model/transformer.py): token_embeddings (V x d); per block: ln1, ln2 (RMSNorm gain, d
-each, only when norm="rmsnorm"), attn.q_proj / k_proj / v_proj / output_proj (d x d, no bias),
+each, only when norm="rmsnorm"), attn.q_proj / output_proj (d x d, no bias), attn.k_proj / v_proj
+(h_kv*d_k x d = d * d*h_kv/h: grouped-query attention shares each key/value head among h/h_kv
+query heads),
 ffn.w1 (d_ff x d), ffn.w2 (d x d_ff), ffn.w3 (d_ff x d, SwiGLU only); ln_final (d, only when
 norm="rmsnorm" and norm_position="pre"); lm_head (V x d) unless tied to token_embeddings (then the
 one matrix is counted once, under token_embeddings). RoPE sin/cos are buffers, not parameters.
@@ -18,9 +20,15 @@ import sympy as sp
 
 from accounting.config import ModelConfig
 from accounting.rows import Row, make_rows
-from accounting.symbols import L, V, d, d_ff, values
+from accounting.symbols import L, V, d, d_ff, h, h_kv, values
 
-_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "output_proj")
+ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "output_proj")
+_KV = ("k_proj", "v_proj")
+
+
+def projection_width(name: str) -> sp.Expr:
+    """Output features of an attention projection: d, or h_kv*d_k = d*h_kv/h for k_proj, v_proj."""
+    return d * h_kv / h if name in _KV else d
 
 
 def ffn_matrices(ffn: str) -> tuple[str, ...]:
@@ -40,7 +48,7 @@ def parameter_terms(norm: str, norm_position: str, ffn: str, tie_embeddings: boo
     terms: list[tuple[str, sp.Expr, str]] = [("token_embeddings", V * d, "")]
     if norm == "rmsnorm":
         terms.append(("layers.ln1", L * d, "RMSNorm gain"))
-    terms += [(f"layers.attn.{p}", L * d * d, "") for p in _PROJECTIONS]
+    terms += [(f"layers.attn.{p}", L * d * projection_width(p), "") for p in ATTENTION_PROJECTIONS]
     if norm == "rmsnorm":
         terms.append(("layers.ln2", L * d, "RMSNorm gain"))
     terms += [(f"layers.ffn.{w}", L * d * d_ff, "") for w in ffn_matrices(ffn)]

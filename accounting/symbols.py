@@ -19,6 +19,7 @@ T = sp.Symbol("T", **_INT)        # sequence length of the step (tokens)
 L = sp.Symbol("L", **_INT)        # number of Transformer blocks
 d = sp.Symbol("d", **_INT)        # d_model (features)
 h = sp.Symbol("h", **_INT)        # attention heads (d_k = d / h)
+h_kv = sp.Symbol("h_kv", **_INT)  # key/value heads (grouped-query attention; h_kv = h: multi-head)
 d_ff = sp.Symbol("d_ff", **_INT)  # FFN inner width (features)
 B = sp.Symbol("B", **_INT)        # batch size (sequences)
 
@@ -28,11 +29,20 @@ FIELD_SYMBOLS: dict[str, sp.Symbol] = {
     "num_layers": L,
     "d_model": d,
     "num_heads": h,
+    "num_kv_heads": h_kv,
     "d_ff": d_ff,
 }
 """ModelConfig field -> symbol. (`context_length` is overridden by a step's own T.)"""
 
-SIZE_SYMBOLS: tuple[sp.Symbol, ...] = (V, T, L, d, h, d_ff, B)
+SIZE_SYMBOLS: tuple[sp.Symbol, ...] = (V, T, L, d, h, h_kv, d_ff, B)
+
+MEANINGS: dict[sp.Symbol, str] = {
+    V: "vocabulary size (tokens)", T: "sequence length of the step (tokens)",
+    L: "number of Transformer blocks", d: "d_model, the residual width (features)",
+    h: "attention heads (d_k = d / h)", h_kv: "key/value heads (grouped-query; = h for multi-head)",
+    d_ff: "FFN inner width (features)", B: "batch size (sequences)",
+}
+"""What each size symbol stands for (tables of symbols print it)."""
 
 
 def values(cfg: ModelConfig, batch_size: int = 1, context_length: int | None = None) -> dict[sp.Symbol, int]:
@@ -45,6 +55,7 @@ def values(cfg: ModelConfig, batch_size: int = 1, context_length: int | None = N
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise UserError(f"{name} must be a positive integer, got {value!r}")
     subs = {sym: getattr(cfg, field) for field, sym in FIELD_SYMBOLS.items()}
+    subs[h_kv] = cfg.kv_heads  # num_kv_heads None means h_kv = h
     subs[T] = t
     subs[B] = batch_size
     return subs

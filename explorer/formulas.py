@@ -15,15 +15,9 @@ from accounting.flops import forward_flops_formula, kaplan_6nd_formula, palm_for
 from accounting.memory import peak_memory_formula
 from accounting.parameters import non_embedding_parameters_formula, total_parameters_formula
 from accounting.render_json import latex
-from accounting.symbols import B, L, T, V, d, d_ff, h
+from accounting.symbols import MEANINGS, SIZE_SYMBOLS, values
 from explorer.state import Settings
 
-SYMBOLS: tuple[tuple[sp.Symbol, str], ...] = (
-    (V, "vocabulary size (tokens)"), (T, "sequence length of the step (tokens)"),
-    (L, "number of Transformer blocks"), (d, "d_model, the residual width (features)"),
-    (h, "attention heads (d_k = d / h)"), (d_ff, "FFN inner width (features)"),
-    (B, "batch size (sequences)"),
-)
 STEPS, MFU, PEAK = sp.symbols("S MFU P", positive=True)
 
 
@@ -59,8 +53,6 @@ def formulas(cfg: acc.ModelConfig, dtype: str) -> list[tuple[str, str, sp.Expr, 
 
 def value_now(expr: sp.Expr, report: acc.Report, unit: str) -> str:
     """The formula evaluated at the current settings, formatted for its unit."""
-    from accounting.symbols import values
-
     subs = {k: sp.Integer(v) for k, v in values(report.config, report.batch_size, report.context_length).items()}
     t = report.training
     subs.update({STEPS: t.steps, MFU: t.mfu, PEAK: t.peak_flops_per_s})
@@ -78,9 +70,9 @@ def render(report: acc.Report, settings: Settings) -> None:
                 f"attention={cfg.attention}), in {report.dtype}. Sizes are symbols; component rows are "
                 "summed over the L blocks.")
     with st.expander("Symbols", expanded=True):
-        st.dataframe([{"symbol": str(s), "meaning": m, "value now": v} for (s, m), v in zip(
-            SYMBOLS, (cfg.vocab_size, report.context_length, cfg.num_layers, cfg.d_model, cfg.num_heads,
-                      cfg.d_ff, report.batch_size))], hide_index=True, width="stretch")
+        now = values(cfg, report.batch_size, report.context_length)
+        st.dataframe([{"symbol": str(s), "meaning": MEANINGS[s], "value now": now[s]} for s in SIZE_SYMBOLS],
+                      hide_index=True, width="stretch")
         st.caption("S: training steps, MFU: model FLOPs utilization, P: dense peak FLOP/s of the GPU.")
     section = None
     for sec, name, expr, unit in formulas(cfg, report.dtype):

@@ -37,9 +37,14 @@ def _seed(settings: Settings) -> None:
     _seed_config(settings.base_config, dict(settings.overrides))
 
 
+def _widget_value(name: str, value: Any) -> Any:
+    """A config value as its widget holds it (an unset optional integer is 0)."""
+    return 0 if value is None and field_kind(name) == "optional_int" else value
+
+
 def _seed_config(cfg: ModelConfig, overrides: dict[str, Any]) -> None:
     for name in OVERRIDE_FIELDS:
-        st.session_state[widget_key(name)] = overrides.get(name, getattr(cfg, name))
+        st.session_state[widget_key(name)] = _widget_value(name, overrides.get(name, getattr(cfg, name)))
 
 
 def load_from_url() -> list[str]:
@@ -87,6 +92,11 @@ def _field_widget(name: str, default: Any) -> Any:
     kind, help_text = field_kind(name), field_help(name)
     if kind == "int":
         return _int_input(name, name, default, help_text)
+    if kind == "optional_int":
+        value = int(st.number_input(f"{name} (0 = unset)", min_value=0, max_value=int_limits(name)[1],
+                                    step=1, key=_ensure(name, _widget_value(name, default)),
+                                    help=help_text))
+        return value or None
     key = _ensure(name, default)
     if kind == "choice":
         return st.selectbox(name, field_choices(name), key=key, help=help_text)
@@ -98,7 +108,8 @@ def _field_widget(name: str, default: Any) -> Any:
 def _config_widgets(base: ModelConfig) -> dict[str, Any]:
     values: dict[str, Any] = {}
     ss = st.session_state
-    changed = sum(ss.get(widget_key(n), getattr(base, n)) != getattr(base, n) for n in OVERRIDE_FIELDS)
+    changed = sum(ss.get(widget_key(n), _widget_value(n, getattr(base, n))) != _widget_value(n, getattr(base, n))
+                  for n in OVERRIDE_FIELDS)
     title = "Model shape and variants" + (f" ({changed} changed from the preset)" if changed else "")
     with st.expander(title, expanded=bool(changed)):
         st.caption("Start from the preset; any change here overrides it (and goes into the URL).")

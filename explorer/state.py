@@ -168,13 +168,22 @@ _READERS: dict[str, Callable[[str], Any]] = {
 
 
 def field_kind(name: str) -> str:
-    """How config field `name` is read and drawn: "choice", "bool", "int" or "float" (from its
-    dataclass field: metadata["choices"], else the default's type or metadata["type"])."""
+    """How config field `name` is read and drawn: "choice", "bool", "int", "optional_int" (None
+    by default; 0 stands for None in the URL and the widget) or "float" (from its dataclass
+    field: metadata["choices"], else the default's type or metadata["type"])."""
     f = _FIELDS[name]
     if "choices" in f.metadata:
         return "choice"
+    if f.default is None:
+        return "optional_" + {int: "int"}[f.metadata["type"]]
     kind = f.metadata.get("type", type(f.default))
     return {bool: "bool", int: "int", float: "float"}[kind]
+
+
+def _optional_int_in(name: str) -> Callable[[str], int | None]:
+    """An optional integer: 0 means unset (None)."""
+    read = _int_in(name)
+    return lambda text: None if text.strip() == "0" else read(text)
 
 
 def field_help(name: str) -> str:
@@ -192,7 +201,8 @@ def field_reader(name: str) -> Callable[[str], Any]:
     kind = field_kind(name)
     if kind == "choice":
         return _choice(field_choices(name))
-    return {"bool": _bool, "int": _int_in(name), "float": _positive_float}[kind]
+    readers = {"bool": _bool, "int": _int_in, "optional_int": _optional_int_in, "float": _positive_float}
+    return readers[kind](name) if kind in ("int", "optional_int") else readers[kind]
 
 
 def parse_query(params: Mapping[str, Any]) -> tuple[Settings, list[str]]:
@@ -225,7 +235,7 @@ def parse_query(params: Mapping[str, Any]) -> tuple[Settings, list[str]]:
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
-    return str(value)
+    return "0" if value is None else str(value)  # an unset optional integer
 
 
 def to_query(settings: Settings) -> dict[str, str]:

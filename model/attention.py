@@ -54,39 +54,51 @@ def causal_mask(T: int, device=None) -> torch.Tensor:
 
 
 class MultiHeadSelfAttention(nn.Module):
-    """Causal multi-head self-attention with optional RoPE on Q and K.
+    """Causal multi-head self-attention with optional RoPE on Q and K, and grouped-query attention.
 
-    q_proj, k_proj, v_proj, output_proj: Linear(d_model, d_model). Head h uses rows
-    h*d_k .. (h+1)*d_k - 1 of each projection weight (contiguous blocks), d_k = d_model / num_heads.
+    q_proj, output_proj: Linear(d_model, d_model); k_proj, v_proj: Linear(d_model, h_kv * d_k),
+    d_k = d_model / num_heads, h_kv = num_kv_heads (default num_heads). Head i uses rows
+    i*d_k .. (i+1)*d_k - 1 of a projection weight (contiguous blocks); query head i reads key/value
+    head i // (h / h_kv) (each key/value head serves h / h_kv consecutive query heads).
     `forward(x, token_positions=None)`: x (..., T, d_model); positions default to arange(T).
     """
 
     def __init__(self, d_model: int, num_heads: int, rope: RotaryPositionalEmbedding | None = None,
-                 attention: str = "naive", device=None, dtype=None):
+                 attention: str = "naive", device=None, dtype=None, num_kv_heads: int | None = None):
         super().__init__()
-        if d_model % num_heads:
-            raise ValueError(f"num_heads ({num_heads}) must divide d_model ({d_model})")
+        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        if d_model % num_heads or num_heads % num_kv_heads:
+            raise ValueError(f"num_heads ({num_heads}) must divide d_model ({d_model}) and be a "
+                             f"multiple of num_kv_heads ({num_kv_heads})")
         if attention not in ATTENTION_CHOICES:
             raise ValueError(f"attention must be one of {', '.join(ATTENTION_CHOICES)}; got {attention!r}")
         self.d_model = d_model
         self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads
         self.d_k = d_model // num_heads
         self.attention = attention
         self.rope = rope
+        kv_width = num_kv_heads * self.d_k
         self.q_proj = Linear(d_model, d_model, device=device, dtype=dtype)
-        self.k_proj = Linear(d_model, d_model, device=device, dtype=dtype)
-        self.v_proj = Linear(d_model, d_model, device=device, dtype=dtype)
+        self.k_proj = Linear(d_model, kv_width, device=device, dtype=dtype)
+        self.v_proj = Linear(d_model, kv_width, device=device, dtype=dtype)
         self.output_proj = Linear(d_model, d_model, device=device, dtype=dtype)
 
-    def _split_heads(self, t: torch.Tensor) -> torch.Tensor:
-        # (..., T, d) -> (..., T, h, d_k) -> (..., h, T, d_k); views, no copy
-        return t.unflatten(-1, (self.num_heads, self.d_k)).transpose(-3, -2)
+    def _split_heads(self, t: torch.Tensor, heads: int) -> torch.Tensor:
+        # (..., T, heads*d_k) -> (..., T, heads, d_k) -> (..., heads, T, d_k); views, no copy
+        return t.unflatten(-1, (heads, self.d_k)).transpose(-3, -2)
+
+    def _share_kv(self, t: torch.Tensor) -> torch.Tensor:
+        """(..., h_kv, T, d_k) -> (..., h, T, d_k): each key/value head repeated for its group of
+        h / h_kv query heads (a copy; none for multi-head attention)."""
+        groups = self.num_heads // self.num_kv_heads
+        return t if groups == 1 else t.repeat_interleave(groups, dim=-3)
 
     def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None) -> torch.Tensor:
         T = x.shape[-2]
-        q = self._split_heads(self.q_proj(x))  # (..., h, T, d_k)
-        k = self._split_heads(self.k_proj(x))  # (..., h, T, d_k)
-        v = self._split_heads(self.v_proj(x))  # (..., h, T, d_k)
+        q = self._split_heads(self.q_proj(x), self.num_heads)  # (..., h, T, d_k)
+        k = self._split_heads(self.k_proj(x), self.num_kv_heads)  # (..., h_kv, T, d_k)
+        v = self._split_heads(self.v_proj(x), self.num_kv_heads)  # (..., h_kv, T, d_k)
         if self.rope is not None:
             if token_positions is None:
                 token_positions = torch.arange(T, device=x.device)  # (T,)
@@ -94,14 +106,17 @@ class MultiHeadSelfAttention(nn.Module):
                 token_positions = token_positions.unsqueeze(-2)  # (..., 1, T): broadcast over heads
             q = self.rope(q, token_positions)  # (..., h, T, d_k)
             k = self.rope(k, token_positions)  # (..., h, T, d_k)
-        if self.attention == "sdpa":
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (..., h, T, d_k)
+        if self.attention == "sdpa":  # torch's kernels share the key/value heads themselves
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                                 enable_gqa=self.num_kv_heads != self.num_heads)
         else:
-            out = scaled_dot_product_attention(q, k, v, causal_mask(T, x.device))  # (..., h, T, d_k)
+            out = scaled_dot_product_attention(q, self._share_kv(k), self._share_kv(v),
+                                               causal_mask(T, x.device))  # (..., h, T, d_k)
         # (..., h, T, d_k) -> (..., T, h, d_k) -> (..., T, d): reshape copies (non-contiguous);
         # output_proj saves that copy.
         out = out.transpose(-3, -2).reshape(*x.shape[:-1], self.d_model)
         return self.output_proj(out)  # (..., T, d)
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, num_heads={self.num_heads}, attention={self.attention!r}"
+        return (f"d_model={self.d_model}, num_heads={self.num_heads}, "
+                f"num_kv_heads={self.num_kv_heads}, attention={self.attention!r}")

@@ -104,7 +104,8 @@ class TransformerBlock(nn.Module):
             rope = _rope(cfg, device)
         self.attn = MultiHeadSelfAttention(cfg.d_model, cfg.num_heads,
                                            rope=rope if cfg.positions == "rope" else None,
-                                           attention=cfg.attention, device=device, dtype=dtype)
+                                           attention=cfg.attention, device=device, dtype=dtype,
+                                           num_kv_heads=cfg.kv_heads)
         self.ln1 = _norm(cfg, device, dtype)
         self.ffn = _ffn(cfg, device, dtype)
         self.ln2 = _norm(cfg, device, dtype)

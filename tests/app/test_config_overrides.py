@@ -17,7 +17,8 @@ def test_every_config_field_is_an_explorer_override(ui):
     assert set(OVERRIDE_FIELDS) == set(CONFIG_FIELDS) - {"context_length"}
     for name in OVERRIDE_FIELDS:  # each reads its URL value back to the preset's own value
         value = getattr(ModelConfig(), name)
-        text = ("1" if value else "0") if isinstance(value, bool) else str(value)
+        # the URL convention: booleans 1/0, an unset optional integer 0
+        text = ("1" if value else "0") if isinstance(value, bool) else "0" if value is None else str(value)
         assert field_reader(name)(text) == value
     at = ui.open()
     ui.clean(at)

@@ -71,6 +71,22 @@ def test_real_cpu_tensors(variant, dtype):
     assert m.row("step time").measured > 0 and m.row("throughput", "tokens/s").measured > 0
 
 
+GQA = list(itertools.product((1, 2), ("naive", "sdpa"), ("rope", "none"), ("meta", "cpu")))
+
+
+@pytest.mark.parametrize("num_kv_heads,attention,positions,device", GQA, ids=lambda v: str(v))
+def test_grouped_query_attention_exact(num_kv_heads, attention, positions, device):
+    # h = 4 query heads share 1 or 2 key/value heads: k_proj and v_proj shrink to h_kv*d_k outputs,
+    # torch's fused kernel saves k and v at h_kv heads, the naive path repeats them to h heads.
+    cfg = tiny(attention=attention, positions=positions).replace(num_heads=4, num_kv_heads=num_kv_heads)
+    m = measure(cfg, device=device, batch_size=2, steps=1)
+    assert_exact(m, allowed_reasons=(META_SDPA_MATH, SDPA_RECOMPUTE))
+    d_k = 24 // 4  # hand count of one k_proj: 2 blocks x (24 inputs x num_kv_heads * d_k outputs)
+    assert m.row("parameters", "layers.attn.k_proj").measured == 2 * 24 * num_kv_heads * d_k
+    if device == "cpu":
+        assert m.row("non-matmul forward FLOPs").equal
+
+
 def test_sdpa_core_is_one_row_with_both_matmuls():
     cfg = tiny(attention="sdpa")
     m = measure(cfg, device="meta", batch_size=2, context_length=8)
