@@ -216,8 +216,10 @@ def hf_kv_cache(hf_config: Mapping[str, Any], *, batch_size: int = 1, prefill_to
 
     model = hf_model(hf_config, dtype=dtype, attn_implementation=attn_implementation).eval()
     ids = torch.zeros(batch_size, prefill_tokens, dtype=torch.long, device="meta")
-    with torch.no_grad(), FlopsByComponent(None):
-        cache = model(input_ids=ids, use_cache=True).past_key_values
+    with torch.no_grad(), FlopsByComponent(None):  # answers HF's meta-device checks; FLOPs unused
+        out = model(input_ids=ids, use_cache=True)
+    # transformers renamed the output field past_key_values -> cache (5.2x); the old name warns
+    cache = out.cache if hasattr(type(out), "cache") else out.past_key_values
     layers = cache.layers
     storages = {storage_key(t): t.untyped_storage().nbytes() for layer in layers for t in (layer.keys, layer.values)}
     return HFKVCache(hf_config["model_type"], batch_size, prefill_tokens, dtype, sum(storages.values()),
