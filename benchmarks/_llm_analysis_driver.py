@@ -20,8 +20,8 @@ import sys
 
 def main() -> None:
     from llm_analysis.analysis import LLMAnalysis, infer, train
-    from llm_analysis.config import ModelConfig, ParallelismConfig, get_dtype_config_by_name, get_gpu_config_by_name
-    from llm_analysis.config import get_model_config_by_name, gpu_configs, model_configs
+    from llm_analysis.config import (ModelConfig, ParallelismConfig, get_dtype_config_by_name,
+                                     get_gpu_config_by_name, get_model_config_by_name, gpu_configs, model_configs)
 
     request = json.load(sys.stdin)
     model = request["model"]

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -90,7 +91,8 @@ class Ledger:
 
 
 LEDGERS = (
-    Ledger("GPT-2 XL", "gpt2-xl", (Training("fp32", "float32", 1, 1024), Training("bf16 mixed", "bfloat16", 1, 1024))),
+    Ledger("GPT-2 XL", "gpt2-xl",
+           (Training("fp32", "float32", 1, 1024), Training("bf16 mixed", "bfloat16", 1, 1024))),
     Ledger("Llama-3-8B", "llama-3-8b", (Training("bf16 mixed", "bfloat16", 1, 8192),), Inference(1, 8192)),
 )
 
@@ -121,14 +123,15 @@ def ground_truth(hf_config: dict, ledger: Ledger) -> tuple[Column, int]:
             ("weight_bytes", w), ("gradient_bytes", g), ("optimizer_bytes", o), ("model_state_bytes", w + g + o),
             ("peak_bytes", w + g + o + step.saved_bytes),
             ("largest_batch", max(0, (BUDGET_BYTES - w - g - o - fixed) // per_sequence)))})
-        col[("activation_bytes", t.label)] = Cell(step.saved_bytes, _saved_breakdown(step.saved_bytes_by_component))
+        col[("activation_bytes", t.label)] = Cell(step.saved_bytes,
+                                                  _saved_breakdown(step.saved_bytes_by_component))
     if ledger.inference is not None:
         i = ledger.inference
         kv = hf_kv_cache(hf_config, batch_size=i.batch_size, prefill_tokens=i.tokens)
         col.update({("inference_weight_bytes", i.label): Cell(2 * n),
                     ("kv_cache_bytes", i.label): Cell(kv.kv_cache_bytes, (
-                        f"{kv.layers} layers x keys and values of {kv.key_shape} (B, kv heads, tokens, head dim) x "
-                        f"2 bytes")),
+                        f"{kv.layers} layers x keys and values of {kv.key_shape} (B, kv heads, tokens, "
+                        f"head dim) x 2 bytes")),
                     ("inference_bytes", i.label): Cell(2 * n + kv.kv_cache_bytes)})
     return col, attention_flops
 
@@ -208,10 +211,12 @@ def render_table(ledger: Ledger, columns: dict[str, Column]) -> str:
         label = QUANTITIES[quantity] + (f" ({setting})" if setting else "")
         cells = [_cell_text(columns[name].get(key), truth.get(key), quantity, name, notes) for name in names]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join([*lines, "", *(f"[{i}] {', '.join(who)}: {note}." for i, (note, who) in enumerate(notes.items(), 1))])
+    footnotes = (f"[{i}] {', '.join(who)}: {note}." for i, (note, who) in enumerate(notes.items(), 1))
+    return "\n".join([*lines, "", *footnotes])
 
 
-def _cell_text(cell: Cell | None, truth: Cell | None, quantity: str, name: str, notes: dict[str, list[str]]) -> str:
+def _cell_text(cell: Cell | None, truth: Cell | None, quantity: str, name: str,
+               notes: dict[str, list[str]]) -> str:
     """'value (difference) [note]'; relative difference, absolute for batch sizes."""
     from accounting.format import fmt_int
 
@@ -325,11 +330,10 @@ def main() -> None:
                         help="folder with gpt2-xl.json and llama-3-8b.json (published config.json files)")
     parser.add_argument("--update-results", action="store_true")
     args = parser.parse_args()
-    try:
-        import transformers  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("transformers") is None:
         parser.exit(2, "error: the ground truth needs transformers: pip install -e '.[bench]'\n")
-    missing = [f"{ledger.config_file}.json" for ledger in LEDGERS if not (args.configs / f"{ledger.config_file}.json").is_file()]
+    missing = [f"{ledger.config_file}.json" for ledger in LEDGERS
+               if not (args.configs / f"{ledger.config_file}.json").is_file()]
     if missing:
         parser.exit(2, f"error: {', '.join(missing)} not found in {args.configs} (pass --configs DIR)\n")
     section = build_section(args.configs)

@@ -85,7 +85,7 @@ def calflops_column(hf_config: dict, trainings: tuple[Training, ...], truth_forw
     forward, params = count("sdpa", False)
     step, _ = count("sdpa", True)
     eager, _ = count("eager", False)
-    conv1d = (f"; GPT-2's Conv1D (addmm) is counted once on meta: the issue's +86% is not reproduced"
+    conv1d = ("; GPT-2's Conv1D (addmm) is counted once on meta: the issue's +86% is not reproduced"
               if hf_config["model_type"] == "gpt2" else "")
     return {
         ("parameters", MODEL): Cell(params),
@@ -106,7 +106,9 @@ def deepspeed_columns(hf_config: dict, trainings: tuple[Training, ...], paramete
     """ZeRO-2 and ZeRO-3 model-state estimators on one GPU without offload. The parameter count
     is what their `_all_live(model)` path derives from the meta model; the bytes are their
     `_all_cold(total_params=...)` path given the true count."""
-    try:
+    try:  # its import logs "Setting accelerator to CPU" to stdout
+        with contextlib.redirect_stdout(io.StringIO()):
+            import deepspeed  # noqa: F401
         from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
         from deepspeed.runtime.zero.stage3 import model_to_params as zero3_params
         from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
@@ -202,12 +204,14 @@ def llm_analysis_column(hf_config: dict, trainings: tuple[Training, ...], infere
     """llm-analysis train() / infer() on an A100-80GB config, bf16 weights (w16a16e16), Adam with
     fp32 master weights, flash attention on; run in its own venv (see the bench's docstring)."""
     if not LLM_ANALYSIS_PYTHON.exists():
-        return not_installed("python -m venv .venv-llm-analysis && .venv-llm-analysis/bin/pip install llm-analysis")
+        return not_installed("python -m venv .venv-llm-analysis && "
+                             ".venv-llm-analysis/bin/pip install llm-analysis")
     column: Column = {}
     gated = hf_config.get("hidden_act") == "silu"
     for i, t in enumerate(trainings):
         if t.dtype == "float32":
-            column[("weight_bytes", t.label)] = Cell(None, "n/a: no 32-bit dtype config (weights of 4, 8 or 16 bits)")
+            column[("weight_bytes", t.label)] = Cell(None, "n/a: no 32-bit dtype config "
+                                                           "(weights of 4, 8 or 16 bits)")
             continue
         request = {"model": llm_analysis_model(hf_config), "gpu": LLM_ANALYSIS_GPU, "dtype": "w16a16e16",
                    "batch_size": t.batch_size, "seq_len": t.seq_len,
@@ -218,7 +222,7 @@ def llm_analysis_column(hf_config: dict, trainings: tuple[Training, ...], infere
                        "batch_size_per_gpu": inference.batch_size, "seq_len": inference.tokens - 1,
                        "num_tokens_to_generate": 1}}
         out = _run_llm_analysis(request)
-        column.update(_llm_analysis_cells(out, t, inference, gated, hf_config))
+        column.update(_llm_analysis_cells(out, t, inference, hf_config))
     return column
 
 
@@ -228,7 +232,7 @@ def _run_llm_analysis(request: dict) -> dict:
     return json.loads(proc.stdout)
 
 
-def _llm_analysis_cells(out: dict, t: Training, inference: Inference | None, gated: bool, hf_config: dict) -> Column:
+def _llm_analysis_cells(out: dict, t: Training, inference: Inference | None, hf_config: dict) -> Column:
     s = out["train"]
     gpt2 = hf_config["model_type"] == "gpt2"
     params_note = ("no position embeddings, no biases, LayerNorm weights only" if gpt2
@@ -259,13 +263,15 @@ def _llm_analysis_cells(out: dict, t: Training, inference: Inference | None, gat
                                                     f"{out['train_refused'].split(',')[0]}")
     else:
         cells[("largest_batch", t.label)] = Cell(int(s["max_batch_size_per_gpu"]), (
-            f"{LLM_ANALYSIS_GPU}'s 80 is taken as GiB (85.9e9 bytes), and its activations per sequence are smaller"))
+            f"{LLM_ANALYSIS_GPU}'s 80 is taken as GiB (85.9e9 bytes), and its activations per sequence "
+            f"are smaller"))
     if inference is not None:
         i = out["infer"]
-        cells[("inference_weight_bytes", inference.label)] = Cell(int(i["weight_memory_per_gpu"]),
-                                                                  "2 bytes x its parameter count (no gate, no LM head)")
-        cells[("kv_cache_bytes", inference.label)] = Cell(int(i["kv_cache_memory_per_gpu"]),
-                                                          f"sized for seq_len + num_tokens_to_generate ({inference.tokens - 1} + 1)")
+        cells[("inference_weight_bytes", inference.label)] = Cell(
+            int(i["weight_memory_per_gpu"]), "2 bytes x its parameter count (no gate, no LM head)")
+        cells[("kv_cache_bytes", inference.label)] = Cell(
+            int(i["kv_cache_memory_per_gpu"]),
+            f"sized for seq_len + num_tokens_to_generate ({inference.tokens - 1} + 1)")
         cells[("inference_bytes", inference.label)] = Cell(
             int(i["weight_memory_per_gpu"] + i["kv_cache_memory_per_gpu"]), "its weights + its KV cache")
     return cells

@@ -109,7 +109,8 @@ def check_hf_config(hf_config: Mapping[str, Any]) -> None:
     for name in hf_config:
         if name not in known and name not in _LEGACY_FIELDS and not (model_type == "gpt2" and name == "n_ctx"):
             raise ValueError(f"{name}: not a field of transformers' {model_type} config (HF would ignore it)")
-    if model_type == "gpt2" and hf_config.get("n_ctx", hf_config.get("n_positions")) != hf_config.get("n_positions"):
+    n_positions = hf_config.get("n_positions")
+    if model_type == "gpt2" and hf_config.get("n_ctx", n_positions) != n_positions:
         raise ValueError(f"n_ctx: {hf_config['n_ctx']} differs from n_positions (HF ignores n_ctx)")
 
 
@@ -221,6 +222,7 @@ def hf_kv_cache(hf_config: Mapping[str, Any], *, batch_size: int = 1, prefill_to
     # transformers renamed the output field past_key_values -> cache (5.2x); the old name warns
     cache = out.cache if hasattr(type(out), "cache") else out.past_key_values
     layers = cache.layers
-    storages = {storage_key(t): t.untyped_storage().nbytes() for layer in layers for t in (layer.keys, layer.values)}
+    storages = {storage_key(t): t.untyped_storage().nbytes()
+                for layer in layers for t in (layer.keys, layer.values)}
     return HFKVCache(hf_config["model_type"], batch_size, prefill_tokens, dtype, sum(storages.values()),
                      len(layers), tuple(layers[0].keys.shape), tuple(layers[0].values.shape))
