@@ -11,6 +11,8 @@ Public API:
   measure_tokenizer(text=None, tokenizer=None, *, vocab_size=4096) -> TokenizerMeasurement (.rows)
   load_results(directory=None) -> list[Measurement]   (validation/results/*.json)
   render(measurement, fmt="table"|"markdown"|"json") -> str
+  hf_parameters / hf_training_step / hf_kv_cache(hf_config, ...): ground truth from Hugging Face
+          transformers on the meta device (validation.hf_reference; needs the `dev` extra)
 CLI: python -m validation.measure --help (the module `validation.measure` is that CLI; the function
 is `validation.core.measure`, so no module name shadows an API name)
 """
@@ -23,6 +25,7 @@ from validation.rows import SCHEMA_VERSION, ComparisonRow, Measurement
 _LAZY = {
     "measure_tokenizer": "tokenizer_check", "TokenizerMeasurement": "tokenizer_check",
     "load_results": "results", "RESULTS_DIR": "results", "render": "render",
+    "hf_parameters": "hf_reference", "hf_training_step": "hf_reference", "hf_kv_cache": "hf_reference",
 }
 
 __all__ = ["SCHEMA_VERSION", "ComparisonRow", "Measurement", *_LAZY]
