@@ -41,9 +41,11 @@ def activation_terms(cfg: ModelConfig, convention: str = "implementation", dtype
     _check(convention, dtype)
     if convention == "implementation":
         return implementation_byte_terms(cfg.norm, cfg.norm_position, cfg.positions, cfg.ffn,
-                                         cfg.tie_embeddings, cfg.attention, dtype, sdpa_backend)
+                                         cfg.tie_embeddings, cfg.attention, dtype, sdpa_backend,
+                                         cfg.dropout > 0)
     size = DTYPE_BYTES[dtype]
-    terms = textbook_element_terms(cfg.norm, has_final_norm(cfg), cfg.ffn, cfg.attention)
+    terms = textbook_element_terms(cfg.norm, has_final_norm(cfg), cfg.ffn, cfg.attention,
+                                   cfg.dropout > 0)
     return tuple((n, size * f, note) for n, f, note in terms)
 
 

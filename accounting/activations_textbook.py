@@ -8,11 +8,13 @@ Elements kept for backward, per block and sequence, each counted once:
   weighted sum       T*d
   output projection  T*d
   W1                 T*d_ff
-  SiLU               T*d_ff
+  SiLU / GELU        T*d_ff        (the FFN's activation output)
   W3                 T*d_ff        (SwiGLU only)
   W2                 T*d
-and once: final RMSNorm T*d (when the model has ln_final), output embedding (logits) T*V,
-cross-entropy on the logits T*V. Every element costs the run dtype's bytes.
+  dropout masks      h*T*T (attention weights) + 2*T*d (residual branches)   (dropout > 0)
+and once: embedding dropout mask T*d (dropout > 0), final norm T*d (when the model has
+ln_final), output embedding (logits) T*V, cross-entropy on the logits T*V. Every element costs
+the run dtype's bytes (a mask too: the textbook counts elements, not storage types).
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from accounting.symbols import B, L, T, V, d, d_ff, h, h_kv
 
 
 @lru_cache(maxsize=256)
-def textbook_element_terms(norm: str, final_norm: bool, ffn: str, attention: str
-                           ) -> tuple[tuple[str, sp.Expr, str], ...]:
+def textbook_element_terms(norm: str, final_norm: bool, ffn: str, attention: str,
+                           dropout: bool = False) -> tuple[tuple[str, sp.Expr, str], ...]:
     """(name, element-count formula, note), aggregated over the L blocks."""
     terms: list[tuple[str, sp.Expr, str]] = []
-    if norm == "rmsnorm":
+    if dropout:
+        terms.append(("embedding_dropout", B * T * d, "mask"))
+    if norm != "none":
         terms.append(("layers.ln1+ln2", L * 2 * B * T * d, "norm outputs"))
     terms.append(("layers.attn.qkv", L * B * T * d * (1 + 2 * h_kv / h), "Q, K, V"))
     if attention == "naive":
@@ -40,10 +44,14 @@ def textbook_element_terms(norm: str, final_norm: bool, ffn: str, attention: str
     terms.append(("layers.attn.weighted_values", L * B * T * d, ""))
     terms.append(("layers.attn.output_proj", L * B * T * d, ""))
     terms.append(("layers.ffn.w1", L * B * T * d_ff, ""))
-    terms.append(("layers.ffn.silu", L * B * T * d_ff, ""))
+    act = "gelu" if ffn == "gelu" else "silu"
+    terms.append((f"layers.ffn.{act}", L * B * T * d_ff, "the activation's output"))
     if ffn == "swiglu":
         terms.append(("layers.ffn.w3", L * B * T * d_ff, ""))
     terms.append(("layers.ffn.w2", L * B * T * d, ""))
+    if dropout:
+        terms.append(("layers.dropout", L * (B * h * T * T + 2 * B * T * d),
+                      "masks: attention weights, two residual branches"))
     if final_norm:
         terms.append(("ln_final", B * T * d, ""))
     terms.append(("lm_head", B * T * V, "logits"))

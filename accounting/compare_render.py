@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from accounting.compare import GROUPS, ShareRow, attention_crossover, attention_crossover_formula, flop_shares
-from accounting.config import GPT2_PRESETS
+from accounting.config import DEFAULT_PRESET, GPT2_PRESETS
 from accounting.errors import UserError
 from accounting.flags import model_config_from_args
 from accounting.format import fmt_flops, fmt_share
@@ -14,14 +15,20 @@ from accounting.render import tables_to_markdown, tables_to_text
 from accounting.tables import Table
 
 
-def compare_rows(args: argparse.Namespace) -> tuple[list[ShareRow], dict[str, float]]:
-    """Share rows for every (preset, context length) asked for, and each preset's crossover T."""
-    presets = [p.strip() for p in args.presets.split(",")] if args.presets else (
-        [args.preset] if args.context_lengths else list(GPT2_PRESETS))
+def compare_rows(args: argparse.Namespace) -> tuple[list[ShareRow], dict[str, tuple[float, str]]]:
+    """Share rows for every (preset, context length) asked for, and each preset's crossover T
+    (with its FFN kind, which the crossover formula depends on)."""
+    if args.presets is not None:
+        presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+        if not presets:
+            raise UserError(f"--presets names no preset: {args.presets!r}")
+    else:
+        presets = [None] if args.context_lengths else list(GPT2_PRESETS)
     rows, crossover = [], {}
     for name in presets:
         cfg = model_config_from_args(args, preset=name)
-        crossover[name] = attention_crossover(cfg)
+        name = name or args.preset or (Path(args.hf_config).stem if args.hf_config else DEFAULT_PRESET)
+        crossover[name] = (attention_crossover(cfg), cfg.ffn)
         for t in args.context_lengths or [cfg.context_length]:
             if t <= 0:
                 raise UserError(f"context lengths must be positive, got {t}")
@@ -35,7 +42,7 @@ def run_compare(args: argparse.Namespace) -> str:
         return json.dumps({
             "rows": [{"preset": r.label, "context_length": r.context_length,
                       "forward_flops_per_sequence": r.forward_flops, "shares": r.shares} for r in rows],
-            "attention_overtakes_ffn_at_context_length": crossover,
+            "attention_overtakes_ffn_at_context_length": {n: t for n, (t, _) in crossover.items()},
         }, indent=2) + "\n"
     share_table = Table("Forward FLOP shares (per sequence)",
                         ("preset", "T", "forward FLOPs", *GROUPS),
@@ -43,7 +50,7 @@ def run_compare(args: argparse.Namespace) -> str:
                           *(fmt_share(r.shares[g]) for g in GROUPS)) for r in rows])
     cross = Table("Context length where the attention core (QK^T + PV) overtakes the FFN",
                   ("preset", "solved T", "formula"),
-                  [(name, f"{t:,.0f}", attention_crossover_formula(
-                      model_config_from_args(args, preset=name).ffn)) for name, t in crossover.items()])
+                  [(name, f"{t:,.0f}", attention_crossover_formula(ffn))
+                   for name, (t, ffn) in crossover.items()])
     render = tables_to_markdown if args.format == "markdown" else tables_to_text
     return render([share_table, cross])

@@ -46,7 +46,7 @@ class Estimate:
 class ParameterSection:
     rows: list[Row]
     total: int
-    non_embedding: int                 # without token_embeddings, lm_head kept (Kaplan)
+    non_embedding: int                 # without token and position embeddings, lm_head kept (Kaplan)
     non_embedding_without_head: int    # also without lm_head (0 difference when tied)
     matmul: int                        # weights multiplying activations, the head even when tied
     bytes_by_dtype: dict[str, int]

@@ -2,7 +2,8 @@
 
 All are positive integers (sizes and counts). `FIELD_SYMBOLS` maps `ModelConfig` fields to symbols;
 `B` (batch size, sequences) and `T` (the sequence length a step runs at, tokens) are not config
-fields: `T` defaults to the config's `context_length`.
+fields: `T` defaults to the config's `context_length`, which `n_ctx` (the rows of a learned
+position table) always is.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ h = sp.Symbol("h", **_INT)        # attention heads (d_k = d / h)
 h_kv = sp.Symbol("h_kv", **_INT)  # key/value heads (grouped-query attention; h_kv = h: multi-head)
 d_ff = sp.Symbol("d_ff", **_INT)  # FFN inner width (features)
 B = sp.Symbol("B", **_INT)        # batch size (sequences)
+n_ctx = sp.Symbol("n_ctx", **_INT)  # rows of the learned position table (the config's context_length)
 
 FIELD_SYMBOLS: dict[str, sp.Symbol] = {
     "vocab_size": V,
@@ -34,13 +36,14 @@ FIELD_SYMBOLS: dict[str, sp.Symbol] = {
 }
 """ModelConfig field -> symbol. (`context_length` is overridden by a step's own T.)"""
 
-SIZE_SYMBOLS: tuple[sp.Symbol, ...] = (V, T, L, d, h, h_kv, d_ff, B)
+SIZE_SYMBOLS: tuple[sp.Symbol, ...] = (V, T, L, d, h, h_kv, d_ff, B, n_ctx)
 
 MEANINGS: dict[sp.Symbol, str] = {
     V: "vocabulary size (tokens)", T: "sequence length of the step (tokens)",
     L: "number of Transformer blocks", d: "d_model, the residual width (features)",
     h: "attention heads (d_k = d / h)", h_kv: "key/value heads (grouped-query; = h for multi-head)",
     d_ff: "FFN inner width (features)", B: "batch size (sequences)",
+    n_ctx: "rows of the learned position table (the config's context_length)",
 }
 """What each size symbol stands for (tables of symbols print it)."""
 
@@ -56,6 +59,7 @@ def values(cfg: ModelConfig, batch_size: int = 1, context_length: int | None = N
             raise UserError(f"{name} must be a positive integer, got {value!r}")
     subs = {sym: getattr(cfg, field) for field, sym in FIELD_SYMBOLS.items()}
     subs[h_kv] = cfg.kv_heads  # num_kv_heads None means h_kv = h
+    subs[n_ctx] = cfg.context_length  # the table's size, whatever T the step runs at
     subs[T] = t
     subs[B] = batch_size
     return subs

@@ -44,10 +44,12 @@ def _both_units(n: int) -> str:
 def _config_table(r: Report) -> Table:
     cfg = r.config
     return _kv("Configuration", [
+        ("architecture", cfg.family),
         ("model", f"V={cfg.vocab_size:,} L={cfg.num_layers} d={cfg.d_model} h={cfg.num_heads} "
-                  f"d_ff={cfg.d_ff}"),
+                  f"h_kv={cfg.kv_heads} d_ff={cfg.d_ff}"),
         ("variants", f"norm={cfg.norm} ({cfg.norm_position}) positions={cfg.positions} ffn={cfg.ffn} "
-                     f"tie_embeddings={cfg.tie_embeddings} attention={cfg.attention}"),
+                     f"bias={cfg.bias} tie_embeddings={cfg.tie_embeddings} attention={cfg.attention} "
+                     f"dropout={cfg.dropout:g}"),
         ("step", f"B={r.batch_size} x T={r.context_length} tokens, dtype {r.dtype}"),
     ])
 
@@ -56,7 +58,7 @@ def _parameter_tables(r: Report) -> list[Table]:
     p = r.parameters
     return [_component_table("Parameters by component", p.rows, fmt_count), _kv("Parameter totals", [
         ("total", fmt_int(p.total)),
-        ("non-embedding (w/o token_embeddings)", fmt_int(p.non_embedding)),
+        ("non-embedding (w/o token and position embeddings)", fmt_int(p.non_embedding)),
         ("non-embedding w/o lm_head", fmt_int(p.non_embedding_without_head)),
         ("matmul weights (incl. LM head)", fmt_int(p.matmul)),
         ("memory to load, float32", _both_units(p.bytes_by_dtype["float32"])),

@@ -1,4 +1,4 @@
-"""Speed of the accounting: `python -m accounting report --preset gpt2-xl` wall time (target < 1.5 s,
+"""Speed of the accounting: `python -m accounting report --preset cs336-gpt2-xl` wall time (target < 1.5 s,
 sympy import included) beside the floor (an interpreter that only imports sympy), and in-process
 `build_report` cold / warm beside a naive twin that rebuilds every formula (caches cleared).
 
@@ -47,7 +47,7 @@ def _clear_caches() -> None:
 def _in_process(runs: int) -> dict[str, float]:
     from accounting import build_report, get_preset, render
 
-    cfg = get_preset("gpt2-xl")
+    cfg = get_preset("cs336-gpt2-xl")
     t0 = time.perf_counter()
     render(build_report(cfg, batch_size=1), "table")
     cold = time.perf_counter() - t0
@@ -64,7 +64,7 @@ def _in_process(runs: int) -> dict[str, float]:
 
 
 def measure(runs: int) -> str:
-    cli = wall_times([sys.executable, "-m", "accounting", "report", "--preset", "gpt2-xl"], runs, "cli")
+    cli = wall_times([sys.executable, "-m", "accounting", "report", "--preset", "cs336-gpt2-xl"], runs, "cli")
     floor = wall_times([sys.executable, "-c", "import sympy"], runs, "import sympy")
     inproc = _in_process(runs)
     ok = "meets" if statistics.median(cli) < 1.5 else "MISSES"
@@ -73,7 +73,7 @@ def measure(runs: int) -> str:
         f"Python {platform.python_version()}, {runs} runs each, median (min); {time.strftime('%Y-%m-%d')}.",
         "",
         "| what | wall time |", "|---|---|",
-        f"| `python -m accounting report --preset gpt2-xl` | {statistics.median(cli):.3f} s "
+        f"| `python -m accounting report --preset cs336-gpt2-xl` | {statistics.median(cli):.3f} s "
         f"({min(cli):.3f} s): {ok} the 1.5 s target |",
         f"| floor: `python -c 'import sympy'` | {statistics.median(floor):.3f} s ({min(floor):.3f} s) |",
         f"| in-process `build_report` + table render, first call | {inproc['cold'] * 1e3:.1f} ms |",

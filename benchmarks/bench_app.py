@@ -23,7 +23,7 @@ VIEWS = ("overview", "params_flops", "memory", "formulas", "downloads")
 
 def _time_view(view: str, batches: list[int]) -> list[float]:
     at = AppTest.from_file(str(APP), default_timeout=120)
-    at.query_params.update({"view": view, "preset": "gpt2-xl"})
+    at.query_params.update({"view": view, "preset": "cs336-gpt2-xl"})
     at.run()
     times = []
     for b in batches:

@@ -30,9 +30,8 @@ llm-analysis pins transformers 4.31 and huggingface-hub 0.14, which conflict wit
 environment, so it lives in that venv (git-ignored, at the repo root; needs no torch) and runs
 through benchmarks/_llm_analysis_driver.py.
 
-The column "ours" is filled by `accounting.ours(hf_config, **step) -> dict[str, int]` (keys:
-QUANTITIES below; step: batch_size, seq_len, dtype, optimizer, attention, memory_budget_bytes,
-kv_tokens) once accounting has ModelConfig.from_hf_config; until then the script says so.
+The column "ours" is this project's accounting of the same config.json
+(ModelConfig.from_hf_config; attention sdpa, as HF runs it), for our own model of that config.
 
 --update-results writes the "## Calculators' accuracy" section of benchmarks/RESULTS.md.
 """
@@ -149,27 +148,43 @@ def _saved_breakdown(by_component: dict[str, int]) -> str:
             f"the norms {norms:,}, the MLP's activation function {total('.act', '.act_fn'):,}")
 
 
-def ours_column(hf_config: dict, ledger: Ledger) -> Column | None:
-    """The project's own accounting, once it reads config.json (None until then)."""
+_OURS_ACTIVATIONS = (
+    "our model's own saved bytes (the implementation convention), not HF's: our LayerNorm, SiLU, "
+    "softmax and cross-entropy are written out (their extra tensors are sized, cause by cause, in "
+    "validation.hf_compare), our RoPE indexes cos/sin per block, and our dropout masks are bool")
+
+
+def ours_column(hf_config: dict, ledger: Ledger) -> Column:
+    """The project's own accounting of the same config.json (accounting.hf_config), sdpa attention
+    as HF runs it by default."""
+    from accounting import (
+        forward_flops, largest_batch_size, memory_rows, peak_memory_bytes, total_parameters, train_step_flops,
+    )
     from accounting.config import ModelConfig
 
-    if not hasattr(ModelConfig, "from_hf_config"):
-        return None
-    from accounting import ours
-
-    col: Column = {}
-    for setting in (*ledger.trainings, *([ledger.inference] if ledger.inference else [])):
-        training = isinstance(setting, Training)
-        step = dict(batch_size=setting.batch_size, seq_len=setting.seq_len if training else setting.tokens,
-                    dtype=setting.dtype if training else "bfloat16", optimizer="adamw", attention="sdpa",
-                    memory_budget_bytes=BUDGET_BYTES, kv_tokens=None if training else setting.tokens)
-        values = ours(hf_config, **step)
-        for q in ("parameters", "forward_flops", "train_step_flops"):
-            if training and q in values:
-                col[(q, MODEL)] = Cell(values[q])
-        for q in (TRAIN_QUANTITIES if training else INFER_QUANTITIES):
-            if q in values:
-                col[(q, setting.label)] = Cell(values[q])
+    cfg = ModelConfig.from_hf_config(hf_config)
+    col: Column = {("parameters", MODEL): Cell(total_parameters(cfg))}
+    for t in ledger.trainings:
+        cfg_t = cfg.replace(context_length=max(cfg.context_length, t.seq_len))
+        col[("forward_flops", MODEL)] = Cell(forward_flops(cfg_t, t.batch_size, t.seq_len))
+        col[("train_step_flops", MODEL)] = Cell(train_step_flops(cfg_t, t.batch_size, t.seq_len), (
+            "forward + backward matmuls (2 x forward); the fused kernels' QK^T recompute in backward is "
+            "reported apart (attention_recompute_flops), not in the step"))
+        rows = {r.name: r.value for r in memory_rows(cfg_t, t.batch_size, t.seq_len, dtype=t.dtype)}
+        weights = sum(v for k, v in rows.items() if k.startswith("weights"))
+        col.update({
+            ("weight_bytes", t.label): Cell(weights),
+            ("gradient_bytes", t.label): Cell(rows["gradients"]),
+            ("optimizer_bytes", t.label): Cell(rows["optimizer_state"]),
+            ("model_state_bytes", t.label): Cell(weights + rows["gradients"] + rows["optimizer_state"]),
+            ("activation_bytes", t.label): Cell(rows["activations"], _OURS_ACTIVATIONS),
+            ("peak_bytes", t.label): Cell(peak_memory_bytes(cfg_t, t.batch_size, t.seq_len, dtype=t.dtype)),
+        })
+        try:
+            fit = largest_batch_size(cfg_t, BUDGET_BYTES, t.seq_len, dtype=t.dtype).batch_size
+        except ValueError:  # the budget cannot hold the model states
+            fit = 0
+        col[("largest_batch", t.label)] = Cell(fit)
     return col
 
 
@@ -186,9 +201,7 @@ def columns_for(hf_config: dict, ledger: Ledger) -> dict[str, Column]:
         "accelerate": accelerate_column(hf_config, ledger.trainings, ledger.inference),
         "llm-analysis": llm_analysis_column(hf_config, ledger.trainings, ledger.inference),
     }
-    ours = ours_column(hf_config, ledger)
-    if ours is not None:
-        columns["ours"] = ours
+    columns["ours"] = ours_column(hf_config, ledger)
     return columns
 
 
@@ -301,17 +314,13 @@ def build_section(configs: Path) -> str:
              "(bf16 mixed: fp32 master + bf16 copy, fp32 gradients, fp32 m and v); peak = their sum + "
              "activations at B=1; largest batch in 80e9 bytes from the per-sequence saved bytes (B=2 minus "
              "B=1). Each other cell: its value, its difference from the measured one, and a note saying why."]
-    ours_missing = False
     for ledger in LEDGERS:
         hf_config = json.loads((configs / f"{ledger.config_file}.json").read_text())
         columns = columns_for(hf_config, ledger)
-        ours_missing = "ours" not in columns
         settings = "; ".join(f"{t.label}: B={t.batch_size}, T={t.seq_len}" for t in ledger.trainings)
         if ledger.inference:
             settings += f"; inference: B={ledger.inference.batch_size}, {ledger.inference.tokens} tokens, bf16"
         parts += ["", f"### {ledger.name} ({settings}; AdamW)", "", render_table(ledger, columns)]
-    if ours_missing:
-        parts += ["", "ours: not yet available (needs ModelConfig.from_hf_config)"]
     parts += ["", "### The issue's GPT-2 XL measurement (fp32, B=1, T=1024, eager attention, HF's loss)", "",
               issue_reproduction(json.loads((configs / "gpt2-xl.json").read_text())), "",
               f"Whole run: {time.perf_counter() - t0:.0f} s."]

@@ -21,7 +21,7 @@ Reported per variant:
     "fraction of this machine's own large-matmul speed", not of a datasheet number).
 Variants: "ours" is model.TransformerLM (+ model.optim / model.fast_optim, model.loss); "torch" is
 benchmarks/torch_baseline.py (torch's nn modules, sdpa, torch.optim.AdamW). Goal on CPU: our
-fastest >= 0.95x the faster torch baseline. `--device cuda` runs gpt2-small at T=1024 and the
+fastest >= 0.95x the faster torch baseline. `--device cuda` runs cs336-gpt2-small at T=1024 and the
 tinystories config in bf16 (compiled variants included), and estimates the wall time of the
 handout's TinyStories budget (327,680,000 tokens) from the measured tokens/s beside accounting's
 training_seconds at the measured MFU.
@@ -90,7 +90,7 @@ def variants(device: str, with_compile: bool) -> list[Variant]:
 def configs(device: str) -> list[tuple[str, dict, int, int]]:
     """(label, ModelConfig fields or preset name, batch size, context length)."""
     if device == "cuda":
-        return [("gpt2-small", {"preset": "gpt2-small"}, 8, 1024),
+        return [("cs336-gpt2-small", {"preset": "cs336-gpt2-small"}, 8, 1024),
                 ("tinystories", {"preset": "tinystories"}, 128, 256)]
     small = dict(vocab_size=2048, context_length=128, d_model=256, num_layers=4, num_heads=8, d_ff=704)
     return [("tinystories", {"preset": "tinystories"}, 4, 128), ("small", small, 8, 128)]

@@ -88,7 +88,7 @@ NOTES = (
     "(weights + gradients + AdamW state + saved activations; with checkpointing, "
     "checkpointed_activation_bytes). CPU MFU is relative to this machine's own measured large-matmul "
     "throughput in the variant's dtype (bf16 matmuls use AMX here, hence the low bf16 MFU). "
-    "`--device cuda` (gpt2-small at T=1024 and tinystories, bf16, compiled variants, TinyStories "
+    "`--device cuda` (cs336-gpt2-small at T=1024 and tinystories, bf16, compiled variants, TinyStories "
     "budget estimate) is implemented but has not been run: this task had no GPU.",
 )
 

@@ -1,5 +1,5 @@
 """Speed of the validation on the meta device: `python -m validation.measure --device meta --preset
-gpt2-xl` (T=1024, B=1: forward + backward + one AdamW step, every instrument; target < 20 s on the
+cs336-gpt2-xl` (T=1024, B=1: forward + backward + one AdamW step, every instrument; target < 20 s on the
 2-core machine) beside references in the same run: an interpreter that only imports torch, and
 in-process the bare instruments' floor (build GPT-2 XL on meta, forward + loss + backward under a
 plain FlopCounterMode, no attribution, no saved-tensor hooks, no AdamW).
@@ -55,7 +55,7 @@ def _in_process(runs: int) -> dict[str, list[float]]:
     from validation.core import measure
 
     torch.set_num_threads(1)
-    cfg = get_preset("gpt2-xl")
+    cfg = get_preset("cs336-gpt2-xl")
     out: dict[str, list] = {"ours": [], "bare": []}
     for _ in tqdm(range(runs), desc="in-process", leave=False):
         t0 = time.perf_counter()
@@ -74,7 +74,7 @@ def _fmt(times: list[float]) -> str:
 
 def measure_section(runs: int) -> str:
     load_before = os.getloadavg()[0]
-    cli = wall_times([sys.executable, "-m", "validation.measure", "--device", "meta", "--preset", "gpt2-xl",
+    cli = wall_times([sys.executable, "-m", "validation.measure", "--device", "meta", "--preset", "cs336-gpt2-xl",
                  "--no-progress", "--format", "json"], runs, "cli")
     floor = wall_times([sys.executable, "-c", "import torch"], runs, "import torch")
     inproc = _in_process(runs)
@@ -93,10 +93,10 @@ def measure_section(runs: int) -> str:
         "GPT-2 XL (2.13B parameters), B=1, T=1024, float32, naive attention.",
         "",
         "| what | wall time |", "|---|---|",
-        f"| `python -m validation.measure --device meta --preset gpt2-xl` (fwd + bwd + AdamW, every "
+        f"| `python -m validation.measure --device meta --preset cs336-gpt2-xl` (fwd + bwd + AdamW, every "
         f"instrument, JSON out) | {_fmt(cli)}: {ok} the {TARGET_S:.0f} s target |",
         f"| floor: `python -c 'import torch'` | {_fmt(floor)} |",
-        f"| in-process `validation.measure(gpt2-xl, device='meta')` | {_fmt(inproc['ours'])} |",
+        f"| in-process `validation.measure(cs336-gpt2-xl, device='meta')` | {_fmt(inproc['ours'])} |",
         f"| in-process reference: build on meta + forward/backward under a bare FlopCounterMode | "
         f"{_fmt(inproc['bare'])} |",
         "",
@@ -109,8 +109,8 @@ def measure_section(runs: int) -> str:
         "",
         "No GPU was lent to the task that wrote this: the CUDA measurements (allocator peak vs the "
         "predicted peak after the named residuals, MFU) are still to be taken, with "
-        "`python -m validation.measure --device cuda --preset gpt2-small --batch-size 8 --format json "
-        "--out validation/results/<name>.json` (and bfloat16, tinystories, gpt2-xl at B=1). Committed so "
+        "`python -m validation.measure --device cuda --preset cs336-gpt2-small --batch-size 8 --format json "
+        "--out validation/results/<name>.json` (and bfloat16, tinystories, cs336-gpt2-xl at B=1). Committed so "
         "far (`validation/results/`): meta GPT-2 XL (float32 naive; bfloat16 sdpa), meta GPT-2 small B=8, "
         "CPU TinyStories B=2 T=256 (naive and sdpa, with step times under the load recorded in each file).",
         "",

@@ -38,9 +38,12 @@ def render(report: Report, settings: object = None) -> None:
     """Headline metrics of `report` (settings unused: every number is in the report)."""
     p, f, m, t = report.parameters, report.flops, report.memory, report.training
     cfg = report.config
-    st.subheader(f"{cfg.num_layers} layers · d_model {cfg.d_model:,} · {cfg.num_heads} heads · "
+    heads = f"{cfg.num_heads} heads" + (f" ({cfg.kv_heads} key/value)" if cfg.kv_heads != cfg.num_heads
+                                         else "")
+    st.subheader(f"{cfg.num_layers} layers · d_model {cfg.d_model:,} · {heads} · "
                  f"vocab {cfg.vocab_size:,} — step of B={report.batch_size:,} × T={report.context_length:,} "
                  f"tokens, {report.dtype}")
+    st.caption(f"Architecture: {cfg.family}.")
     st.markdown(INTRO)
     tokens = report.batch_size * report.context_length
     c = st.columns(4)

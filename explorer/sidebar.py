@@ -7,6 +7,7 @@ truth and every run writes their non-default values back to st.query_params.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import streamlit as st
@@ -15,7 +16,7 @@ from accounting.config import ModelConfig, get_preset
 from accounting.conventions import TRAINING_DTYPES
 from explorer.state import (
     CUSTOM, DEFAULTS, GPU_NAMES, OVERRIDE_FIELDS, PRESETS, VIEWS, Settings, field_choices, field_help,
-    field_kind, int_limits, parse_query, to_query, with_overrides,
+    field_kind, field_reader, int_limits, parse_query, to_query, with_overrides,
 )
 
 _LOADED = "_explorer_loaded"
@@ -38,8 +39,14 @@ def _seed(settings: Settings) -> None:
 
 
 def _widget_value(name: str, value: Any) -> Any:
-    """A config value as its widget holds it (an unset optional integer is 0)."""
-    return 0 if value is None and field_kind(name) == "optional_int" else value
+    """A config value as its widget holds it (an unset optional integer is 0; a tuple of numbers
+    is comma-separated text, empty when unset)."""
+    kind = field_kind(name)
+    if kind == "optional_int":
+        return 0 if value is None else value
+    if kind == "optional_numbers":
+        return "" if value is None else ", ".join(f"{v:g}" for v in value)
+    return value
 
 
 def _seed_config(cfg: ModelConfig, overrides: dict[str, Any]) -> None:
@@ -97,12 +104,19 @@ def _field_widget(name: str, default: Any) -> Any:
                                     step=1, key=_ensure(name, _widget_value(name, default)),
                                     help=help_text))
         return value or None
-    key = _ensure(name, default)
+    key = _ensure(name, _widget_value(name, default))
+    if kind == "optional_numbers":
+        text = st.text_input(f"{name} (comma-separated, empty = unset)", key=key, help=help_text)
+        try:
+            return field_reader(name)(text or "0")
+        except ValueError as exc:
+            st.warning(f"{name} {exc}; unset instead.")
+            return None
     if kind == "choice":
         return st.selectbox(name, field_choices(name), key=key, help=help_text)
     if kind == "bool":
         return st.checkbox(name, key=key, help=help_text)
-    return float(st.number_input(name, min_value=1e-12, format="%g", key=key, help=help_text))
+    return float(st.number_input(name, min_value=0.0, format="%g", key=key, help=help_text))
 
 
 def _config_widgets(base: ModelConfig) -> dict[str, Any]:
@@ -136,6 +150,38 @@ def _gpu_widgets() -> dict[str, Any]:
     return out
 
 
+_HF_TEXT, _HF_ERROR = "w_hf_config_text", "_hf_config_error"
+
+
+def _apply_hf_config() -> None:
+    """Button callback (runs before the widgets): the pasted config.json becomes preset "custom"
+    with every field set, so the URL describes the imported model in full."""
+    ss = st.session_state
+    ss.pop(_HF_ERROR, None)
+    try:
+        cfg = ModelConfig.from_hf_config(json.loads(ss.get(_HF_TEXT) or ""))
+    except ValueError as exc:  # bad JSON, or a field the project does not model (UserError)
+        ss[_HF_ERROR] = str(exc).splitlines()[0]
+        return
+    ss[widget_key("preset")] = CUSTOM
+    _seed_config(cfg, {})
+    ss[widget_key("context_length")] = cfg.context_length
+
+
+def _hf_import() -> None:
+    with st.expander("Import a Hugging Face config.json"):
+        upload = st.file_uploader("config.json", type=["json"], key="w_hf_config_file",
+                                  max_upload_size=1)
+        if upload is not None and not st.session_state.get(_HF_TEXT):
+            st.session_state[_HF_TEXT] = upload.getvalue().decode("utf-8", errors="replace")
+        st.text_area("…or paste it", key=_HF_TEXT, height=120,
+                     help="model_type gpt2, llama, mistral or qwen2; a field the project does not "
+                          "model (sliding windows, other RoPE scalings, MoE) is refused by name.")
+        st.button("Use this config", key="w_hf_config_go", on_click=_apply_hf_config)
+        if st.session_state.get(_HF_ERROR):
+            st.error(st.session_state[_HF_ERROR])
+
+
 def render_sidebar() -> Settings:
     """Draw the sidebar and return the settings it holds."""
     with st.sidebar:
@@ -144,8 +190,10 @@ def render_sidebar() -> Settings:
         st.divider()
         preset = st.selectbox("Preset", PRESETS, key=_ensure("preset", DEFAULTS.preset),
                               on_change=_on_preset_change,
-                              help="GPT-2 sizes (Radford et al. 2019), the CS336 TinyStories / OWT "
-                                   "models, or custom.")
+                              help="CS336's shapes (cs336-*, tinystories, owt: the CS336 block), "
+                                   "published models from their config.json (gpt2 … gpt2-xl as "
+                                   "released, Llama 3, Mistral, Qwen2.5), or custom.")
+        _hf_import()
         base = ModelConfig() if preset == CUSTOM else get_preset(preset)
         context = _int_input("Context length T (tokens)", "context_length", base.context_length,
                              "Tokens per sequence of the step (also the model's context length).")

@@ -3,7 +3,7 @@
 Every setting lives in the URL query parameters, so a view is a shareable link. Only values that
 differ from the defaults are written (a clean URL). Parameters:
   view            one of VIEWS (default "overview")
-  preset          one of accounting.list_presets() or "custom" (default "gpt2-small")
+  preset          one of accounting.list_presets() or "custom" (default "cs336-gpt2-small")
   context_length  T of the step, tokens (default: the preset's context length)
   batch_size      B, sequences per step (default 8)
   dtype           one of accounting.conventions.TRAINING_DTYPES (see accounting.memory)
@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from accounting.config import ModelConfig, get_preset, list_presets
+from accounting.config import DEFAULT_PRESET, ModelConfig, get_preset, list_presets
 from accounting.conventions import TRAINING_DTYPES
 from accounting.hardware import GPUS
 
@@ -70,7 +70,7 @@ class Settings:
     (2^30 bytes) describe a custom GPU."""
 
     view: str = "overview"
-    preset: str = "gpt2-small"
+    preset: str = DEFAULT_PRESET
     overrides: tuple[tuple[str, Any], ...] = ()
     context_length: int | None = None
     batch_size: int = 8
@@ -125,6 +125,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _finite_float(text: str) -> float:
+    """A finite number >= 0 (a config float; ModelConfig checks its own range, e.g. dropout < 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise ValueError("must be a finite number >= 0")
+    return value
+
+
 def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
     def read(text: str) -> str:
         if text not in options:
@@ -175,9 +186,27 @@ def field_kind(name: str) -> str:
     if "choices" in f.metadata:
         return "choice"
     if f.default is None:
-        return "optional_" + {int: "int"}[f.metadata["type"]]
+        return "optional_numbers" if "nargs" in f.metadata else "optional_int"
     kind = f.metadata.get("type", type(f.default))
     return {bool: "bool", int: "int", float: "float"}[kind]
+
+
+def _optional_numbers(name: str) -> Callable[[str], tuple[float, ...] | None]:
+    """An optional tuple of numbers as comma-separated text; "0" (or nothing) means unset."""
+    count = _FIELDS[name].metadata["nargs"]
+
+    def read(text: str) -> tuple[float, ...] | None:
+        parts = [p for p in text.replace(" ", "").split(",") if p]
+        if not parts or parts == ["0"]:
+            return None
+        try:
+            values = tuple(float(p) for p in parts)
+        except ValueError:
+            values = ()
+        if len(values) != count or not all(0 < v < float("inf") for v in values):
+            raise ValueError(f"must be {count} positive numbers separated by commas, or 0")
+        return values
+    return read
 
 
 def _optional_int_in(name: str) -> Callable[[str], int | None]:
@@ -201,8 +230,8 @@ def field_reader(name: str) -> Callable[[str], Any]:
     kind = field_kind(name)
     if kind == "choice":
         return _choice(field_choices(name))
-    readers = {"bool": _bool, "int": _int_in, "optional_int": _optional_int_in, "float": _positive_float}
-    return readers[kind](name) if kind in ("int", "optional_int") else readers[kind]
+    readers = {"int": _int_in, "optional_int": _optional_int_in, "optional_numbers": _optional_numbers}
+    return readers[kind](name) if kind in readers else {"bool": _bool, "float": _finite_float}[kind]
 
 
 def parse_query(params: Mapping[str, Any]) -> tuple[Settings, list[str]]:
@@ -235,7 +264,9 @@ def parse_query(params: Mapping[str, Any]) -> tuple[Settings, list[str]]:
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
-    return "0" if value is None else str(value)  # an unset optional integer
+    if isinstance(value, tuple):
+        return ",".join(f"{v:g}" for v in value)
+    return "0" if value is None else str(value)  # an unset optional value
 
 
 def to_query(settings: Settings) -> dict[str, str]:

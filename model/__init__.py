@@ -5,14 +5,17 @@ path; `attention="sdpa"` alone calls torch's fused attention.
 
 # --- model core (layers, RoPE, attention, TransformerLM) ---
 from model.attention import MultiHeadSelfAttention, causal_mask, scaled_dot_product_attention, softmax
-from model.layers import Embedding, Identity, Linear, RMSNorm, SiLUFFN, SwiGLU, silu
+from model.layers import (
+    MLP, Dropout, Embedding, Identity, LayerNorm, LearnedPositions, Linear, RMSNorm, SwiGLU,
+    gelu_tanh, silu,
+)
 from model.rope import RotaryPositionalEmbedding
 from model.transformer import TransformerBlock, TransformerLM
 
 __all__ = [
-    "Embedding", "Identity", "Linear", "MultiHeadSelfAttention", "RMSNorm", "RotaryPositionalEmbedding",
-    "SiLUFFN", "SwiGLU", "TransformerBlock", "TransformerLM", "causal_mask",
-    "scaled_dot_product_attention", "silu", "softmax",
+    "MLP", "Dropout", "Embedding", "Identity", "LayerNorm", "LearnedPositions", "Linear",
+    "MultiHeadSelfAttention", "RMSNorm", "RotaryPositionalEmbedding", "SwiGLU", "TransformerBlock",
+    "TransformerLM", "causal_mask", "gelu_tanh", "scaled_dot_product_attention", "silu", "softmax",
 ]
 
 # --- training stack (loss, optim, data, checkpoint, config): appended below ---

@@ -8,12 +8,13 @@ use of torch.nn.functional in the model, with the same math.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.layers import Linear
+from model.layers import Dropout, Linear
 from model.rope import RotaryPositionalEmbedding
 
 ATTENTION_CHOICES = ("naive", "sdpa")
@@ -31,8 +32,10 @@ def softmax(x: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def scaled_dot_product_attention(Q: torch.Tensor, K: torch.Tensor, V: torch.Tensor,
-                                 mask: torch.Tensor | None = None) -> torch.Tensor:
-    """softmax(Q K^T / sqrt(d_k), masked) V.
+                                 mask: torch.Tensor | None = None,
+                                 dropout: Callable[[torch.Tensor], torch.Tensor] | None = None
+                                 ) -> torch.Tensor:
+    """softmax(Q K^T / sqrt(d_k), masked) V, with `dropout` (if given) applied to the weights.
 
     Q: (..., Tq, d_k), K: (..., Tk, d_k), V: (..., Tk, d_v), any leading batch dims.
     mask: boolean, broadcastable to (..., Tq, Tk); True means attend (False gets -inf).
@@ -43,6 +46,8 @@ def scaled_dot_product_attention(Q: torch.Tensor, K: torch.Tensor, V: torch.Tens
     if mask is not None:
         scores = torch.where(mask, scores, float("-inf"))  # saves the bool mask
     probs = softmax(scores, dim=-1)  # (..., Tq, Tk)
+    if dropout is not None:  # then the dropped weights, not probs, are the matmul's saved operand
+        probs = dropout(probs)  # saves its bool keep mask (..., Tq, Tk)
     # saves probs and V; a batched matmul folds the leading dims, which copies a non-contiguous
     # V (the head-split view of v_proj's output) into a contiguous (prod(...), Tk, d_v) tensor.
     return probs @ V  # (..., Tq, d_v)
@@ -60,11 +65,14 @@ class MultiHeadSelfAttention(nn.Module):
     d_k = d_model / num_heads, h_kv = num_kv_heads (default num_heads). Head i uses rows
     i*d_k .. (i+1)*d_k - 1 of a projection weight (contiguous blocks); query head i reads key/value
     head i // (h / h_kv) (each key/value head serves h / h_kv consecutive query heads).
+    `qkv_bias` / `output_bias` add biases to q, k, v / output_proj; `dropout` (p) drops attention
+    weights in training (the naive path through model.layers.Dropout, sdpa inside torch's kernel).
     `forward(x, token_positions=None)`: x (..., T, d_model); positions default to arange(T).
     """
 
     def __init__(self, d_model: int, num_heads: int, rope: RotaryPositionalEmbedding | None = None,
-                 attention: str = "naive", device=None, dtype=None, num_kv_heads: int | None = None):
+                 attention: str = "naive", device=None, dtype=None, num_kv_heads: int | None = None,
+                 qkv_bias: bool = False, output_bias: bool = False, dropout: float = 0.0):
         super().__init__()
         num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
         if d_model % num_heads or num_heads % num_kv_heads:
@@ -79,10 +87,11 @@ class MultiHeadSelfAttention(nn.Module):
         self.attention = attention
         self.rope = rope
         kv_width = num_kv_heads * self.d_k
-        self.q_proj = Linear(d_model, d_model, device=device, dtype=dtype)
-        self.k_proj = Linear(d_model, kv_width, device=device, dtype=dtype)
-        self.v_proj = Linear(d_model, kv_width, device=device, dtype=dtype)
-        self.output_proj = Linear(d_model, d_model, device=device, dtype=dtype)
+        self.q_proj = Linear(d_model, d_model, device=device, dtype=dtype, bias=qkv_bias)
+        self.k_proj = Linear(d_model, kv_width, device=device, dtype=dtype, bias=qkv_bias)
+        self.v_proj = Linear(d_model, kv_width, device=device, dtype=dtype, bias=qkv_bias)
+        self.output_proj = Linear(d_model, d_model, device=device, dtype=dtype, bias=output_bias)
+        self.attn_dropout = Dropout(dropout)
 
     def _split_heads(self, t: torch.Tensor, heads: int) -> torch.Tensor:
         # (..., T, heads*d_k) -> (..., T, heads, d_k) -> (..., heads, T, d_k); views, no copy
@@ -106,12 +115,14 @@ class MultiHeadSelfAttention(nn.Module):
                 token_positions = token_positions.unsqueeze(-2)  # (..., 1, T): broadcast over heads
             q = self.rope(q, token_positions)  # (..., h, T, d_k)
             k = self.rope(k, token_positions)  # (..., h, T, d_k)
+        p = self.attn_dropout.p if self.training else 0.0
         if self.attention == "sdpa":  # torch's kernels share the key/value heads themselves
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p,
                                                  enable_gqa=self.num_kv_heads != self.num_heads)
         else:
             out = scaled_dot_product_attention(q, self._share_kv(k), self._share_kv(v),
-                                               causal_mask(T, x.device))  # (..., h, T, d_k)
+                                               causal_mask(T, x.device),
+                                               self.attn_dropout if p else None)  # (..., h, T, d_k)
         # (..., h, T, d_k) -> (..., T, h, d_k) -> (..., T, d): reshape copies (non-contiguous);
         # output_proj saves that copy.
         out = out.transpose(-3, -2).reshape(*x.shape[:-1], self.d_model)

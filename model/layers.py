@@ -5,9 +5,9 @@ Only `nn.Module`, `nn.Parameter`, `torch.nn.init` and tensor ops: no `torch.nn` 
 `device="meta"` without allocating (init ops are no-ops there).
 
 Initialisation (CS336):
-  - Linear:    W ~ N(0, sigma^2), sigma^2 = 2 / (in + out), truncated at +-3 sigma
-  - Embedding: E ~ N(0, 1) truncated at +-3
-  - RMSNorm:   gain g = 1
+  - Linear:    W ~ N(0, sigma^2), sigma^2 = 2 / (in + out), truncated at +-3 sigma; bias b = 0
+  - Embedding: E ~ N(0, 1) truncated at +-3 (learned positions too)
+  - RMSNorm:   gain g = 1;  LayerNorm: gain g = 1, bias b = 0
 """
 
 from __future__ import annotations
@@ -26,14 +26,18 @@ def _trunc_normal(shape: tuple[int, ...], std: float, device, dtype) -> nn.Param
 
 
 class Linear(nn.Module):
-    """y = x W^T, no bias. `weight` has shape (out_features, in_features)."""
+    """y = x W^T (+ b when `bias`). `weight` has shape (out_features, in_features), `bias`
+    (out_features,) or None. The bias is its own add after the matmul: a non-matmul op (1 FLOP per
+    output element) that saves nothing for backward."""
 
-    def __init__(self, in_features: int, out_features: int, device=None, dtype=None):
+    def __init__(self, in_features: int, out_features: int, device=None, dtype=None,
+                 bias: bool = False):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
         std = math.sqrt(2.0 / (in_features + out_features))
         self.weight = _trunc_normal((out_features, in_features), std, device, dtype)
+        self.bias = nn.Parameter(torch.zeros(out_features, device=device, dtype=dtype)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.weight  # (out, in)
@@ -45,10 +49,12 @@ class Linear(nn.Module):
             # step; benchmarks/bench_linear.py times and profiles both). Same values, same bytes.
             weight = weight.to(torch.get_autocast_dtype(device))
         # (..., in) @ (in, out) -> (..., out); autograd saves x (for dW) and W (for dx).
-        return x @ weight.T
+        y = x @ weight.T
+        return y if self.bias is None else y + self.bias  # the add saves nothing
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
 
 
 class Embedding(nn.Module):
@@ -66,6 +72,23 @@ class Embedding(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_embeddings={self.num_embeddings}, embedding_dim={self.embedding_dim}"
+
+
+class LearnedPositions(nn.Module):
+    """Absolute position embeddings (GPT-2): forward(x, positions) = x + weight[positions].
+    `weight` (max_positions, d) starts as Embedding's N(0, 1) truncated at +-3. The lookup saves
+    the int64 positions; the add saves nothing."""
+
+    def __init__(self, max_positions: int, embedding_dim: int, device=None, dtype=None):
+        super().__init__()
+        self.max_positions = max_positions
+        self.weight = _trunc_normal((max_positions, embedding_dim), 1.0, device, dtype)
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return x + self.weight[positions]  # (..., T, d)
+
+    def extra_repr(self) -> str:
+        return f"max_positions={self.max_positions}, embedding_dim={self.weight.shape[1]}"
 
 
 class RMSNorm(nn.Module):
@@ -94,6 +117,54 @@ class RMSNorm(nn.Module):
         return f"d_model={self.d_model}, eps={self.eps}"
 
 
+class LayerNorm(nn.Module):
+    """LayerNorm(x) = (x - mean(x)) / sqrt(var(x) + eps) * g + b over the last dim (biased
+    variance), computed in float32 whatever the input dtype, then cast back (as RMSNorm).
+    `weight` (g) starts at 1, `bias` (b) at 0, shape (d_model,) each."""
+
+    def __init__(self, d_model: int, eps: float = 1e-5, device=None, dtype=None):
+        super().__init__()
+        self.d_model = d_model
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.zeros(d_model, device=device, dtype=dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        in_dtype = x.dtype
+        x32 = x.float()  # (..., d) float32; mean and sub save nothing
+        centered = x32 - x32.mean(-1, keepdim=True)  # (..., d)
+        # centered * centered saves centered; rsqrt saves its output rstd (..., 1)
+        rstd = torch.rsqrt((centered * centered).mean(-1, keepdim=True) + self.eps)  # (..., 1)
+        # centered * rstd saves both; (.) * weight saves the product (..., d) float32
+        out = (centered * rstd) * self.weight + self.bias  # (..., d) float32
+        return out.to(in_dtype)
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, eps={self.eps}"
+
+
+class Dropout(nn.Module):
+    """Inverted dropout: in training, each element is zeroed with probability `p` and the rest
+    scaled by 1 / (1 - p); the identity in eval mode or at p = 0. The keep mask is drawn with
+    torch.rand (the global generator) and kept as a bool tensor: the product x * mask saves only
+    the mask, 1 byte per element (the scaling by a Python float saves nothing)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.rand(x.shape, device=x.device) >= self.p  # (...) bool
+        return x * keep / (1 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class Identity(nn.Module):
     """No-op stand-in for a norm (norm="none", or ln_final where there is none); no parameters."""
 
@@ -106,14 +177,22 @@ def silu(x: torch.Tensor) -> torch.Tensor:
     return x * torch.sigmoid(x)
 
 
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """GELU's tanh approximation (GPT-2's "gelu_new"):
+    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). Autograd saves x (for x^3), the tanh
+    output t, and the two factors of the last product, 0.5 x and 1 + t."""
+    inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))
+    return 0.5 * x * (1.0 + torch.tanh(inner))
+
+
 class SwiGLU(nn.Module):
     """SwiGLU FFN: W2 (SiLU(W1 x) * W3 x); w1, w3: (d_ff, d_model), w2: (d_model, d_ff)."""
 
-    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None):
+    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None, bias: bool = False):
         super().__init__()
-        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)
-        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)
-        self.w3 = Linear(d_model, d_ff, device=device, dtype=dtype)
+        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype, bias=bias)
+        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype, bias=bias)
+        self.w3 = Linear(d_model, d_ff, device=device, dtype=dtype, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.w1(x)  # (..., d_ff)
@@ -122,13 +201,16 @@ class SwiGLU(nn.Module):
         return self.w2(gate * b)  # (..., d_model)
 
 
-class SiLUFFN(nn.Module):
-    """Plain SiLU FFN: W2 SiLU(W1 x); w1: (d_ff, d_model), w2: (d_model, d_ff)."""
+class MLP(nn.Module):
+    """Two-matrix FFN: W2 act(W1 x) with act SiLU (default) or GELU's tanh form (GPT-2's MLP,
+    `activation=gelu_tanh`); w1: (d_ff, d_model), w2: (d_model, d_ff)."""
 
-    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None):
+    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None, bias: bool = False,
+                 activation=silu):
         super().__init__()
-        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)
-        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)
+        self.activation = activation
+        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype, bias=bias)
+        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(silu(self.w1(x)))  # (..., d_ff) -> (..., d_model)
+        return self.w2(self.activation(self.w1(x)))  # (..., d_ff) -> (..., d_model)

@@ -53,7 +53,7 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--peak-flops", type=float, metavar="FLOP/S",
                         help="device peak FLOP/s for the logged MFU (default: CUDA GPU table)")
-    add_model_flags(parser.add_argument_group("model config"), default_preset=None)
+    add_model_flags(parser.add_argument_group("model config"))
     add_dataclass_flags(parser.add_argument_group("training config"), TrainConfig)
     return parser
 
@@ -63,7 +63,7 @@ def resolve_configs(args: argparse.Namespace, stored: dict[str, Any] | None
     """Model and training configs from preset/--config/flags, on top of a checkpoint's if resuming."""
     if stored is not None:
         saved = ModelConfig.from_dict(stored["model_config"])
-        model_cfg = model_config_from_args(args, base=None if args.preset else saved)
+        model_cfg = model_config_from_args(args, base=None if args.preset or args.hf_config else saved)
         if model_cfg != saved:
             diff = [f"{k}={v!r}" for k, v in saved.to_dict().items() if getattr(model_cfg, k) != v]
             raise UserError(f"--resume checkpoint was trained with {', '.join(diff)}")

@@ -1,14 +1,17 @@
-"""The Transformer block and the decoder-only Transformer LM (CS336 assignment 1).
+"""The Transformer block and the decoder-only Transformer LM (CS336 assignment 1, and the original
+GPT-2 and Llama blocks as variants).
 
-`TransformerLM`: token_embeddings -> num_layers x TransformerBlock -> ln_final -> lm_head, returning
-unnormalized logits (B, T, V). Variants follow `accounting.config.ModelConfig`:
-norm ("rmsnorm" | "none"), norm_position ("pre" | "post"), positions ("rope" | "none"),
-ffn ("swiglu" | "silu"), attention ("naive" | "sdpa"), tie_embeddings.
+`TransformerLM`: token_embeddings (+ position_embeddings) -> dropout -> num_layers x
+TransformerBlock -> ln_final -> lm_head, returning unnormalized logits (B, T, V). Variants follow
+`accounting.config.ModelConfig`: norm ("rmsnorm" | "layernorm" | "none"), norm_position
+("pre" | "post"), positions ("rope" | "learned" | "none"), ffn ("swiglu" | "silu" | "gelu"),
+bias ("none" | "qkv" | "attention" | "all"), attention ("naive" | "sdpa"), num_kv_heads,
+tie_embeddings, dropout.
 
 Decisions:
-  - ln_final is an RMSNorm only when norm="rmsnorm" and norm_position="pre"; otherwise it is an
-    identity with no parameters (post-norm: the last block's output is already normalized; with
-    no norm there is none).
+  - ln_final is the block's norm only when norm_position="pre"; otherwise it is an identity with
+    no parameters (post-norm: the last block's output is already normalized; with no norm there
+    is none).
   - tie_embeddings: lm_head.weight IS token_embeddings.weight (one Parameter, counted once), with
     the embedding's init N(0, 1) truncated at +-3.
   - One RoPE module (non-persistent cos/sin buffers, max_seq_len = context_length) is shared by
@@ -35,7 +38,9 @@ unless said float32; parameters and tensors sharing storage are counted once):
 Plus, once: the token ids (B,T) int64 (embedding), ln_final as an RMSNorm, ln_final's output
 (B,T,d) (input of lm_head). The sdpa variant saves torch's own q, k, v (B,h,T,d_k), output
 (B,h,T,d_k) and logsumexp (B,h,T) float32 instead of mask/scores/e/probs/v-copy (on CPU; other
-backends differ). validation/ measures these exactly.
+backends differ). The other variants (LayerNorm, GELU, learned positions, biases, dropout masks,
+grouped-query attention) are listed with their saved tensors in accounting.activations_impl;
+validation/ measures all of them exactly.
 
 Activation checkpointing (`TransformerLM(cfg, activation_checkpointing=True)`, off by default):
 each block runs under torch.utils.checkpoint (use_reentrant=False) when grad is enabled. The
@@ -54,26 +59,34 @@ from torch.utils.checkpoint import checkpoint
 from accounting.config import ModelConfig
 from accounting.errors import UserError
 from model.attention import MultiHeadSelfAttention
-from model.layers import Embedding, Identity, Linear, RMSNorm, SiLUFFN, SwiGLU
+from model.layers import (
+    MLP, Dropout, Embedding, Identity, LayerNorm, LearnedPositions, Linear, RMSNorm, SwiGLU,
+    gelu_tanh, silu,
+)
 from model.rope import RotaryPositionalEmbedding
 
 
 def _norm(cfg: ModelConfig, device, dtype, kind: str | None = None) -> nn.Module:
     kind = cfg.norm if kind is None else kind
-    return RMSNorm(cfg.d_model, eps=cfg.norm_eps, device=device, dtype=dtype) if kind == "rmsnorm" \
+    norms = {"rmsnorm": RMSNorm, "layernorm": LayerNorm}
+    return norms[kind](cfg.d_model, eps=cfg.norm_eps, device=device, dtype=dtype) if kind in norms \
         else Identity()
 
 
 def _ffn(cfg: ModelConfig, device, dtype) -> nn.Module:
-    cls = SwiGLU if cfg.ffn == "swiglu" else SiLUFFN
-    return cls(cfg.d_model, cfg.d_ff, device=device, dtype=dtype)
+    bias = cfg.bias == "all"
+    if cfg.ffn == "swiglu":
+        return SwiGLU(cfg.d_model, cfg.d_ff, device=device, dtype=dtype, bias=bias)
+    activation = gelu_tanh if cfg.ffn == "gelu" else silu
+    return MLP(cfg.d_model, cfg.d_ff, device=device, dtype=dtype, bias=bias, activation=activation)
 
 
 def _rope(cfg: ModelConfig, device) -> RotaryPositionalEmbedding | None:
-    """The RoPE tables for positions < context_length (None when positions="none")."""
+    """The RoPE tables for positions < context_length (None unless positions="rope")."""
     if cfg.positions != "rope":
         return None
-    return RotaryPositionalEmbedding(cfg.rope_theta, cfg.head_dim, cfg.context_length, device=device)
+    return RotaryPositionalEmbedding(cfg.rope_theta, cfg.head_dim, cfg.context_length, device=device,
+                                     scaling=cfg.rope_scaling)
 
 
 def _cs336_config(d_model: int, num_heads: int, d_ff: int, context_length: int, rope_theta: float,
@@ -86,10 +99,11 @@ def _cs336_config(d_model: int, num_heads: int, d_ff: int, context_length: int, 
 
 
 class TransformerBlock(nn.Module):
-    """One decoder block of `cfg` with submodules `attn`, `ln1`, `ffn`, `ln2`.
+    """One decoder block of `cfg` with submodules `attn`, `ln1`, `ffn`, `ln2` (and `drop1`,
+    `drop2`: dropout on the two residual branches, identities at p = 0 or in eval mode).
 
-    pre-norm:  z = x + attn(ln1(x));  y = z + ffn(ln2(z))
-    post-norm: z = ln1(x + attn(x));  y = ln2(z + ffn(z))
+    pre-norm:  z = x + drop1(attn(ln1(x)));  y = z + drop2(ffn(ln2(z)))
+    post-norm: z = ln1(x + drop1(attn(x)));  y = ln2(z + drop2(ffn(z)))
     norm="none" makes ln1/ln2 identities. positions="rope" applies RoPE to Q and K; pass `rope`
     to share one RoPE module between blocks. The block reads the config's sizes d_model,
     num_heads, d_ff, context_length (RoPE's table) and its variant switches, not vocab_size or
@@ -105,10 +119,14 @@ class TransformerBlock(nn.Module):
         self.attn = MultiHeadSelfAttention(cfg.d_model, cfg.num_heads,
                                            rope=rope if cfg.positions == "rope" else None,
                                            attention=cfg.attention, device=device, dtype=dtype,
-                                           num_kv_heads=cfg.kv_heads)
+                                           num_kv_heads=cfg.kv_heads,
+                                           qkv_bias=cfg.bias != "none",
+                                           output_bias=cfg.bias in ("attention", "all"),
+                                           dropout=cfg.dropout)
         self.ln1 = _norm(cfg, device, dtype)
         self.ffn = _ffn(cfg, device, dtype)
         self.ln2 = _norm(cfg, device, dtype)
+        self.drop1, self.drop2 = Dropout(cfg.dropout), Dropout(cfg.dropout)
 
     @classmethod
     def from_cs336(cls, d_model: int, num_heads: int, d_ff: int, max_seq_len: int, theta: float,
@@ -119,19 +137,20 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None) -> torch.Tensor:
         if self.norm_position == "pre":
-            z = x + self.attn(self.ln1(x), token_positions)  # (B, T, d)
-            return z + self.ffn(self.ln2(z))  # (B, T, d)
-        z = self.ln1(x + self.attn(x, token_positions))  # (B, T, d)
-        return self.ln2(z + self.ffn(z))  # (B, T, d)
+            z = x + self.drop1(self.attn(self.ln1(x), token_positions))  # (B, T, d)
+            return z + self.drop2(self.ffn(self.ln2(z)))  # (B, T, d)
+        z = self.ln1(x + self.drop1(self.attn(x, token_positions)))  # (B, T, d)
+        return self.ln2(z + self.drop2(self.ffn(z)))  # (B, T, d)
 
 
 class TransformerLM(nn.Module):
     """Decoder-only LM built from a `ModelConfig`: token ids (B, T) int64 -> unnormalized
     next-token logits (B, T, V).
 
-    Submodules `token_embeddings`, `layers` (ModuleList of TransformerBlock), `ln_final`,
-    `lm_head`; `config` is the `cfg` it was built from. Sequences longer than context_length are
-    rejected (RoPE tables stop there). `forward(token_ids, token_positions=None)`: positions
+    Submodules `token_embeddings`, `position_embeddings` (positions="learned" only: context_length
+    x d_model, added to the token embeddings), `embedding_dropout`, `layers` (ModuleList of
+    TransformerBlock), `ln_final`, `lm_head`; `config` is the `cfg` it was built from. Sequences
+    longer than context_length are rejected (the RoPE and position tables stop there). `forward(token_ids, token_positions=None)`: positions
     default to arange(T). `activation_checkpointing` (a plain attribute, may be toggled):
     recompute each block in backward.
     """
@@ -142,11 +161,15 @@ class TransformerLM(nn.Module):
         self.config = cfg
         self.activation_checkpointing = bool(activation_checkpointing)
         self.token_embeddings = Embedding(cfg.vocab_size, cfg.d_model, device=device, dtype=dtype)
+        if cfg.positions == "learned":
+            self.position_embeddings = LearnedPositions(cfg.context_length, cfg.d_model,
+                                                        device=device, dtype=dtype)
+        self.embedding_dropout = Dropout(cfg.dropout)
         rope = _rope(cfg, device)  # one table, shared by every block
         self.layers = nn.ModuleList(TransformerBlock(cfg, rope, device=device, dtype=dtype)
                                     for _ in range(cfg.num_layers))
-        final = cfg.norm == "rmsnorm" and cfg.norm_position == "pre"
-        self.ln_final = _norm(cfg, device, dtype, kind="rmsnorm" if final else "none")
+        final = cfg.norm != "none" and cfg.norm_position == "pre"  # post-norm blocks end normalized
+        self.ln_final = _norm(cfg, device, dtype, kind=cfg.norm if final else "none")
         self.lm_head = Linear(cfg.d_model, cfg.vocab_size, device=device, dtype=dtype)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.token_embeddings.weight
@@ -167,6 +190,11 @@ class TransformerLM(nn.Module):
         if T > self.config.context_length:
             raise UserError(f"sequence length {T} exceeds context_length {self.config.context_length}")
         x = self.token_embeddings(token_ids)  # (B, T, d)
+        if self.config.positions == "learned":
+            positions = torch.arange(T, device=token_ids.device) if token_positions is None \
+                else token_positions
+            x = self.position_embeddings(x, positions)  # (B, T, d)
+        x = self.embedding_dropout(x)
         recompute = self.activation_checkpointing and torch.is_grad_enabled()
         for layer in self.layers:
             if recompute:  # keeps only x; reruns the block's forward in backward

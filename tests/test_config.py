@@ -10,8 +10,8 @@ from accounting.config import ModelConfig, get_preset, list_presets
 
 @pytest.mark.parametrize(
     "name, layers, d_model, heads",
-    [("gpt2-small", 12, 768, 12), ("gpt2-medium", 24, 1024, 16),
-     ("gpt2-large", 36, 1280, 20), ("gpt2-xl", 48, 1600, 25)],
+    [("cs336-gpt2-small", 12, 768, 12), ("cs336-gpt2-medium", 24, 1024, 16),
+     ("cs336-gpt2-large", 36, 1280, 20), ("cs336-gpt2-xl", 48, 1600, 25)],
 )
 def test_gpt2_presets(name, layers, d_model, heads):
     cfg = get_preset(name)
@@ -38,7 +38,7 @@ def test_unknown_preset_lists_valid_names():
     "overrides, field",
     [({"d_model": 100, "num_heads": 3}, "num_heads"), ({"d_model": 12, "num_heads": 4}, "RoPE"),
      ({"num_layers": 0}, "num_layers"), ({"vocab_size": -5}, "vocab_size"), ({"d_ff": 1.5}, "d_ff"),
-     ({"norm": "layernorm"}, "norm"), ({"attention": "flash"}, "attention"), ({"bogus": 1}, "bogus")],
+     ({"norm": "batchnorm"}, "norm"), ({"attention": "flash"}, "attention"), ({"bogus": 1}, "bogus")],
 )
 def test_invalid_configs_name_the_field(overrides, field):
     with pytest.raises(ValueError, match=field):
@@ -50,7 +50,7 @@ def test_odd_head_dim_allowed_without_rope():
 
 
 def test_dict_round_trip():
-    cfg = get_preset("gpt2-xl").replace(ffn="silu", tie_embeddings=True)
+    cfg = get_preset("cs336-gpt2-xl").replace(ffn="silu", tie_embeddings=True)
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
 
 

@@ -58,7 +58,7 @@ def measure(cfg: ModelConfig, *, device: str = "meta", batch_size: int = 1,
     if T > cfg.context_length:
         cfg = cfg.replace(context_length=T)
     report = progress or (lambda phase, done: None)
-    ctx = RunContext(dev.type, cfg.attention, dtype)
+    ctx = RunContext(dev.type, cfg.attention, dtype, cfg.dropout > 0)
     report("build model", 0.0)
     cuda_fixed = _cuda_fixed(dev) if dev.type == "cuda" else (0, 0)
     model = build(cfg, str(dev), dtype)

@@ -6,7 +6,8 @@ device (shapes, no memory: Llama-3-70B builds in a second) and measured.
     hf_training_step(hf_config, *, batch_size, seq_len, dtype, attn_implementation, dropout,
                      kernels, backward) -> HFTrainingStep
     hf_kv_cache(hf_config, *, batch_size, prefill_tokens, dtype) -> HFKVCache
-    hf_model(hf_config, *, dtype, attn_implementation, dropout) -> the meta-device model
+    hf_model(hf_config, *, dtype, attn_implementation, dropout, device="meta") -> the model
+    our_state_dict(hf_model, cfg) -> the same weights as this project's TransformerLM(cfg) state dict
     hf_pretrained_config(hf_config, *, dropout) -> transformers' config object
     check_hf_config(hf_config) -> None (ValueError naming the first field it cannot represent)
 
@@ -31,6 +32,7 @@ Conventions:
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -133,28 +135,87 @@ def hf_pretrained_config(hf_config: Mapping[str, Any], *, dropout: bool = True):
     from transformers import AutoConfig
 
     check_hf_config(hf_config)
-    fields = dict(hf_config if dropout else _dropout_fields_zeroed(hf_config))
+    # a deep copy: transformers writes into nested dicts (rope_scaling gains rope_theta)
+    fields = copy.deepcopy(dict(hf_config if dropout else _dropout_fields_zeroed(hf_config)))
     fields.pop("torch_dtype", None)
     return AutoConfig.for_model(fields.pop("model_type"), **fields)
 
 
 def hf_model(hf_config: Mapping[str, Any], *, dtype: str = "float32", attn_implementation: str = "eager",
-             dropout: bool = True):
-    """HF's causal LM for `hf_config` on the meta device, in train mode. dropout=False zeroes every
-    dropout probability in the config (the model stays in train mode)."""
+             dropout: bool = True, device: str = "meta"):
+    """HF's causal LM for `hf_config` on `device` (the meta device unless told; "cpu" draws HF's
+    own random init), in train mode. dropout=False zeroes every dropout probability in the config
+    (the model stays in train mode)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
     config = hf_pretrained_config(hf_config, dropout=dropout)
-    with torch.device("meta"):
+    with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype),
                                                  attn_implementation=attn_implementation)
     # GPT2LMHeadModel's class name maps to no loss; HF then falls back to ForCausalLMLoss with a
     # warning. Name it, so every model type is measured with the same loss, silently.
     model.loss_type = "ForCausalLM"
     return model.train()
+
+
+def _interleave_rope_rows(weight, heads: int):
+    """Rows of a q/k projection (weight (heads*d_k, in) or bias (heads*d_k,)) from HF's RoPE layout
+    (dims j and j + d_k/2 rotate together) to this project's (dims 2j and 2j+1 rotate together)."""
+    rows = weight.shape[0]
+    d_k = rows // heads
+    # (heads, 2 halves, d_k/2, ...) -> (heads, d_k/2, 2 halves, ...): row 2j <- j, 2j+1 <- j + d_k/2
+    return weight.reshape(heads, 2, d_k // 2, *weight.shape[1:]).transpose(1, 2).reshape(weight.shape)
+
+
+def our_state_dict(model, cfg) -> dict[str, Any]:
+    """HF `model`'s weights as this project's TransformerLM(cfg) state dict (cfg from
+    accounting.hf_config of the same config.json): GPT-2's Conv1D weights are (in, out) and its
+    q, k, v one fused c_attn; Llama-family q/k rows are reordered for the RoPE pairing."""
+    sd = {k: v.detach() for k, v in model.state_dict().items()}
+    out: dict[str, Any] = {}
+    if cfg.positions == "learned":  # GPT-2
+        d = cfg.d_model
+        out["token_embeddings.weight"] = sd["transformer.wte.weight"]
+        out["position_embeddings.weight"] = sd["transformer.wpe.weight"]
+        for i in range(cfg.num_layers):
+            src, dst = f"transformer.h.{i}.", f"layers.{i}."
+            qkv_w, qkv_b = sd[src + "attn.c_attn.weight"], sd[src + "attn.c_attn.bias"]
+            for j, name in enumerate(("q_proj", "k_proj", "v_proj")):
+                out[dst + f"attn.{name}.weight"] = qkv_w[:, j * d:(j + 1) * d].T
+                out[dst + f"attn.{name}.bias"] = qkv_b[j * d:(j + 1) * d]
+            pairs = {"attn.c_proj": "attn.output_proj", "mlp.c_fc": "ffn.w1", "mlp.c_proj": "ffn.w2"}
+            for hf, ours in pairs.items():
+                out[dst + ours + ".weight"] = sd[src + hf + ".weight"].T
+                out[dst + ours + ".bias"] = sd[src + hf + ".bias"]
+            for hf, ours in (("ln_1", "ln1"), ("ln_2", "ln2")):
+                out[dst + ours + ".weight"] = sd[src + hf + ".weight"]
+                out[dst + ours + ".bias"] = sd[src + hf + ".bias"]
+        out["ln_final.weight"], out["ln_final.bias"] = sd["transformer.ln_f.weight"], sd["transformer.ln_f.bias"]
+    else:  # llama, mistral, qwen2
+        out["token_embeddings.weight"] = sd["model.embed_tokens.weight"]
+        heads = {"q_proj": cfg.num_heads, "k_proj": cfg.kv_heads}
+        for i in range(cfg.num_layers):
+            src, dst = f"model.layers.{i}.", f"layers.{i}."
+            for hf, ours in (("self_attn.q_proj", "attn.q_proj"), ("self_attn.k_proj", "attn.k_proj"),
+                             ("self_attn.v_proj", "attn.v_proj"), ("self_attn.o_proj", "attn.output_proj"),
+                             ("mlp.gate_proj", "ffn.w1"), ("mlp.up_proj", "ffn.w3"),
+                             ("mlp.down_proj", "ffn.w2")):
+                for part in ("weight", "bias"):
+                    if src + hf + "." + part in sd:
+                        tensor = sd[src + hf + "." + part]
+                        short = hf.rsplit(".", 1)[1]
+                        if short in heads:
+                            tensor = _interleave_rope_rows(tensor, heads[short])
+                        out[dst + ours + "." + part] = tensor
+            out[dst + "ln1.weight"] = sd[src + "input_layernorm.weight"]
+            out[dst + "ln2.weight"] = sd[src + "post_attention_layernorm.weight"]
+        out["ln_final.weight"] = sd["model.norm.weight"]
+    # a tied head is the embedding itself (its state-dict entry too)
+    out["lm_head.weight"] = out["token_embeddings.weight"] if cfg.tie_embeddings else sd["lm_head.weight"]
+    return {k: v.contiguous() for k, v in out.items()}
 
 
 def hf_parameters(hf_config: Mapping[str, Any]) -> HFParameters:

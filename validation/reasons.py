@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 SDPA_RECOMPUTE = ("fused sdpa backward recomputes Q K^T (2*B*T^2*d per block); the accounting "
                   "reports it apart (attention_recompute_flops), not in the step")
-META_SDPA_MATH = ("the meta device runs sdpa as torch's math decomposition: its scaling and "
-                  "softmax are visible at dispatch (the accounting counts the fused kernel, whose "
-                  "internal work is not)")
+META_SDPA_MATH = ("sdpa ran as torch's math decomposition (the meta device, or CPU with dropout, "
+                  "which torch's CPU kernel lacks): its scaling and softmax are visible at dispatch "
+                  "(the accounting counts the fused kernel, whose internal work is not)")
 CUDA_SDPA_SAVED = ("CUDA flash / memory-efficient kernels also save RNG seed and offset, and the "
                    "efficient kernel pads logsumexp's T to a multiple of 32")
 TEXTBOOK = ("the textbook list counts one tensor per CS336 intermediate in the run dtype; torch "
@@ -31,21 +31,25 @@ UNEXPLAINED = "unexplained difference"
 
 @dataclass(frozen=True)
 class RunContext:
-    """What ran: device type ("meta" | "cpu" | "cuda"), the attention variant, the dtype."""
+    """What ran: device type ("meta" | "cpu" | "cuda"), the attention variant, the dtype, whether
+    dropout was on."""
 
     device: str
     attention: str
     dtype: str = "float32"
-
-    @property
-    def fused_sdpa(self) -> bool:
-        """A fused sdpa kernel ran (CPU / CUDA); the meta device runs the math path."""
-        return self.attention == "sdpa" and self.device != "meta"
+    dropout: bool = False
 
     @property
     def sdpa_backend(self) -> str:
-        """accounting's sdpa_backend for the saved tensors: "math" on meta, "fused" elsewhere."""
-        return "math" if self.device == "meta" else "fused"
+        """accounting's sdpa_backend for the saved tensors: "math" on meta and on CPU with dropout
+        (torch's CPU flash kernel has none, so torch falls back to the math path), else "fused"."""
+        math_path = self.device == "meta" or (self.device == "cpu" and self.dropout)
+        return "math" if math_path else "fused"
+
+    @property
+    def fused_sdpa(self) -> bool:
+        """A fused sdpa kernel ran (CPU without dropout, CUDA)."""
+        return self.attention == "sdpa" and self.sdpa_backend == "fused"
 
 
 def reason_for(quantity: str, component: str, ctx: RunContext, symbolic, measured) -> str:
@@ -55,8 +59,8 @@ def reason_for(quantity: str, component: str, ctx: RunContext, symbolic, measure
         return ""
     if quantity == "backward matmul FLOPs" and ctx.fused_sdpa and component in ("layers.attn.core", "total"):
         return SDPA_RECOMPUTE
-    if (quantity == "non-matmul forward FLOPs" and ctx.device == "meta" and ctx.attention == "sdpa"
-            and component in ("layers.attn", "total")):
+    if (quantity == "non-matmul forward FLOPs" and ctx.sdpa_backend == "math"
+            and ctx.attention == "sdpa" and component in ("layers.attn", "total")):
         return META_SDPA_MATH
     if quantity == "activations (textbook)":
         return TEXTBOOK

@@ -17,7 +17,7 @@ from pathlib import Path
 from accounting.cli_support import OneLineArgumentParser
 from accounting.errors import UserError
 from accounting.flags import (
-    add_dataclass_flags, add_model_flags, flag_type, given, model_config_from_args,
+    add_dataclass_flags, add_model_flags, base_config, flag_type, given, model_config_from_args,
 )
 from accounting.format import parse_bytes
 from model.experiments.settings import EXPERIMENT_TRAINING
@@ -69,7 +69,7 @@ def _common(p: argparse.ArgumentParser, name: str, lm: bool = True, fixed_steps:
     if not lm:
         return
     g = p.add_argument_group("model and data")
-    add_model_flags(g, default_preset=None, helps={
+    add_model_flags(g, helps={
         "vocab_size": "BPE vocab size and the model's (default: the preset's, else 1024)"})
     g.add_argument("--corpus", help="UTF-8 text file to BPE-train and tokenize (default: stdlib docs)")
     g.add_argument("--tokens", help="already tokenized .npy/.bin ids (instead of --corpus)")
@@ -176,8 +176,6 @@ def _base_lr(args: argparse.Namespace) -> tuple[float, str]:
 
 
 def _settings_and_corpus(args: argparse.Namespace):
-    from accounting.config import get_preset
-
     from model.experiments.data import DEFAULT_CACHE, prepare_corpus
     from model.experiments.settings import DEFAULT_VOCAB, Settings, tiny_config
 
@@ -191,7 +189,7 @@ def _settings_and_corpus(args: argparse.Namespace):
         import torch
 
         torch.set_num_threads(args.threads)
-    base = get_preset(args.preset) if args.preset else None
+    base = base_config(args) if (args.preset or args.hf_config) else None
     vocab = args.vocab_size or (base.vocab_size if base else DEFAULT_VOCAB)
     corpus = prepare_corpus(vocab, corpus=args.corpus, tokens=args.tokens, max_bytes=args.max_corpus_bytes,
                             cache_dir=args.cache_dir or DEFAULT_CACHE, progress=not args.no_progress)

@@ -38,13 +38,13 @@ def test_textbook_gpt2_small_by_hand():
     B, T, d, h, L, f, V = 2, 1024, 768, 12, 12, 3072, 50257
     per_layer = 2 * B * T * d + 3 * B * T * d + 2 * B * h * T * T + 2 * B * T * d + 3 * B * T * f + B * T * d
     elements = L * per_layer + B * T * d + 2 * B * T * V
-    cfg = get_preset("gpt2-small")
+    cfg = get_preset("cs336-gpt2-small")
     assert activation_bytes(cfg, B, T, "textbook", "float32") == 4 * elements
     assert activation_bytes(cfg, B, T, "textbook", "bfloat16") == 2 * elements
 
 
 def test_checkpointing_keeps_block_inputs_plus_one_block():
-    cfg = get_preset("gpt2-medium")
+    cfg = get_preset("cs336-gpt2-medium")
     full = activation_bytes(cfg, 4, 1024)
     one_layer = activation_bytes(cfg.replace(num_layers=1), 4, 1024)
     zero_blocks = one_layer - (activation_bytes(cfg.replace(num_layers=2), 4, 1024) - one_layer)
@@ -62,7 +62,7 @@ def test_checkpointing_keeps_block_inputs_plus_one_block():
 
 
 def test_rows_sum_to_total_and_scale_with_batch():
-    cfg = get_preset("gpt2-small").replace(attention="sdpa")
+    cfg = get_preset("cs336-gpt2-small").replace(attention="sdpa")
     rows = activation_rows(cfg, 3, 512)
     assert sum(r.value for r in rows) == activation_bytes(cfg, 3, 512)
     # Everything but the per-layer RoPE tables and causal masks (no B factor) scales with B.

@@ -19,20 +19,20 @@ def test_gpt2_small_forward_by_hand():
     B, T, d, L, f, V = 1, 1024, 768, 12, 3072, 50257
     per_layer = 4 * 2 * T * d * d + 2 * 2 * T * T * d + 3 * 2 * T * d * f
     expected = B * (L * per_layer + 2 * T * d * V)
-    cfg = get_preset("gpt2-small")
+    cfg = get_preset("cs336-gpt2-small")
     assert forward_flops(cfg, 1, 1024) == expected
     assert train_step_flops(cfg, 4, 1024) == 3 * 4 * expected
 
 
 def test_gpt2_xl_rows_by_hand():
-    rows = {r.name: r.value for r in forward_flops_rows(get_preset("gpt2-xl"), 2, 512)}
+    rows = {r.name: r.value for r in forward_flops_rows(get_preset("cs336-gpt2-xl"), 2, 512)}
     assert rows["layers.attn.q_proj"] == 48 * 2 * 2 * 512 * 1600 * 1600
     assert rows["layers.attn.scores"] == 48 * 2 * 2 * 512 * 512 * 1600
     assert rows["layers.ffn.w2"] == 48 * 2 * 2 * 512 * 1600 * 6400
     assert rows["lm_head"] == 2 * 2 * 512 * 1600 * 50257
 
 
-@pytest.mark.parametrize("preset", ["gpt2-small", "gpt2-xl", "tinystories"])
+@pytest.mark.parametrize("preset", ["cs336-gpt2-small", "cs336-gpt2-xl", "tinystories"])
 @pytest.mark.parametrize("tie", [False, True])
 def test_palm_rule_equals_exact_and_6nd_undercounts(preset, tie):
     cfg = get_preset(preset).replace(tie_embeddings=tie)
@@ -43,12 +43,12 @@ def test_palm_rule_equals_exact_and_6nd_undercounts(preset, tie):
 
 
 def test_crossover_is_where_attention_overtakes_ffn():
-    for cfg in (get_preset("gpt2-small"), get_preset("gpt2-xl").replace(ffn="silu")):
+    for cfg in (get_preset("cs336-gpt2-small"), get_preset("cs336-gpt2-xl").replace(ffn="silu")):
         t_star = attention_crossover(cfg)
         below, above = flop_shares(cfg, int(t_star) - 1), flop_shares(cfg, int(t_star) + 1)
         assert below.shares["attention_core"] < below.shares["ffn"]
         assert above.shares["attention_core"] > above.shares["ffn"]
-    assert attention_crossover(get_preset("gpt2-small")) == 1.5 * 3072
+    assert attention_crossover(get_preset("cs336-gpt2-small")) == 1.5 * 3072
 
 
 # Each switch flipped at least once (naive attention: FlopCounterMode does not count torch's CPU

@@ -17,7 +17,7 @@ from accounting.training_time import tokens_per_s_at_mfu
 
 
 def test_peak_memory_float32_and_bf16_by_hand():
-    cfg = get_preset("gpt2-small")
+    cfg = get_preset("cs336-gpt2-small")
     n = total_parameters(cfg)
     act32 = activation_bytes(cfg, 2, 512, dtype="float32")
     assert peak_memory_bytes(cfg, 2, 512, "float32") == 4 * n + 4 * n + 8 * n + act32
@@ -28,7 +28,7 @@ def test_peak_memory_float32_and_bf16_by_hand():
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_gpt2_xl_in_80gb(dtype):
-    cfg = get_preset("gpt2-xl")
+    cfg = get_preset("cs336-gpt2-xl")
     budget = 80 * 10**9
     fit = largest_batch_size(cfg, budget, dtype=dtype)
     assert peak_memory_bytes(cfg, fit.batch_size, dtype=dtype) <= budget if fit.batch_size else True
@@ -40,7 +40,7 @@ def test_gpt2_xl_in_80gb(dtype):
 @given(budget_gib=st.floats(min_value=1, max_value=2000), t=st.sampled_from([128, 256, 1024]),
        dtype=st.sampled_from(["float32", "bfloat16"]))
 def test_largest_batch_fits_and_one_more_does_not(budget_gib, t, dtype):
-    cfg = get_preset("gpt2-small")
+    cfg = get_preset("cs336-gpt2-small")
     budget = int(budget_gib * 2**30)
     one, two = peak_memory_bytes(cfg, 1, t, dtype), peak_memory_bytes(cfg, 2, t, dtype)
     fixed = one - (two - one)  # peak memory is linear in B
@@ -65,7 +65,7 @@ def test_gpu_table():
 
 
 def test_training_time_by_hand():
-    cfg = get_preset("gpt2-small")
+    cfg = get_preset("cs336-gpt2-small")
     flops = train_step_flops(cfg, 8, 1024)
     seconds = training_seconds(cfg, batch_size=8, context_length=1024, steps=1000,
                                peak_flops_per_s=312e12, mfu=0.4)
@@ -74,7 +74,7 @@ def test_training_time_by_hand():
 
 @settings(max_examples=50, deadline=None)
 @given(mfu=st.floats(min_value=0.01, max_value=1.0), t=st.sampled_from([64, 512, 1024]),
-       preset=st.sampled_from(["gpt2-small", "tinystories"]))
+       preset=st.sampled_from(["cs336-gpt2-small", "tinystories"]))
 def test_mfu_round_trip(mfu, t, preset):
     cfg = get_preset(preset)
     peak = get_gpu("H100-SXM").peak("bfloat16")

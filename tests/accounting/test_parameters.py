@@ -14,7 +14,7 @@ def test_gpt2_xl_by_hand():
     emb = 50257 * 1600
     per_layer = 4 * 1600**2 + 3 * 1600 * 6400 + 2 * 1600
     expected = emb + 48 * per_layer + 1600 + 50257 * 1600
-    cfg = get_preset("gpt2-xl")
+    cfg = get_preset("cs336-gpt2-xl")
     assert total_parameters(cfg) == expected == 2_127_057_600
     assert non_embedding_parameters(cfg) == expected - emb
     rows = {r.name: r.value for r in parameter_rows(cfg)}
@@ -23,7 +23,7 @@ def test_gpt2_xl_by_hand():
 
 
 def test_gpt2_small_by_hand_variants():
-    cfg = get_preset("gpt2-small")
+    cfg = get_preset("cs336-gpt2-small")
     d, V, L, f = 768, 50257, 12, 3072
     assert total_parameters(cfg) == V * d + L * (4 * d * d + 3 * d * f + 2 * d) + d + V * d
     tied_silu = cfg.replace(tie_embeddings=True, ffn="silu", norm="none")
@@ -33,7 +33,7 @@ def test_gpt2_small_by_hand_variants():
 
 
 def test_matmul_parameters_count_the_tied_head():
-    cfg = get_preset("gpt2-small").replace(tie_embeddings=True)
+    cfg = get_preset("cs336-gpt2-small").replace(tie_embeddings=True)
     n = int(matmul_parameters_formula(cfg).subs(values(cfg)))
     assert n == 12 * (4 * 768**2 + 3 * 768 * 3072) + 50257 * 768
 
@@ -58,6 +58,6 @@ def test_gpt2_xl_on_meta_device():
     pytest.importorskip("torch")
     from model.transformer import TransformerLM
 
-    cfg = get_preset("gpt2-xl")
+    cfg = get_preset("cs336-gpt2-xl")
     model = TransformerLM(cfg, device="meta")
     assert total_parameters(cfg) == sum(p.numel() for p in model.parameters())

@@ -22,7 +22,7 @@ def _ints_only(components):
 
 
 def test_json_schema_sections_and_exact_ints():
-    cfg = get_preset("gpt2-xl")
+    cfg = get_preset("cs336-gpt2-xl")
     data = json.loads(render(build_report(cfg, batch_size=2, dtype="bfloat16", gpu="A100-80GB"), "json"))
     assert {"config", "parameters", "flops", "memory", "optimizer", "training", "conventions"} <= set(data)
     assert data["parameters"]["total"] == total_parameters(cfg) == 2_127_057_600
@@ -51,7 +51,7 @@ def test_report_dict_round_trips_through_json():
 @pytest.mark.parametrize("fmt,marker", [("table", "Parameters by component"), ("markdown", "| component |"),
                                         ("latex", r"\begin{tabular}")])
 def test_text_renderers(fmt, marker):
-    text = render(build_report(get_preset("gpt2-small"), batch_size=1), fmt)
+    text = render(build_report(get_preset("cs336-gpt2-small"), batch_size=1), fmt)
     hand = 2 * 50257 * 768 + 12 * (4 * 768**2 + 3 * 768 * 3072 + 2 * 768) + 768
     assert hand == 190_460_160
     assert marker in text and "190,460,160" in text
@@ -59,7 +59,7 @@ def test_text_renderers(fmt, marker):
 
 def test_cli_writes_atomically(tmp_path, capsys):
     out = tmp_path / "r.json"
-    assert run_cli(main, ["report", "--preset", "gpt2-small", "--ffn", "silu", "--tie-embeddings",
+    assert run_cli(main, ["report", "--preset", "cs336-gpt2-small", "--ffn", "silu", "--tie-embeddings",
                           "--format", "json", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["config"]["ffn"] == "silu" and data["config"]["tie_embeddings"] is True
@@ -71,7 +71,7 @@ def test_compare_cli(capsys):
     assert run_cli(main, ["compare", "--context-lengths", "1024,4096,16384", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [r["context_length"] for r in data["rows"]] == [1024, 4096, 16384]
-    assert data["attention_overtakes_ffn_at_context_length"]["gpt2-small"] == 4608.0
+    assert data["attention_overtakes_ffn_at_context_length"]["cs336-gpt2-small"] == 4608.0
 
 
 @pytest.mark.parametrize("argv,fragment", [
@@ -79,10 +79,10 @@ def test_compare_cli(capsys):
     (["report", "--num-heads", "7"], "must divide"),
     (["report", "--d-model", "-5"], "must be positive"),
     (["report", "--batch-size", "0"], "batch_size"),
-    (["report", "--preset", "gpt2-xl", "--memory-budget", "1GB"], "smaller than the weights"),
+    (["report", "--preset", "cs336-gpt2-xl", "--memory-budget", "1GB"], "smaller than the weights"),
     (["report", "--gpu", "TPU9"], "unknown GPU"),
     (["report", "--mfu", "1.5"], "mfu"),
-    (["compare", "--presets", "gpt2-small,bogus"], "unknown preset"),
+    (["compare", "--presets", "cs336-gpt2-small,bogus"], "unknown preset"),
 ])
 def test_bad_input_one_line_exit_2(argv, fragment, capsys):
     assert run_cli(main, argv, prog="python -m accounting") == 2

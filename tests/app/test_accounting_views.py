@@ -34,37 +34,37 @@ def _check(ui, at, cfg, batch, **kw):
 
 def test_overview_follows_preset_context_batch_dtype_gpu(ui):
     at = ui.open()
-    _check(ui, at, acc.get_preset("gpt2-small"), 8)
+    _check(ui, at, acc.get_preset("cs336-gpt2-small"), 8)
     assert ui.metrics(at)["Parameters"] == "190,460,160"  # by hand: 12(4d²+3·d·4d+2d)+2Vd+d, d=768, V=50,257
-    at.selectbox(key="w_preset").set_value("gpt2-xl").run()
-    _check(ui, at, acc.get_preset("gpt2-xl"), 8)
+    at.selectbox(key="w_preset").set_value("cs336-gpt2-xl").run()
+    _check(ui, at, acc.get_preset("cs336-gpt2-xl"), 8)
     at.number_input(key="w_context_length").set_value(2048).run()
     at.number_input(key="w_batch_size").set_value(3).run()
-    xl_2k = acc.get_preset("gpt2-xl").replace(context_length=2048)
+    xl_2k = acc.get_preset("cs336-gpt2-xl").replace(context_length=2048)
     _check(ui, at, xl_2k, 3)
     at.selectbox(key="w_dtype").set_value("bfloat16").run()
     at.selectbox(key="w_gpu").set_value("A100-40GB").run()
     _check(ui, at, xl_2k, 3, dtype="bfloat16", gpu="A100-40GB")
-    assert at.query_params["preset"] == "gpt2-xl" and at.query_params["context_length"] == "2048"
+    assert at.query_params["preset"] == "cs336-gpt2-xl" and at.query_params["context_length"] == "2048"
     assert at.query_params["batch_size"] == "3" and at.query_params["gpu"] == "A100-40GB"
 
 
 def test_overrides_and_the_url_round_trip(ui):
-    at = ui.open(preset="gpt2-medium")
+    at = ui.open(preset="cs336-gpt2-medium")
     at.number_input(key="w_cfg_num_layers").set_value(6).run()
     at.selectbox(key="w_cfg_ffn").set_value("silu").run()
     at.checkbox(key="w_cfg_tie_embeddings").check().run()
     query = {k: (v[-1] if isinstance(v, list) else v) for k, v in at.query_params.items()}
-    assert query == {"preset": "gpt2-medium", "num_layers": "6", "ffn": "silu", "tie_embeddings": "1"}
-    cfg = acc.get_preset("gpt2-medium").replace(num_layers=6, ffn="silu", tie_embeddings=True)
+    assert query == {"preset": "cs336-gpt2-medium", "num_layers": "6", "ffn": "silu", "tie_embeddings": "1"}
+    cfg = acc.get_preset("cs336-gpt2-medium").replace(num_layers=6, ffn="silu", tie_embeddings=True)
     _check(ui, at, cfg, 8)
     again = ui.open(**query)  # a shared link opens the same state
     _check(ui, again, cfg, 8)
     assert again.number_input(key="w_cfg_num_layers").value == 6
     assert again.selectbox(key="w_cfg_ffn").value == "silu"
-    again.selectbox(key="w_preset").set_value("gpt2-small").run()  # a new preset drops the overrides
+    again.selectbox(key="w_preset").set_value("cs336-gpt2-small").run()  # a new preset drops the overrides
     assert again.number_input(key="w_cfg_num_layers").value == 12
-    assert dict(again.query_params) == {"preset": "gpt2-small"} or "num_layers" not in again.query_params
+    assert dict(again.query_params) == {"preset": "cs336-gpt2-small"} or "num_layers" not in again.query_params
 
 
 def test_bad_query_values_warn_and_fall_back(ui):
@@ -72,7 +72,7 @@ def test_bad_query_values_warn_and_fall_back(ui):
     ui.clean(at)
     warnings = [w.value for w in at.warning]
     assert len(warnings) == 4 and any("gpt9" in w for w in warnings)
-    assert at.selectbox(key="w_preset").value == "gpt2-small"
+    assert at.selectbox(key="w_preset").value == "cs336-gpt2-small"
     assert at.number_input(key="w_batch_size").value == 8
 
 
@@ -85,17 +85,17 @@ def test_invalid_config_is_an_inline_error(ui):
 
 
 def test_overflowing_batch_is_flagged(ui):
-    at = ui.open(preset="gpt2-xl", batch_size="64")
+    at = ui.open(preset="cs336-gpt2-xl", batch_size="64")
     ui.clean(at)
-    fit = acc.largest_batch_size(acc.get_preset("gpt2-xl"), acc.get_gpu("H100-SXM").memory_bytes)
+    fit = acc.largest_batch_size(acc.get_preset("cs336-gpt2-xl"), acc.get_gpu("H100-SXM").memory_bytes)
     assert any("does not fit" in e.value and f"Largest batch that fits: {fit.batch_size}" in e.value
                for e in at.error)
 
 
 def test_custom_gpu(ui):
-    at = ui.open(gpu="custom", peak_tflops="200", memory_gib="24", preset="gpt2-medium")
+    at = ui.open(gpu="custom", peak_tflops="200", memory_gib="24", preset="cs336-gpt2-medium")
     ui.clean(at)
-    cfg = acc.get_preset("gpt2-medium")
+    cfg = acc.get_preset("cs336-gpt2-medium")
     fit = acc.largest_batch_size(cfg, 24 * 2**30)
     shown = ui.metrics(at)
     assert shown["Largest batch in the GPU"] == str(fit.batch_size)
@@ -104,9 +104,9 @@ def test_custom_gpu(ui):
 
 
 def test_params_flops_tables_hold_the_exact_rows(ui):
-    at = ui.open(view="params_flops", preset="gpt2-large", context_length="4096", batch_size="2")
+    at = ui.open(view="params_flops", preset="cs336-gpt2-large", context_length="4096", batch_size="2")
     ui.clean(at)
-    cfg = acc.get_preset("gpt2-large").replace(context_length=4096)
+    cfg = acc.get_preset("cs336-gpt2-large").replace(context_length=4096)
     params, flops = at.dataframe[0].value, at.dataframe[1].value
     assert list(params["exact"]) == [r.value for r in acc.parameter_rows(cfg)]
     assert list(flops["exact"]) == [r.value for r in acc.forward_flops_rows(cfg, 2)]
@@ -114,9 +114,9 @@ def test_params_flops_tables_hold_the_exact_rows(ui):
 
 
 def test_memory_view_largest_batch_and_toggles(ui):
-    at = ui.open(view="memory", preset="gpt2-medium", context_length="2048")
+    at = ui.open(view="memory", preset="cs336-gpt2-medium", context_length="2048")
     ui.clean(at)
-    cfg = acc.get_preset("gpt2-medium").replace(context_length=2048)
+    cfg = acc.get_preset("cs336-gpt2-medium").replace(context_length=2048)
     budget = acc.get_gpu("H100-SXM").memory_bytes
     fit = acc.largest_batch_size(cfg, budget)
     assert any(f"**B = {fit.batch_size:,}**" in m.value for m in at.markdown)
@@ -135,9 +135,9 @@ def test_memory_view_largest_batch_and_toggles(ui):
 
 
 def test_formulas_are_sympy_latex(ui):
-    at = ui.open(view="formulas", preset="gpt2-small", tie_embeddings="1")
+    at = ui.open(view="formulas", preset="cs336-gpt2-small", tie_embeddings="1")
     ui.clean(at)
-    cfg = acc.get_preset("gpt2-small").replace(tie_embeddings=True)
+    cfg = acc.get_preset("cs336-gpt2-small").replace(tie_embeddings=True)
     assert at.latex[0].value.strip("$\n") == latex(total_parameters_formula(cfg))
     assert len(at.latex) >= 12 + len(acc.parameter_rows(cfg)) + len(acc.forward_flops_rows(cfg, 1))
     assert any(c.value == latex(total_parameters_formula(cfg)) for c in at.code)  # copyable source
@@ -148,7 +148,7 @@ def test_formulas_are_sympy_latex(ui):
 
 
 def test_accounting_views_answer_fast(ui):
-    at = ui.open(preset="gpt2-xl")
+    at = ui.open(preset="cs336-gpt2-xl")
     at.number_input(key="w_batch_size").set_value(2).run()  # warm the caches
     start = time.perf_counter()
     at.number_input(key="w_batch_size").set_value(3).run()

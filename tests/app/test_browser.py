@@ -96,21 +96,21 @@ def test_overview_in_chromium(server, tmp_path):
 
     shots = Path(os.environ.get("APP_SCREENSHOT_DIR", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
-    xl, medium = acc.get_preset("gpt2-xl"), acc.get_preset("gpt2-medium")
+    xl, medium = acc.get_preset("cs336-gpt2-xl"), acc.get_preset("cs336-gpt2-medium")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{server}/?preset=gpt2-xl")  # a shared link opens its state
+            page.goto(f"{server}/?preset=cs336-gpt2-xl")  # a shared link opens its state
             _wait_metric(page, "Parameters", acc.fmt_int(acc.total_parameters(xl)))
             assert _metric(page, "Training-step FLOPs") == acc.fmt_flops(acc.train_step_flops(xl, 8))
             page.screenshot(path=str(shots / "overview-gpt2-xl.png"), full_page=True)
 
             page.get_by_test_id("stSelectbox").filter(has_text="Preset").click()
-            page.get_by_role("option", name="gpt2-medium", exact=True).click()
+            page.get_by_role("option", name="cs336-gpt2-medium", exact=True).click()
             _wait_metric(page, "Parameters", acc.fmt_int(acc.total_parameters(medium)))
             assert _metric(page, "Peak training memory") == acc.fmt_bytes(acc.peak_memory_bytes(medium, 8))
-            page.wait_for_url("**preset=gpt2-medium**", timeout=30_000)
+            page.wait_for_url("**preset=cs336-gpt2-medium**", timeout=30_000)
             page.screenshot(path=str(shots / "overview-gpt2-medium.png"), full_page=True)
         finally:
             browser.close()

@@ -53,18 +53,18 @@ def test_defaults_give_an_empty_url():
 
 
 def test_bad_values_fall_back_with_a_warning_each():
-    s, warnings = parse_query({"preset": "gpt5", "batch_size": "-1", "mfu": "2", "norm": "layernorm",
+    s, warnings = parse_query({"preset": "gpt5", "batch_size": "-1", "mfu": "2", "norm": "batchnorm",
                                "d_model": "x", "whatever": "1", "context_length": "2048"})
-    assert (s.preset, s.batch_size, s.mfu, s.overrides) == ("gpt2-small", 8, 0.5, ())
+    assert (s.preset, s.batch_size, s.mfu, s.overrides) == ("cs336-gpt2-small", 8, 0.5, ())
     assert s.context_length == 2048  # the good value is kept
     assert len(warnings) == 6
     assert any("`preset=gpt5`" in w for w in warnings) and any("whatever" in w for w in warnings)
 
 
 def test_overrides_equal_to_the_preset_are_dropped():
-    s, _ = parse_query({"preset": "gpt2-xl", "d_model": "1600", "num_heads": "32"})
+    s, _ = parse_query({"preset": "cs336-gpt2-xl", "d_model": "1600", "num_heads": "32"})
     assert s.overrides == (("num_heads", 32),)
-    assert s.config() == get_preset("gpt2-xl").replace(num_heads=32)
+    assert s.config() == get_preset("cs336-gpt2-xl").replace(num_heads=32)
 
 
 _KEYS = ["view", "preset", "context_length", "batch_size", "dtype", "gpu", "peak_tflops", "memory_gib", "mfu",
@@ -73,7 +73,7 @@ _KEYS = ["view", "preset", "context_length", "batch_size", "dtype", "gpu", "peak
 
 @hsettings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.sampled_from(_KEYS), st.one_of(
-    st.text(max_size=12), st.sampled_from(["1024", "1", "0", "custom", "gpt2-xl", "2.5", "H200", "-1"]))))
+    st.text(max_size=12), st.sampled_from(["1024", "1", "0", "custom", "cs336-gpt2-xl", "2.5", "H200", "-1"]))))
 def test_any_url_gives_settings_and_a_warning_per_bad_value(params):
     settings, warnings = parse_query(params)
     assert isinstance(settings, Settings)

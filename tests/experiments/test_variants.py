@@ -7,7 +7,7 @@ import math
 import pytest
 
 import accounting
-from model import RMSNorm, SiLUFFN, SwiGLU, TransformerLM
+from model import RMSNorm, MLP, SwiGLU, TransformerLM
 from model.experiments import ablation_variants, batch_grid, run_ablations, run_batch_size, scaled_lr
 from model.experiments.batch_size import plan
 
@@ -54,7 +54,7 @@ def test_each_ablation_trains_its_own_variant(tmp_path, built_models):
     assert all(b.attn.rope is None for b in no_rope.layers)
     assert runs["no-rope"].parameters == runs["baseline"].parameters  # RoPE has no parameters
     assert all(isinstance(b.ffn, SwiGLU) for b in base.layers)
-    assert all(isinstance(b.ffn, SiLUFFN) and b.ffn.w1.out_features == 4 * d for b in silu.layers)
+    assert all(isinstance(b.ffn, MLP) and b.ffn.w1.out_features == 4 * d for b in silu.layers)
     assert runs["silu-ffn"].parameters == runs["baseline"].parameters  # 2 d (4d) = 3 d (8d/3)
     assert runs["no-rmsnorm-low-lr"].lr == pytest.approx(0.25 * runs["no-rmsnorm"].lr)
     match = summary.findings["parameter_match"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import Embedding, Identity, Linear, RMSNorm, SiLUFFN, SwiGLU, scaled_dot_product_attention, silu, softmax
+from model import Embedding, Identity, Linear, RMSNorm, MLP, SwiGLU, scaled_dot_product_attention, silu, softmax
 
 
 @pytest.fixture(autouse=True)
@@ -142,7 +142,7 @@ def test_swiglu_and_silu_ffn_match_hand_composition():
     w1, w2, w3 = (ffn.w1.weight.detach(), ffn.w2.weight.detach(), ffn.w3.weight.detach())
     assert (w1.shape, w2.shape, w3.shape) == ((12, 8), (8, 12), (12, 8))
     torch.testing.assert_close(ffn(x), (F.silu(x @ w1.T) * (x @ w3.T)) @ w2.T)
-    plain = SiLUFFN(8, 12)
+    plain = MLP(8, 12)
     assert sorted(n for n, _ in plain.named_parameters()) == ["w1.weight", "w2.weight"]
     torch.testing.assert_close(plain(x), F.silu(x @ plain.w1.weight.detach().T) @ plain.w2.weight.detach().T)
 

@@ -80,7 +80,7 @@ def test_cli_bad_input_subprocess(tmp_path, text_file):
 @pytest.mark.parametrize("args,needle", [
     (["--steps", "0"], "steps"),
     (["--dtype", "float16"], "--dtype"),
-    (["--ffn", "gelu"], "--ffn"),
+    (["--ffn", "relu"], "--ffn"),
     (["--preset", "gpt5"], "unknown preset"),
     (["--vocab-size", "100"], "vocab_size"),
     (["--d-model", "15"], "num_heads"),

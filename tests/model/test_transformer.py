@@ -66,7 +66,7 @@ def test_ln_final_only_for_pre_rmsnorm():
 
 def test_gpt2_xl_builds_on_meta_without_allocation():
     start = time.perf_counter()
-    model = TransformerLM(get_preset("gpt2-xl"), device="meta")
+    model = TransformerLM(get_preset("cs336-gpt2-xl"), device="meta")
     assert time.perf_counter() - start < 10
     assert all(p.is_meta for p in model.parameters())
     assert all(b.is_meta for b in model.buffers())
@@ -171,7 +171,7 @@ def test_only_sdpa_variant_uses_torch_nn_functional(attention):
     assert calls.names == ({"scaled_dot_product_attention"} if attention == "sdpa" else set())
 
 
-@pytest.mark.parametrize("bad", [{"norm": "layernorm"}, {"ffn": "gelu"}, {"positions": "alibi"},
+@pytest.mark.parametrize("bad", [{"norm": "batchnorm"}, {"ffn": "relu"}, {"positions": "alibi"},
                                  {"norm_position": "middle"}, {"attention": "flash"}])
 def test_block_rejects_unknown_variant(bad):
     from model import TransformerBlock

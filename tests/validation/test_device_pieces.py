@@ -29,7 +29,7 @@ def test_match_gpu_and_matmul_dtype():
 def test_mfu_matches_accounting_inverse():
     from validation.timing import mfu
 
-    cfg, B, T = get_preset("gpt2-small"), 8, 1024
+    cfg, B, T = get_preset("cs336-gpt2-small"), 8, 1024
     seconds = 0.5
     peak = get_gpu("H100-SXM").peak("bfloat16")
     ours = mfu(train_step_flops(cfg, B, T), seconds, peak)
@@ -73,7 +73,7 @@ def test_cuda_memory_rows_from_given_allocator_numbers():
     from validation.cuda import CudaMemory
     from validation.device_rows import cuda_memory_rows
 
-    cfg, B, T = get_preset("gpt2-small"), 4, 512
+    cfg, B, T = get_preset("cs336-gpt2-small"), 4, 512
     n = total_parameters(cfg)
     acts = activation_bytes(cfg, B, T)
     mem = CudaMemory(context_bytes=500 << 20, cublas_workspace_bytes=8 << 20, weights=4 * n + 512,

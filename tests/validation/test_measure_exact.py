@@ -34,7 +34,7 @@ def test_every_preset_on_meta(preset):
 
 @pytest.mark.parametrize("batch_size,context_length", [(1, 1024), (3, 200), (8, 64)])
 def test_gpt2_small_batch_and_context_on_meta(batch_size, context_length):
-    cfg = get_preset("gpt2-small")
+    cfg = get_preset("cs336-gpt2-small")
     m = measure(cfg, device="meta", batch_size=batch_size, context_length=context_length)
     assert_exact(m)
     by_hand = 12 * 2 * 2 * batch_size * context_length**2 * 768  # QK^T and P V, dense, 12 blocks
@@ -84,6 +84,36 @@ def test_grouped_query_attention_exact(num_kv_heads, attention, positions, devic
     d_k = 24 // 4  # hand count of one k_proj: 2 blocks x (24 inputs x num_kv_heads * d_k outputs)
     assert m.row("parameters", "layers.attn.k_proj").measured == 2 * 24 * num_kv_heads * d_k
     if device == "cpu":
+        assert m.row("non-matmul forward FLOPs").equal
+
+
+REAL_ARCHITECTURE_VARIANTS = {
+    "layernorm": dict(norm="layernorm"),
+    "layernorm-post": dict(norm="layernorm", norm_position="post"),
+    "learned-positions": dict(positions="learned"),
+    "gelu": dict(ffn="gelu"),
+    "bias-qkv": dict(bias="qkv"),
+    "bias-attention": dict(bias="attention", num_kv_heads=1),
+    "bias-all-silu": dict(bias="all", ffn="silu"),
+    "dropout": dict(dropout=0.1),
+    "gpt2-block": dict(norm="layernorm", positions="learned", ffn="gelu", bias="all", dropout=0.1,
+                       tie_embeddings=True),
+    "llama3-rope": dict(rope_scaling=(8.0, 1.0, 4.0, 8), num_kv_heads=1),
+}
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+@pytest.mark.parametrize("attention", ["naive", "sdpa"])
+@pytest.mark.parametrize("name", REAL_ARCHITECTURE_VARIANTS)
+def test_real_architecture_variants_exact(name, attention, device):
+    # the original GPT-2 block's pieces and the Llama family's, alone and together; the CPU's
+    # sdpa kernel has no dropout, so torch runs its math path there (named, and accounted)
+    variant = REAL_ARCHITECTURE_VARIANTS[name]
+    cfg = tiny(attention=attention, **variant).replace(num_heads=4) if "num_kv_heads" in variant \
+        else tiny(attention=attention, **variant)
+    m = measure(cfg, device=device, batch_size=2, context_length=12, steps=1)
+    assert_exact(m, allowed_reasons=(META_SDPA_MATH, SDPA_RECOMPUTE))
+    if device == "cpu" and not (attention == "sdpa" and cfg.dropout):
         assert m.row("non-matmul forward FLOPs").equal
 
 
