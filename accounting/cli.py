@@ -15,7 +15,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from accounting.atomic import atomic_write_text
+from accounting.atomic import atomic_write_text, check_writable
 from accounting.cli_support import OneLineArgumentParser
 from accounting.conventions import TRAINING_DTYPES
 from accounting.errors import UserError
@@ -66,6 +66,8 @@ def _emit(text: str, out: str | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.out:
+        check_writable(args.out)
     if args.command == "report":
         from accounting.render import render
         from accounting.report import build_report

@@ -13,6 +13,7 @@ little less (e.g. ~79.1 GiB on an H100 80GB).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -67,10 +68,10 @@ def get_gpu(name: str) -> GPU:
 
 def custom_gpu(peak_flops_per_s: float, memory_bytes: int, name: str = "custom") -> GPU:
     """A user-given accelerator with one peak for every dtype."""
-    if not peak_flops_per_s > 0:
-        raise UserError(f"peak FLOP/s must be positive, got {peak_flops_per_s}")
-    if memory_bytes <= 0:
-        raise UserError(f"memory budget must be positive, got {memory_bytes}")
+    if not 0 < peak_flops_per_s < math.inf:
+        raise UserError(f"peak FLOP/s must be a positive finite number, got {peak_flops_per_s}")
+    if not 0 < memory_bytes < math.inf:
+        raise UserError(f"memory budget must be a positive finite number, got {memory_bytes}")
     peaks = {k: float(peak_flops_per_s) for k in ("float32", "tfloat32", "bfloat16", "float16")}
     return GPU(name, int(memory_bytes), MappingProxyType(peaks), "user-given")
 

@@ -13,7 +13,7 @@ from accounting.flops import train_step_flops
 
 
 def _check_mfu(mfu: float) -> None:
-    if not 0 < mfu <= 1:
+    if not 0 < mfu <= 1:  # also refuses NaN
         raise UserError(f"mfu must be in (0, 1], got {mfu}")
 
 
@@ -23,8 +23,8 @@ def training_seconds(cfg: ModelConfig, *, batch_size: int, context_length: int |
     _check_mfu(mfu)
     if steps <= 0:
         raise UserError(f"steps must be positive, got {steps}")
-    if not peak_flops_per_s > 0:
-        raise UserError(f"peak FLOP/s must be positive, got {peak_flops_per_s}")
+    if not 0 < peak_flops_per_s < float("inf"):
+        raise UserError(f"peak FLOP/s must be a positive finite number, got {peak_flops_per_s}")
     return steps * train_step_flops(cfg, batch_size, context_length) / (mfu * peak_flops_per_s)
 
 

@@ -1,14 +1,19 @@
 """Checkpoints: model + optimizer state, iteration, the ModelConfig, and any extra picklable-safe data.
 
 The file is a `torch.save` dict with keys "model", "optimizer" (or None), "iteration",
-"model_config" (ModelConfig.to_dict() when the model has a `.config`) and "extra". It is loaded
-with `weights_only=True`, so extras must be tensors, numbers, strings, lists, tuples or dicts.
-Paths are written atomically: a failure part-way leaves the previous checkpoint intact.
+"model_config" (ModelConfig.to_dict() when the model has a `.config`), "extra" and "checksum":
+a CRC-32 over every tensor of the model and optimizer state (their names, dtypes, shapes and
+bytes, in order), checked on load, so a file whose tensor bytes were damaged is refused instead of
+loading garbage (a file saved before checksums existed loads unchecked). It is loaded with
+`weights_only=True`, so extras must be tensors, numbers, strings, lists, tuples or dicts. Paths
+are written atomically: a failure part-way leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
 
 import os
+import zlib
+from collections.abc import Iterator
 from typing import IO, Any, BinaryIO
 
 import torch
@@ -26,6 +31,28 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
+def _tensors(obj: Any, path: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor in nested dicts / lists, with its path, in a deterministic order."""
+    if isinstance(obj, torch.Tensor):
+        yield path, obj
+    elif isinstance(obj, dict):
+        for key in sorted(obj, key=str):
+            yield from _tensors(obj[key], f"{path}/{key}")
+    elif isinstance(obj, (list, tuple)):
+        for i, item in enumerate(obj):
+            yield from _tensors(item, f"{path}/{i}")
+
+
+def state_checksum(*states: Any) -> int:
+    """CRC-32 of the tensors in `states` (names, dtypes, shapes and raw bytes)."""
+    crc = 0
+    for name, tensor in _tensors(list(states)):
+        crc = zlib.crc32(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode(), crc)
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        crc = zlib.crc32(flat.view(torch.uint8).numpy(), crc)  # the bytes, no copy
+    return crc
+
+
 def save_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                     iteration: int, out: PathOrFile, **extra: Any) -> None:
     """Serialize model/optimizer state and `iteration` to a path (atomically) or a binary file.
@@ -41,6 +68,7 @@ def save_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer | N
         "model_config": config.to_dict() if isinstance(config, ModelConfig) else None,
         "extra": extra,
     }
+    payload["checksum"] = state_checksum(payload["model"], payload["optimizer"])
     if isinstance(out, (str, os.PathLike)):
         with atomic_output(out) as tmp:
             torch.save(payload, tmp)
@@ -60,6 +88,9 @@ def read_checkpoint(src: PathOrFile, map_location: str | torch.device = "cpu") -
         raise UserError(f"not a readable checkpoint: {type(exc).__name__}") from None
     if not isinstance(payload, dict) or "model" not in payload or "iteration" not in payload:
         raise UserError("not a checkpoint written by model.save_checkpoint (missing keys)")
+    stored = payload.get("checksum")
+    if stored is not None and stored != state_checksum(payload["model"], payload.get("optimizer")):
+        raise UserError("checkpoint is corrupt: its tensors do not match the checksum stored with them")
     return payload
 
 

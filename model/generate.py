@@ -69,8 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_new_tokens < 0:
         raise UserError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
-    if args.temperature < 0 or not 0 < args.top_p <= 1:
-        raise UserError("--temperature must be >= 0 and --top-p in (0, 1]")
+    if not 0 <= args.temperature < float("inf") or not 0 < args.top_p <= 1:  # NaN fails both
+        raise UserError("--temperature must be a finite number >= 0 and --top-p in (0, 1]")
     import torch
 
     from model import TransformerLM
@@ -83,10 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = checkpoint_model_config(payload)
     codec = _codec(args.tokenizer)
     codec_size = len(getattr(codec, "vocab", range(256)))
-    if codec_size > cfg.vocab_size:
+    if codec_size != cfg.vocab_size:  # checked before sampling: every id the model emits must decode
         source = f"tokenizer {args.tokenizer}" if args.tokenizer else "raw bytes (no --tokenizer)"
+        hint = "wrong --tokenizer?" if args.tokenizer else "pass the model's --tokenizer"
         raise UserError(f"{source} has {codec_size} tokens but the model's vocab_size is "
-                         f"{cfg.vocab_size} (wrong --tokenizer?)")
+                        f"{cfg.vocab_size} ({hint})")
     prompt_ids = codec.encode(args.prompt)
     if not prompt_ids:
         raise UserError("--prompt is empty")

@@ -16,8 +16,8 @@ def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_p: floa
     most-probable tokens whose total probability reaches top_p, zeroes the rest and renormalizes.
     temperature == 0 is greedy: a one-hot vector on the argmax.
     """
-    if temperature < 0:
-        raise UserError(f"temperature must be >= 0, got {temperature}")
+    if not 0 <= temperature < float("inf"):  # also refuses NaN
+        raise UserError(f"temperature must be a finite number >= 0, got {temperature}")
     if not 0 < top_p <= 1:
         raise UserError(f"top_p must be in (0, 1], got {top_p}")
     logits = logits.float()

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from accounting.atomic import check_writable
 from accounting.cli_support import OneLineArgumentParser, run_cli
 from accounting.config import ModelConfig
 from accounting.errors import UserError
@@ -93,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or (str(Path(args.resume).parent) if args.resume else None)
     if out is None:
         raise UserError("--out DIR is required (checkpoints and log.jsonl go there)")
+    check_writable(out, folder=True)  # before any step: the checkpoint at the end must land
     from model.data import load_tokens
 
     train_data = load_tokens(args.train_data, args.data_dtype)

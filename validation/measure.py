@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from accounting.atomic import atomic_write_text
+from accounting.atomic import atomic_write_text, check_writable
 from accounting.cli_support import OneLineArgumentParser, run_cli
 from accounting.conventions import TRAINING_DTYPES
 from accounting.flags import add_model_flags, model_config_from_args
@@ -70,6 +70,8 @@ def _with_tokenizer(result, path: str):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.out:
+        check_writable(args.out)  # before the measurement, not after it
     from validation.core import measure
     from validation.render import render
 

@@ -1,6 +1,7 @@
 """`python -m model.experiments {lr-sweep,batch-size,ablations,sgd-toy}`: reproducible sweeps.
 
-Each subcommand writes into --out (default experiments/results/<subcommand>): runs/<run>.jsonl
+Each subcommand writes into --out (default runs/experiments/<subcommand>; the committed results
+in experiments/results/<subcommand> are rewritten only when --out names them): runs/<run>.jsonl
 (every step's event), summary.json (see model.experiments.summary) and plotly HTML charts.
 Defaults fit a 2-core CPU in a few minutes (the tiny model of model.experiments.settings on the
 stdlib-docs corpus, BPE-tokenized at vocab 1,024 and cached in --cache-dir);
@@ -14,6 +15,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from accounting.atomic import check_writable
 from accounting.cli_support import OneLineArgumentParser
 from accounting.errors import UserError
 from accounting.flags import (
@@ -27,7 +29,9 @@ PROG = "python -m model.experiments"
 _TRAINING_FLAGS = ("device", "dtype", "steps", "batch_size", "eval_interval", "eval_batches")
 """TrainConfig fields the LM subcommands take as flags (over EXPERIMENT_TRAINING; --seed is common)."""
 _TRAINING_DEFAULTS = ", ".join(f"{f} {getattr(EXPERIMENT_TRAINING, f)}" for f in _TRAINING_FLAGS)
-RESULTS = Path("experiments") / "results"
+RESULTS = Path("runs") / "experiments"
+"""Default output folder (git-ignored). The committed results are regenerated only on request:
+--out experiments/results/<subcommand>."""
 DEFAULT_LR = 1e-2  # used by batch-size and ablations unless --lr or --lr-from says otherwise
 
 
@@ -121,6 +125,7 @@ def build_parser() -> OneLineArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_writable(args.out, folder=True)  # before the token cache and the runs
     if args.command == "sgd-toy":
         from model.experiments.settings import Settings, tiny_config
         from model.experiments.sgd_toy import run_sgd_toy
@@ -139,12 +144,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_lm(args: argparse.Namespace):
+    # every check that needs no data comes before the corpus is tokenized and cached
+    lr, source = _base_lr(args) if args.command != "lr-sweep" else (None, "")
+    if args.command == "ablations" and not args.low_lr_factor < 1:
+        raise UserError(f"--low-lr-factor must be below 1, got {args.low_lr_factor:g}")
     settings, corpus = _settings_and_corpus(args)
     if args.command == "lr-sweep":
         from model.experiments.lr_sweep import DEFAULT_LRS, run_lr_sweep
 
         return run_lr_sweep(settings, corpus, args.out, args.lrs or DEFAULT_LRS)
-    lr, source = _base_lr(args)
     if args.command == "batch-size":
         from model.experiments.batch_size import run_batch_size
 
@@ -154,8 +162,6 @@ def _run_lm(args: argparse.Namespace):
                               max_batch=args.max_batch, lr_source=source)
     from model.experiments.ablations import run_ablations
 
-    if not args.low_lr_factor < 1:
-        raise UserError(f"--low-lr-factor must be below 1, got {args.low_lr_factor:g}")
     return run_ablations(settings, corpus, args.out, lr=lr, low_lr_factor=args.low_lr_factor,
                          lr_source=source)
 
