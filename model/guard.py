@@ -39,9 +39,13 @@ def guard_step(cfg: ModelConfig, batch_size: int, device: str | torch.device, *,
                optimizer: str = "reference", checkpointing: bool = False,
                context_length: int | None = None) -> FitCheck | None:
     """Raise InsufficientMemory unless the step's predicted peak fits the free memory of `device`;
-    None (no check) on devices without a measure (meta, mps)."""
-    dev = torch.device(device)
-    if dev.type not in ("cpu", "cuda"):
+    None (no check) on devices without a measure (meta, mps), an unknown device string or an
+    absent CUDA (the caller's own checks report those)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        return None
+    if dev.type not in ("cpu", "cuda") or dev.type == "cuda" and not torch.cuda.is_available():
         return None
     return require_fit(cfg, batch_size, free_memory_bytes(dev), context_length=context_length,
                        dtype=dtype, optimizer=optimizer, checkpointing=checkpointing,

@@ -95,7 +95,7 @@ class TrainResult:
 
 def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                   y: torch.Tensor, *, loss_fn: Callable = cross_entropy, autocast: Callable = nullcontext,
-                  max_norm: float = math.inf, parameters=None,
+                  max_norm: float = math.inf, parameters=None, clip: Callable = clip_gradients,
                   mark: Callable[[str], None] | None = None) -> tuple[torch.Tensor, float]:
     """One training step, the loop accounting.timeline describes (and validation measures):
 
@@ -105,9 +105,10 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: t
 
     The gradients are freed at the end of the step, so none exist during the next forward (the
     update is the same as zeroing them before the backward). `parameters` defaults to the
-    model's; `mark(phase)` is called as each phase starts ("forward", "loss", "backward", "clip",
-    "optimizer", "zero_grad") and with "end" (validation.memtrack's phase boundaries). Returns
-    the loss tensor (a scalar, alive until the caller drops it) and the gradient norm."""
+    model's; `clip` is clip_gradients (validation passes a twin that does not read the norm on
+    the meta device); `mark(phase)` is called as each phase starts ("forward", "loss", "backward",
+    "clip", "optimizer", "zero_grad") and with "end" (validation.memtrack's phase boundaries).
+    Returns the loss tensor (a scalar, alive until the caller drops it) and the gradient norm."""
     mark = mark or (lambda phase: None)
     mark("forward")
     with autocast():
@@ -118,7 +119,7 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: t
     mark("backward")
     loss.backward()
     mark("clip")
-    grad_norm = clip_gradients(model.parameters() if parameters is None else parameters, max_norm)
+    grad_norm = clip(model.parameters() if parameters is None else parameters, max_norm)
     mark("optimizer")
     optimizer.step()
     mark("zero_grad")

@@ -1,7 +1,7 @@
 """Wall-clock training steps (CPU and CUDA), throughput, MFU, and the hardware description.
 
-A timed step is forward + loss + backward + AdamW step + zero_grad, with no instrument attached,
-after one untimed warm-up step. On CUDA each step is timed with CUDA events; on CPU with
+A timed step is model.trainer.training_step (forward + loss + backward + clip + AdamW step +
+zero_grad, the trainer's loop), with no instrument attached, after one untimed warm-up step. On CUDA each step is timed with CUDA events; on CPU with
 time.perf_counter. Model FLOPs for throughput and MFU are accounting.train_step_flops (forward +
 backward matmuls, no sdpa recompute, no optimizer), PaLM's definition.
 """
@@ -15,9 +15,11 @@ import time
 
 import torch
 
+import contextlib
+from collections.abc import Callable
+
 from accounting.hardware import GPU, get_gpu
-from model.loss import cross_entropy
-from model.optim import AdamW
+from model.trainer import training_step
 
 _GPU_NAMES = (("h200", "H200"), ("h100 pcie", "H100-PCIe"), ("h100", "H100-SXM"),
               ("a100-sxm4-40gb", "A100-40GB"), ("a100", "A100-80GB"))
@@ -31,7 +33,7 @@ def match_gpu(device_name: str) -> GPU | None:
 
 def matmul_dtype(dtype: str, allow_tf32: bool) -> str:
     """The dtype whose peak applies: bfloat16, else tfloat32 when TF32 matmuls are on, else float32."""
-    if dtype == "bfloat16":
+    if dtype.startswith("bfloat16"):
         return "bfloat16"
     return "tfloat32" if allow_tf32 else "float32"
 
@@ -48,30 +50,32 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _step(model, optimizer, x, y) -> None:
-    cross_entropy(model(x), y).backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+def _step(model, optimizer, x, y, autocast) -> None:
+    loss, _ = training_step(model, optimizer, x, y, autocast=autocast, max_norm=1.0)
+    del loss
 
 
-def time_steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> list[float]:
+def time_steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, *,
+               autocast: Callable = contextlib.nullcontext, optimizer: str = "reference") -> list[float]:
     """Seconds of each of `steps` timed training steps (after one warm-up step)."""
+    from validation.memtrack import make_optimizer
+
     device = x.device
-    optimizer = AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
-    _step(model, optimizer, x, y)  # warm-up: kernels chosen, allocator and AdamW state populated
+    opt = make_optimizer(model, optimizer)
+    _step(model, opt, x, y, autocast)  # warm-up: kernels chosen, allocator and AdamW state populated
     _sync(device)
     times = []
     for _ in range(steps):
         if device.type == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            _step(model, optimizer, x, y)
+            _step(model, opt, x, y, autocast)
             end.record()
             end.synchronize()
             times.append(start.elapsed_time(end) / 1e3)  # ms -> s
         else:
             t0 = time.perf_counter()
-            _step(model, optimizer, x, y)
+            _step(model, opt, x, y, autocast)
             times.append(time.perf_counter() - t0)
     return times
 

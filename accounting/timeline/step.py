@@ -72,7 +72,7 @@ def step_points(key: StepKey) -> tuple[Point, ...]:
     logits, inputs = _forward(m, key)
     lg.boundary("forward done: logits")
     lg.phase = "loss"
-    loss = m.loss_fwd(logits)
+    m.loss_fwd(logits)
     lg.boundary("loss done")
     lg.phase = "backward"
     one, g = m.loss_bwd()
@@ -89,8 +89,7 @@ def step_points(key: StepKey) -> tuple[Point, ...]:
     for name in [k for k, (cat, _) in lg.tensors.items() if cat == INDEX[GRAD]]:
         lg.free(name)
     lg.bulk([-x if i == INDEX[GRAD] else RING.zero for i, x in enumerate(lg.snapshot())])
-    lg.free(loss)
-    lg.boundary("zero_grad(set_to_none=True): gradients freed")
+    lg.boundary("zero_grad(set_to_none=True): gradients freed")  # the loss dies with the caller's step
     return tuple(lg.points)
 
 
