@@ -46,8 +46,9 @@ def check_fits(cfg: ModelConfig, batch_size: int, free_bytes: int, *, context_le
     except ValueError:
         largest = None
     fits = peak <= free_bytes
-    fit_text = ("not even the batch-independent part fits" if largest is None else
-                "no batch fits" if largest == 0 else f"the largest batch that fits is {largest}")
+    fit_text = ("the largest batch that fits: none (the step's batch-independent memory alone does not)"
+                if largest is None else "the largest batch that fits: none (not even B = 1)" if largest == 0
+                else f"the largest batch that fits is {largest}")
     message = (f"the predicted peak of one training step, {fmt_bytes(peak)} ({peak:,} bytes) at batch size "
                f"{batch_size}, {'fits' if fits else 'exceeds'} the {fmt_bytes(free_bytes)} ({free_bytes:,} "
                f"bytes) free on {where}; {fit_text}")

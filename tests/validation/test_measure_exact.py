@@ -12,7 +12,7 @@ import pytest
 
 from accounting import attention_recompute_flops, forward_flops_rows, get_preset, list_presets
 from validation import measure
-from validation.reasons import META_SDPA_MATH, META_SDPA_MEMORY, SDPA_RECOMPUTE
+from validation.reasons import CHECKPOINT_FORWARD, META_SDPA_MATH, META_SDPA_MEMORY, SDPA_RECOMPUTE
 
 from .conftest import assert_exact, tiny
 
@@ -68,6 +68,40 @@ def test_real_cpu_tensors(variant, dtype):
     recompute = attention_recompute_flops(cfg, 3, 10) if cfg.attention == "sdpa" else 0
     assert backward.measured == backward.symbolic + recompute
     assert m.row("step time").measured > 0 and m.row("throughput", "tokens/s").measured > 0
+
+
+@pytest.mark.parametrize("optimizer,checkpointing,dtype", [
+    ("foreach", False, "bfloat16"), ("fused", False, "float32"), ("reference", True, "float32"),
+    ("fused", True, "bfloat16"),
+], ids=str)
+def test_training_paths_on_cpu(optimizer, checkpointing, dtype):
+    """The memory timeline of every AdamW and of checkpointed blocks: every phase equal, except a
+    checkpointed forward, which the timeline bounds from above (named, and sized by the row)."""
+    m = measure(tiny(), device="cpu", batch_size=3, context_length=10, dtype=dtype, steps=1,
+                optimizer=optimizer, checkpointing=checkpointing)
+    assert_exact(m, allowed_reasons=(CHECKPOINT_FORWARD,))
+    forward = m.row("memory timeline", "forward peak")
+    assert forward.equal or (checkpointing and forward.reason == CHECKPOINT_FORWARD
+                             and forward.measured < forward.symbolic)
+    assert m.row("memory timeline", "peak").equal
+    assert m.settings["optimizer"] == optimizer and m.settings["activation_checkpointing"] == checkpointing
+
+
+@pytest.mark.parametrize("attention", ["naive", "sdpa"])
+def test_autocast_on_meta_runs_on_fake_cpu_tensors(attention):
+    """Autocast has no meta backend: "bfloat16" on meta runs fake CPU tensors (CPU kernels, sdpa's
+    flash kernel included), every number exact, the peak too."""
+    m = measure(tiny(attention=attention), device="meta", batch_size=2, context_length=12, dtype="bfloat16")
+    assert_exact(m, allowed_reasons=(SDPA_RECOMPUTE,))
+    assert m.row("weights bf16 copy").equal and m.row("memory timeline", "peak").equal
+    assert "fake CPU" in m.settings["precision"]
+
+
+def test_pure_bf16_model_has_its_own_dtype():
+    m = measure(tiny(), device="cpu", batch_size=2, context_length=8, dtype="bfloat16-pure", steps=1)
+    assert_exact(m)
+    assert not [r for r in m.rows if r.quantity == "memory timeline"]  # not a program the trainer runs
+    assert m.row("weights").symbolic == 2 * m.row("parameters").symbolic
 
 
 def test_sdpa_core_is_one_row_with_both_matmuls():
