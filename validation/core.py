@@ -62,13 +62,14 @@ def _check(device: str, batch_size: int, context_length: int, dtype: str, steps:
 
 def measure(cfg: ModelConfig, *, device: str = "meta", batch_size: int = 1,
             context_length: int | None = None, dtype: str = "float32", steps: int = 1,
-            optimizer: str = "reference", checkpointing: bool = False,
+            optimizer: str = "reference", checkpointing: bool = False, timeline: bool = True,
             progress: Progress | None = None) -> Measurement:
     """Measure one training step of `cfg` (B = `batch_size` sequences of T = `context_length`
     tokens, default cfg.context_length) on `device` ("meta" | "cpu" | "cuda[:n]") in `dtype`
     ("float32" | "bfloat16" = autocast | "bfloat16-pure"); `steps` timed steps on cpu / cuda;
     `optimizer` ("reference" | "foreach" | "fused") and `checkpointing` choose the training path
-    of the memory timeline and the timed steps. Returns every row (units in each row) with the
+    of the memory timeline and the timed steps (timeline=False skips MemTracker: on meta it costs
+    a few seconds at GPT-2 XL's size). Returns every row (units in each row) with the
     hardware, config and settings. A T above cfg.context_length lengthens the config (only the
     RoPE tables grow). Raises ValueError on bad settings."""
     T = cfg.context_length if context_length is None else context_length
@@ -86,7 +87,7 @@ def measure(cfg: ModelConfig, *, device: str = "meta", batch_size: int = 1,
         raw = instrumented_step(model, x, y, report, autocast=where.autocast)
         rows = comparison_rows(cfg, raw, batch_size, T, ctx)
         del model
-        if dtype != "bfloat16-pure":
+        if timeline and dtype != "bfloat16-pure":
             report("memory timeline", 0.55)
             model = build(cfg, where, checkpointing=checkpointing)
             timeline = measure_timeline(model, x, y, optimizer=optimizer, autocast=where.autocast,
