@@ -42,6 +42,8 @@ freed segments), the CUDA context, cuBLAS workspaces, and workspace a kernel all
 call (torch's fused attention and fused AdamW) which a dispatch-level tracker cannot see.
 validation.memtrack measures the timeline with torch's MemTracker and names each difference.
 
+T = 1 (a one-token step) is not modelled: some head-split views then need no copy.
+
 Exactness: written op by op from the model's code and checked against MemTracker on CPU at every
 event, for every variant of the model, in float32 and autocast bf16, with the reference, foreach
 and fused AdamW (tests/accounting/test_timeline.py). Activation checkpointing: the backward (the

@@ -24,7 +24,8 @@ ACT, COPY, GRAD, TMP = "activations", "weights_bf16_copy", "gradients", "transie
 
 @dataclass(frozen=True)
 class Variant:
-    """What the program depends on: the model's switches, the precision, sdpa's kernel."""
+    """What the program depends on: the model's switches and the precision. attention="sdpa" is
+    torch's fused kernel (CPU flash; the meta device's math decomposition is another program)."""
 
     norm: str = "rmsnorm"
     norm_position: str = "pre"
@@ -33,7 +34,6 @@ class Variant:
     tie_embeddings: bool = False
     attention: str = "naive"
     autocast: bool = False
-    sdpa_backend: str = "fused"
 
     @property
     def s(self) -> int:

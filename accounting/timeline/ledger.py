@@ -1,6 +1,6 @@
 """The ledger a memory timeline is written in: tensors allocated and freed in program order.
 
-A program (accounting.timeline_model, accounting.timeline_step) replays one training step the way
+A program (accounting.timeline.model, accounting.timeline.step) replays one training step the way
 torch runs it: every aten call that allocates allocates its outputs here (`new`), the tensors that
 die after it are freed (`free`). After each allocating call the ledger records a `Point`: the live
 bytes per category at that instant, which is where MemTracker (and the caching allocator's peak
@@ -95,7 +95,7 @@ class Ledger:
 
     def bulk(self, delta: Sequence[PolyElement]) -> None:
         """Add an aggregated change (per category) that no named tensor carries: the blocks a
-        program does not replay one by one (accounting.timeline_step)."""
+        program does not replay one by one (accounting.timeline.step)."""
         for cat, size in enumerate(delta):
             self.totals[cat] += size
 
