@@ -18,7 +18,8 @@ backward: index_put"), in phases "forward", "loss", "backward", "clip", "optimiz
 plus one boundary event at the end of each phase (and "start"). Clipping and AdamW have one event
 per parameter (that parameter's temporary alive); the blocks between the first and the last are one
 aggregated event each way (their maxima are never above the first's or the last's: the bytes at a
-block's call are linear in the block index). The peak is the maximum over events.
+block's call are linear in the block index); with activation checkpointing a block's recompute and
+backward carry a prime ("layers[0]'.ffn backward: ..."). The peak is the maximum over events.
 
 Categories (CATEGORIES), what a live byte is:
   weights            the float32 parameters (a tied matrix once)
