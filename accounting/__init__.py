@@ -17,8 +17,12 @@ aggregated over layers, e.g. "layers.attn.q_proj"):
                                      convention="implementation"|"textbook", dtype="float32")
   checkpointed_activation_bytes(...), checkpoint_recompute_flops(cfg, batch_size, context_length)
   adamw_state_bytes(cfg, dtype="float32"), adamw_step_flops(cfg), adamw_flops_per_element()
-  memory_rows / peak_memory_bytes(cfg, batch_size, context_length=None, dtype="float32")
-  largest_batch_size(cfg, memory_budget_bytes, context_length=None, dtype="float32") -> BatchFit
+  memory_timeline(cfg, batch_size, context_length=None, dtype="float32", optimizer="reference",
+                  checkpointing=False) -> Timeline (.events: TimelineEvent, .peak, .phase_peak(p))
+  memory_rows / peak_memory_bytes(cfg, batch_size, context_length=None, dtype="float32",
+                                  optimizer="reference", checkpointing=False)   (the timeline's peak)
+  largest_batch_size(cfg, memory_budget_bytes, context_length=None, dtype="float32", ...) -> BatchFit
+  check_fits(cfg, batch_size, free_bytes, ...) -> FitCheck;  InsufficientMemory (a ValueError)
   GPUS, get_gpu(name) -> GPU, custom_gpu(peak_flops_per_s, memory_bytes)
   training_seconds(cfg, *, batch_size, context_length, steps, peak_flops_per_s, mfu)
   mfu_from_tokens_per_s(cfg, tokens_per_s, *, peak_flops_per_s, context_length=None)
@@ -49,6 +53,8 @@ _LAZY: dict[str, str] = {
     "adamw_flops_per_element": "optimizer", "ADAMW_OPS": "optimizer",
     "memory_rows": "memory", "peak_memory_bytes": "memory", "largest_batch_size": "memory",
     "BatchFit": "memory",
+    "memory_timeline": "timeline", "Timeline": "timeline", "TimelineEvent": "timeline",
+    "check_fits": "guard", "FitCheck": "guard", "InsufficientMemory": "guard",
     "GPUS": "hardware", "GPU": "hardware", "get_gpu": "hardware", "custom_gpu": "hardware",
     "training_seconds": "training_time", "mfu_from_tokens_per_s": "training_time",
     "tokens_per_s_at_mfu": "training_time",

@@ -15,7 +15,7 @@ from functools import lru_cache
 import sympy as sp
 
 from accounting.config import ModelConfig
-from accounting.conventions import ACTIVATION_CONVENTIONS, DTYPE_BYTES
+from accounting.conventions import ACTIVATION_CONVENTIONS, ACTIVATION_DTYPES, element_bytes
 from accounting.errors import UserError
 from accounting.flops import forward_terms
 from accounting.activations_impl import implementation_byte_terms
@@ -29,21 +29,22 @@ def _check(convention: str, dtype: str) -> None:
     if convention not in ACTIVATION_CONVENTIONS:
         raise UserError(f"unknown activation convention {convention!r}; "
                          f"choose one of: {', '.join(ACTIVATION_CONVENTIONS)}")
-    if dtype not in ("float32", "bfloat16", "float16"):
-        raise UserError(f"activation dtype must be float32, bfloat16 or float16, got {dtype!r}")
+    if dtype not in ACTIVATION_DTYPES:
+        raise UserError(f"activation dtype must be one of {', '.join(ACTIVATION_DTYPES)}, got {dtype!r}")
 
 
 def activation_terms(cfg: ModelConfig, convention: str = "implementation", dtype: str = "float32",
                      sdpa_backend: str = "fused") -> tuple[tuple[str, sp.Expr, str], ...]:
-    """(name, bytes formula, note) per component for a model run in `dtype`. `sdpa_backend`
+    """(name, bytes formula, note) per component for a model run in `dtype` ("float32",
+    "bfloat16" = autocast mixed precision, "bfloat16-pure"; see ACTIVATION_DTYPES). `sdpa_backend`
     ("fused" | "math") picks which torch kernel's saved tensors attention="sdpa" is counted with
     (implementation convention only; see accounting.activations_impl)."""
     _check(convention, dtype)
     if convention == "implementation":
         return implementation_byte_terms(cfg.norm, cfg.norm_position, cfg.positions, cfg.ffn,
                                          cfg.tie_embeddings, cfg.attention, dtype, sdpa_backend,
-                                         cfg.dropout > 0)
-    size = DTYPE_BYTES[dtype]
+                                         cfg.num_heads == 1, cfg.dropout > 0)
+    size = element_bytes(dtype)
     terms = textbook_element_terms(cfg.norm, has_final_norm(cfg), cfg.ffn, cfg.attention,
                                    cfg.dropout > 0)
     return tuple((n, size * f, note) for n, f, note in terms)
@@ -88,10 +89,11 @@ def _block_share(formula: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
 
 def checkpointed_activation_bytes_formula(cfg: ModelConfig, convention: str = "implementation",
                                           dtype: str = "float32") -> sp.Expr:
-    """Per-block checkpointing: the L block inputs (B*T*d each, run dtype) + one block's activations
-    (recomputed in backward) + everything outside the blocks (embedding, final norm, head, loss)."""
+    """Per-block checkpointing: the L block inputs (B*T*d each: float32, the residual stream, also
+    under autocast; bf16 in a pure-bf16 model) + one block's activations (recomputed in backward) +
+    everything outside the blocks (embedding, final norm, head, loss)."""
     per_block, outside = _block_share(_total_formula(cfg, convention, dtype))
-    return L * B * T * d * DTYPE_BYTES[dtype] + per_block + outside
+    return L * B * T * d * (2 if dtype == "bfloat16-pure" else 4) + per_block + outside
 
 
 def checkpointed_activation_bytes(cfg: ModelConfig, batch_size: int, context_length: int | None = None,

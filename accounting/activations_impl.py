@@ -2,15 +2,23 @@
 (model/transformer.py) and its loss (model/loss.py cross_entropy) save for backward, as
 torch.autograd.graph.saved_tensors_hooks sees them, deduplicated by storage, parameters excluded.
 
-Derived from the model's code and checked tensor by tensor on tiny CPU models (every variant,
-float32 and bfloat16). s = bytes per element of the run dtype; norm internals are float32 (4),
-token ids and targets int64 (8), the causal mask and dropout masks bool (1). Biases save nothing
+Derived from the model's code and checked tensor by tensor on tiny CPU models (every variant, in
+each dtype). Three dtypes: "float32"; "bfloat16", the trainer's mixed precision (torch.autocast over
+float32 weights: every matmul's output and the attention math on it are bf16, the residual stream,
+norms and the loss float32, and each Linear saves its own bf16 copy of a float32 input: q, k, v
+three copies of ln1's output, w1 and w3 two of ln2's); "bfloat16-pure", a model whose parameters
+and activations are bf16 (no autocast; validation measures it), where the projections share one
+saved input. s = bytes per element of the matmul outputs (4 float32, 2 either bf16); norm
+internals are float32 (4), token ids and targets int64 (8), the causal mask and dropout masks bool
+(1). The bf16 copies autocast makes of the weights are not activations (accounting.timeline counts
+them as the working copy). Biases save nothing
 (their adds need no input for backward). Per block (names = the module that saves the tensor
 first):
   layers.ln1, layers.ln2 (each):  RMSNorm: x.float() (B,T,d), rms (B,T,1), x*rms (B,T,d);
                                   LayerNorm: x - mean (B,T,d), rstd (B,T,1), (x - mean)*rstd
                                   (B,T,d); all float32: 8*B*T*d + 4*B*T bytes either way
-  layers.attn.q_proj:  the shared q/k/v input (B,T,d): s*B*T*d
+  layers.attn.q_proj:  the shared q/k/v input (B,T,d): s*B*T*d; autocast: q_proj, k_proj and
+                       v_proj each their bf16 copy of it, 2*B*T*d each
   layers.attn.rope:    cos, sin indexed per call for q and for k, (T, d_k/2) each: 2*T*d_k*s
                        (no B: positions are shared by the batch)
   layers.attn, naive:  q, k as bmm operands (B*h,T,d_k) 2*s*B*T*d; v as a bmm operand (a copy of
@@ -35,7 +43,8 @@ first):
                        transposed view, the kernel's output follows its (B,T,h,d_k) layout and the
                        merge is a view of the saved output: 0 (CPU kernel; on CUDA the flash
                        kernel may do this for every layout: the validation on CUDA will tell)
-  layers.ffn.w1:       FFN input (B,T,d) (shared with w3): s*B*T*d
+  layers.ffn.w1:       FFN input (B,T,d) (shared with w3): s*B*T*d; autocast: w1 and w3 (SwiGLU)
+                       each their bf16 copy, 2*B*T*d each
   layers.ffn:          SwiGLU: W1x, sigmoid(W1x), silu(W1x), W3x (B,T,d_ff): 4*s*B*T*d_ff;
                        SiLU FFN: W1x, sigmoid(W1x): 2*s*B*T*d_ff;
                        GELU (tanh form): W1x, tanh(.), 0.5*W1x, 1 + tanh(.): 4*s*B*T*d_ff
@@ -56,7 +65,6 @@ from functools import lru_cache
 
 import sympy as sp
 
-from accounting.conventions import DTYPE_BYTES
 from accounting.symbols import B, L, T, V, d, d_ff, h, h_kv
 
 _F32, _I64, _BOOL = 4, 8, 1
@@ -101,17 +109,19 @@ _FFN_SAVED = {"swiglu": (4, "W1x, sigmoid, silu, W3x"), "silu": (2, "W1x, sigmoi
 @lru_cache(maxsize=256)
 def implementation_byte_terms(norm: str, norm_position: str, positions: str, ffn: str,
                               tie_embeddings: bool, attention: str, dtype: str,
-                              sdpa_backend: str = "fused", dropout: bool = False
-                              ) -> tuple[tuple[str, sp.Expr, str], ...]:
+                              sdpa_backend: str = "fused", single_head: bool = False,
+                              dropout: bool = False) -> tuple[tuple[str, sp.Expr, str], ...]:
     """(name, bytes formula, note) per component, aggregated over the L blocks.
 
     `tie_embeddings` does not change what is saved (the head's weight is a parameter either way),
     nor do biases. `sdpa_backend` ("fused" | "math", see SDPA_BACKENDS) matters only for
-    attention="sdpa". `dropout`: whether p > 0 (the masks' bytes do not depend on p).
+    attention="sdpa"; `single_head` (h = 1) only for the fused kernel's merge of heads;
+    `dropout`: whether p > 0 (the masks' bytes do not depend on p).
     """
     if sdpa_backend not in SDPA_BACKENDS:
         raise ValueError(f"sdpa_backend must be one of {', '.join(SDPA_BACKENDS)}, got {sdpa_backend!r}")
-    s = DTYPE_BYTES[dtype]
+    s = 4 if dtype == "float32" else 2
+    autocast = dtype == "bfloat16"
     normed = norm != "none"
     norm_note = "float32 centered input, rstd, normalized" if norm == "layernorm" else \
         "float32 input, rms, normalized"
@@ -123,16 +133,21 @@ def implementation_byte_terms(norm: str, norm_position: str, positions: str, ffn
     block: list[tuple[str, sp.Expr, str]] = []
     if normed:
         block.append(("layers.ln1", _norm(), norm_note))
-    block.append(("layers.attn.q_proj", s * B * T * d, "q/k/v input"))
+    if autocast:
+        block += [(f"layers.attn.{n}_proj", 2 * B * T * d, "its bf16 copy of the q/k/v input")
+                  for n in ("q", "k", "v")]
+    else:
+        block.append(("layers.attn.q_proj", s * B * T * d, "q/k/v input"))
     if positions == "rope":
         block.append(("layers.attn.rope", 2 * s * T * d / h, "cos, sin per call (q and k)"))
     core, note = _attention_core(attention, s, sdpa_backend, dropout)
     block.append(("layers.attn", core, note))
     if dropout and attention == "naive":
         block.append(("layers.attn.attn_dropout", _BOOL * B * h * T**2, "keep mask, bool"))
-    if attention == "sdpa" and sdpa_backend == "fused" and positions != "rope":
+    if attention == "sdpa" and sdpa_backend == "fused" and (positions != "rope" or single_head):
         # q is then a transposed view (B,T,h,d_k in memory); torch's kernel writes its output in
         # that layout, so merging heads is a view of the saved sdpa output: nothing new saved.
+        # With one head, (B,1,T,d_k) -> (B,T,d) is a view whatever the layout.
         block.append(("layers.attn.output_proj", sp.Integer(0), "shares the sdpa output's storage"))
     else:
         block.append(("layers.attn.output_proj", s * B * T * d, "merged heads (a copy)"))
@@ -140,7 +155,12 @@ def implementation_byte_terms(norm: str, norm_position: str, positions: str, ffn
         block.append(("layers.drop1", _BOOL * B * T * d, "keep mask, bool"))
     if normed:
         block.append(("layers.ln2", _norm(), norm_note))
-    block.append(("layers.ffn.w1", s * B * T * d, "FFN input"))
+    if autocast:
+        block.append(("layers.ffn.w1", 2 * B * T * d, "its bf16 copy of the FFN input"))
+        if ffn == "swiglu":
+            block.append(("layers.ffn.w3", 2 * B * T * d, "its bf16 copy of the FFN input"))
+    else:
+        block.append(("layers.ffn.w1", s * B * T * d, "FFN input"))
     n_ffn, ffn_note = _FFN_SAVED[ffn]
     block.append(("layers.ffn", n_ffn * s * B * T * d_ff, ffn_note))
     block.append(("layers.ffn.w2", s * B * T * d_ff, "w2 input"))

@@ -34,7 +34,23 @@ DTYPE_BYTES: Mapping[str, int] = MappingProxyType({
 """Bytes per element of each dtype (torch's element sizes)."""
 
 TRAINING_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
-"""Run dtypes the report and CLI accept: float32, or bfloat16 mixed precision (see accounting.memory)."""
+"""Run dtypes of a training step (report, CLI, memory, timeline): float32, or "bfloat16" = what the
+trainer's --dtype bfloat16 runs: torch.autocast(bfloat16) over float32 master weights, gradients and
+AdamW state (accounting.timeline)."""
+
+OPTIMIZERS: tuple[str, ...] = ("reference", "foreach", "fused")
+"""The AdamW implementations (model.optim.AdamW; model.fast_optim.FastAdamW's foreach and fused):
+one update, three op sequences with different temporaries (accounting.timeline)."""
+
+ACTIVATION_DTYPES: tuple[str, ...] = ("float32", "bfloat16", "bfloat16-pure")
+"""Dtypes the activation formulas take: the two training dtypes, and "bfloat16-pure", a model whose
+parameters and activations are all bf16 (no autocast, no master weights; not a training dtype of
+the trainer, but a model validation builds and measures: `validation.measure(dtype=...)`)."""
+
+
+def element_bytes(dtype: str) -> int:
+    """Bytes per element of a run dtype's matmul outputs (4 for float32, 2 for either bf16)."""
+    return 4 if dtype == "float32" else 2
 
 ELEMENTWISE_FLOPS: Mapping[str, int] = MappingProxyType({
     # Pointwise arithmetic: FLOPs per OUTPUT element. Keys are aten overload-packet names with any
@@ -108,6 +124,14 @@ class Conventions:
     optimizer: str = ("AdamW: exp_avg + exp_avg_sq per parameter element in the parameter dtype; "
                       "step FLOPs per element from the op sequence under ELEMENTWISE_FLOPS")
     memory_units: str = "bytes; GB = 10^9 bytes, GiB = 2^30 bytes"
+    memory_peak: str = ("peak = the maximum of one steady-state step's memory timeline (forward, "
+                        "loss, backward, clip, AdamW step, zero_grad(set_to_none=True)): live bytes "
+                        "after every allocating call, by category (accounting.timeline)")
+    transient: str = ("a live tensor that is not a weight, buffer, batch, bf16 weight copy, "
+                      "gradient, optimizer state or saved activation: call outputs not yet saved or "
+                      "consumed, gradients of activations, clipping's and AdamW's temporaries")
+    precision: str = ("bfloat16 = torch.autocast(bfloat16) over float32 weights, gradients and AdamW "
+                      "state: each Linear keeps a bf16 copy of its weight and of a float32 input")
     elementwise_flops: Mapping[str, int] = field(default_factory=lambda: ELEMENTWISE_FLOPS,
                                                  repr=False, compare=False)
 

@@ -93,6 +93,6 @@ def match_gpu(device_name: str) -> GPU | None:
 def matmul_dtype(dtype: str, allow_tf32: bool) -> str:
     """The dtype whose peak a run's matmuls reach: "bfloat16" for a bf16 run, else "tfloat32" when
     TF32 matmuls are allowed (torch.backends.cuda.matmul.allow_tf32), else "float32"."""
-    if dtype == "bfloat16":
+    if dtype.startswith("bfloat16"):  # autocast or a pure-bf16 model
         return "bfloat16"
     return "tfloat32" if allow_tf32 else "float32"

@@ -1,7 +1,13 @@
-"""The report as JSON: a stable, documented schema (version 1).
+"""The report as JSON: a stable, documented schema (version 2).
+
+Version 2 (the memory timeline) keeps every key of version 1 and adds the "timeline" section;
+what changed in meaning: memory.peak is the timeline's maximum (not the sum of every component),
+memory.components is the peak event's composition (buffers and transients are new rows;
+weights_bf16_copy counts only the matmul weights autocast casts), memory.largest_batch gains
+"event" and "phase" (the binding event), and dtype "bfloat16" means autocast mixed precision.
 
 Top-level object:
-  "schema_version": 1
+  "schema_version": 2
   "config":      every ModelConfig field, plus "batch_size", "context_length" (the step's T) and
                  "dtype" ("float32" | "bfloat16")
   "conventions": the counting rules (accounting.conventions.Conventions.as_dict(), incl. the
@@ -15,14 +21,22 @@ Top-level object:
                   "nonmatmul_forward": {"components": [component], "total"},
                   "attention_recompute" (sdpa only, else 0),
                   "estimates": [{"name", "value", "formula", "ratio_to_exact", "n_meaning"}]}
-  "memory":      {"components": [component] (weights, [weights_bf16_copy], gradients,
-                  optimizer_state, activations), "peak",
+  "memory":      {"components": [component] (the peak event's composition: weights, [buffers],
+                  [weights_bf16_copy], gradients, optimizer_state, activations (the batch
+                  included), transients), "peak",
                   "activations": {"implementation": {"components", "total"},
                                   "textbook": {"components", "total"},
                                   "checkpointed", "checkpoint_recompute_flops"},
                   "budget", "largest_batch": {"batch_size", "exact_solution", "fixed_bytes",
-                                              "bytes_per_sequence", "inequality"} or null when
-                                              the GPU cannot hold weights + gradients + AdamW}
+                                              "bytes_per_sequence", "inequality", "event",
+                                              "phase"} or null when the GPU cannot hold the
+                                              step's batch-independent memory}
+  "timeline":    {"optimizer", "checkpointing", "categories": [name], "phases": [name],
+                  "events": [{"index", "name", "phase", "boundary", "bytes": {category: int},
+                              "total"}] (accounting.timeline: every allocating call of one
+                  steady-state step, in order),
+                  "peak": {"index", "name", "phase", "total"},
+                  "phase_peaks": [{"phase", "index", "name", "total"}]}
   "optimizer":   {"name": "AdamW", "state_bytes", "flops_per_element", "step_flops",
                   "ops": [{"op", "aten", "flops_per_element"}]}
   "training":    {"gpu", "peak_flops_per_s", "mfu", "steps", "tokens", "seconds", "tokens_per_s",
@@ -43,8 +57,9 @@ import sympy as sp
 from accounting.conventions import elementwise_cost
 from accounting.report import Report
 from accounting.rows import Row
+from accounting.timeline import CATEGORIES, PHASES, Timeline
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @lru_cache(maxsize=4096)
@@ -95,8 +110,9 @@ def report_to_dict(report: Report) -> dict[str, Any]:
             "largest_batch": None if fit is None else {
                 "batch_size": fit.batch_size, "exact_solution": fit.exact_solution,
                 "fixed_bytes": fit.fixed_bytes, "bytes_per_sequence": fit.bytes_per_sequence,
-                "inequality": fit.inequality},
+                "inequality": fit.inequality, "event": fit.event, "phase": fit.phase},
         },
+        "timeline": timeline_to_dict(m.timeline),
         "optimizer": {"name": "AdamW", "state_bytes": o.state_bytes,
                       "flops_per_element": o.flops_per_element, "step_flops": o.step_flops,
                       "ops": [{"op": src, "aten": op, "flops_per_element": elementwise_cost(op, alpha=a)}
@@ -104,6 +120,21 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "training": {"gpu": t.gpu, "peak_flops_per_s": t.peak_flops_per_s, "mfu": t.mfu,
                      "steps": t.steps, "tokens": t.tokens, "seconds": t.seconds,
                      "tokens_per_s": t.tokens_per_s, "chinchilla_tokens": t.chinchilla_tokens},
+    }
+
+
+def timeline_to_dict(tl: Timeline) -> dict[str, Any]:
+    """The "timeline" section (see the schema above)."""
+    def brief(e) -> dict[str, Any]:
+        return {"index": e.index, "name": e.name, "phase": e.phase, "total": e.total}
+
+    return {
+        "optimizer": tl.optimizer, "checkpointing": tl.checkpointing,
+        "categories": list(CATEGORIES), "phases": list(PHASES),
+        "events": [{"index": e.index, "name": e.name, "phase": e.phase, "boundary": e.boundary,
+                    "bytes": dict(e.bytes), "total": e.total} for e in tl.events],
+        "peak": brief(tl.peak),
+        "phase_peaks": [{"phase": p, **brief(tl.phase_peak(p))} for p in PHASES[1:]],
     }
 
 

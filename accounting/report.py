@@ -20,6 +20,7 @@ from accounting.flops import (
 )
 from accounting.hardware import GPU, custom_gpu, get_gpu
 from accounting.memory import BatchFit, largest_batch_size, memory_rows
+from accounting.timeline import Timeline, memory_timeline
 from accounting.nonmatmul import nonmatmul_forward_rows
 from accounting.optimizer import ADAMW_OPS, adamw_flops_per_element, adamw_state_bytes
 from accounting.parameters import matmul_parameters_formula, non_embedding_parameters_formula, parameter_rows
@@ -66,13 +67,14 @@ class FlopSection:
 
 @dataclass(frozen=True)
 class MemorySection:
-    rows: list[Row]
-    peak_bytes: int
+    rows: list[Row]                          # the peak event's composition (accounting.memory)
+    peak_bytes: int                          # the timeline's maximum
     activations: dict[str, list[Row]]        # convention -> rows (bytes)
     checkpointed_bytes: int
     checkpoint_recompute_flops: int
     budget_bytes: int
-    largest_batch: BatchFit | None  # None: the GPU's memory cannot hold weights + grads + AdamW
+    largest_batch: BatchFit | None  # None: the GPU's memory cannot hold the batch-free part
+    timeline: Timeline                       # the step's memory, event by event
 
 
 @dataclass(frozen=True)
@@ -146,11 +148,12 @@ def _resolve_gpu(gpu: str | GPU | None, peak_flops_per_s: float | None,
     return base, base.memory_bytes if memory_budget_bytes is None else memory_budget_bytes
 
 
-def _fit(cfg: ModelConfig, budget: int, t: int, dtype: str, explicit: bool) -> BatchFit | None:
+def _fit(cfg: ModelConfig, budget: int, t: int, dtype: str, explicit: bool, optimizer: str,
+         checkpointing: bool) -> BatchFit | None:
     """The largest batch; a user-given budget below the fixed memory is an error (ValueError), a
     GPU's memory below it just means nothing fits (None)."""
     try:
-        return largest_batch_size(cfg, budget, t, dtype)
+        return largest_batch_size(cfg, budget, t, dtype, optimizer=optimizer, checkpointing=checkpointing)
     except ValueError:
         if explicit:
             raise
@@ -160,22 +163,26 @@ def _fit(cfg: ModelConfig, budget: int, t: int, dtype: str, explicit: bool) -> B
 def build_report(cfg: ModelConfig, *, batch_size: int, context_length: int | None = None,
                  dtype: str = "float32", gpu: str | GPU | None = None, mfu: float = 0.5,
                  steps: int = DEFAULT_STEPS, memory_budget_bytes: int | None = None,
-                 peak_flops_per_s: float | None = None) -> Report:
+                 peak_flops_per_s: float | None = None, optimizer: str = "reference",
+                 checkpointing: bool = False) -> Report:
     """The full report. `gpu` (name in GPUS, a GPU, or None = H100-SXM) gives the peak FLOP/s for
-    `dtype` and the memory budget unless `peak_flops_per_s` / `memory_budget_bytes` are given."""
+    `dtype` and the memory budget unless `peak_flops_per_s` / `memory_budget_bytes` are given.
+    `optimizer` ("reference" | "foreach" | "fused") and `checkpointing` pick the training path
+    whose memory timeline gives the peak."""
     if dtype not in TRAINING_DTYPES:
         raise UserError(f"dtype must be one of {', '.join(TRAINING_DTYPES)}, got {dtype!r}")
     t = cfg.context_length if context_length is None else context_length
     values(cfg, batch_size, t)  # validates the sizes
     device, budget = _resolve_gpu(gpu, peak_flops_per_s, memory_budget_bytes)
     peak = device.peak(dtype)
-    mem_rows = memory_rows(cfg, batch_size, t, dtype)
+    mem_rows = memory_rows(cfg, batch_size, t, dtype, optimizer=optimizer, checkpointing=checkpointing)
     memory = MemorySection(
         mem_rows, total(mem_rows),
         {c: activation_rows(cfg, batch_size, t, c, dtype) for c in ("implementation", "textbook")},
         checkpointed_activation_bytes(cfg, batch_size, t, dtype=dtype),
         checkpoint_recompute_flops(cfg, batch_size, t), budget,
-        _fit(cfg, budget, t, dtype, explicit=memory_budget_bytes is not None),
+        _fit(cfg, budget, t, dtype, memory_budget_bytes is not None, optimizer, checkpointing),
+        memory_timeline(cfg, batch_size, t, dtype, optimizer, checkpointing),
     )
     params = _parameters(cfg)
     flops = _flops(cfg, batch_size, t)

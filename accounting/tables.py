@@ -87,13 +87,21 @@ def _memory_tables(r: Report) -> list[Table]:
     m, fit = r.memory, r.memory.largest_batch
     solved = ("weights + gradients + AdamW state alone exceed the budget" if fit is None
               else f"{fit.inequality}  =>  B <= {fit.exact_solution:.4f}")
+    tl = m.timeline
+    phases = [(f"{p} (max)", f"{fmt_bytes(e.total)} at {e.name}") for p in ("forward", "loss", "backward", "clip",
+                                                                           "optimizer")
+              for e in [tl.phase_peak(p)]]
     return [
-        _component_table(f"Peak training memory ({r.dtype})", m.rows, fmt_bytes),
+        _component_table(f"Peak training memory ({r.dtype}; at {tl.peak.phase}: {tl.peak.name})",
+                         m.rows, fmt_bytes),
+        _kv(f"Memory timeline of one step ({tl.optimizer} AdamW"
+            f"{', checkpointing' if tl.checkpointing else ''}; {len(tl.events)} events)", phases),
         *(_component_table(f"Activations, {c} convention", rows, fmt_bytes)
           for c, rows in m.activations.items()),
         _kv("Largest batch in the memory budget", [
             ("budget", f"{fmt_int(m.budget_bytes)} bytes ({fmt_bytes(m.budget_bytes)})"),
             ("solved", solved), ("largest batch", "none" if fit is None else str(fit.batch_size)),
+            ("binding event", "-" if fit is None else f"{fit.phase}: {fit.event}"),
             ("activations with per-block checkpointing", fmt_bytes(m.checkpointed_bytes)),
             ("checkpointing recompute (extra forward)", fmt_flops(m.checkpoint_recompute_flops)),
         ]),

@@ -99,7 +99,9 @@ def get_batch(data: npt.NDArray, batch_size: int, context_length: int,
     """Sample B windows of T+1 consecutive tokens; return (x, y), int64 tensors (B, T) on `device`.
 
     Starts are uniform over [0, len(data) - T) (numpy's global RNG unless a `generator` is given);
-    y[b, t] = data[start_b + t + 1], the next token after x[b, t].
+    y[b, t] = data[start_b + t + 1], the next token after x[b, t]. x and y are two separate
+    contiguous tensors (the batch accounting.timeline counts: 2 * 8*B*T bytes; a view of the
+    shifted window would make the loss copy the targets).
     """
     dev = resolve_device(device)
     check_length(data, context_length)
@@ -108,9 +110,8 @@ def get_batch(data: npt.NDArray, batch_size: int, context_length: int,
         else rng.randint(0, len(data) - context_length, size=batch_size)
     offsets = np.arange(context_length + 1)
     windows = np.asarray(data[starts[:, None] + offsets[None, :]], dtype=np.int64)  # (B, T+1)
-    tokens = torch.from_numpy(windows)
-    if dev.type == "cuda":
-        tokens = tokens.pin_memory().to(dev, non_blocking=True)
-    else:
-        tokens = tokens.to(dev)
-    return tokens[:, :-1], tokens[:, 1:]
+    pair = []
+    for part in (windows[:, :-1], windows[:, 1:]):  # (B, T) each
+        tokens = torch.from_numpy(np.ascontiguousarray(part))
+        pair.append(tokens.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else tokens.to(dev))
+    return pair[0], pair[1]

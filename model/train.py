@@ -17,7 +17,9 @@ MFU (the `mfu` of step events): accounting.train_step_flops (matmul FLOPs, 2mnp,
 backward) per step x steps/s over a peak FLOP/s: `--peak-flops` when given (any device), else on
 CUDA the GPU's dense peak from accounting's GPU table; each step event names its `peak_source`.
 Fast paths: `--optimizer foreach|fused`, `--activation-checkpointing`, `--compile`,
-`--dtype bfloat16`, `--attention sdpa`.
+`--dtype bfloat16`, `--attention sdpa`. Memory guard: when the predicted peak of one step
+(accounting.timeline) exceeds the device's free memory it refuses to start, one line and exit 2,
+naming both and the largest batch that fits; `--force` runs anyway.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--peak-flops", type=float, metavar="FLOP/S",
                         help="device peak FLOP/s for the logged MFU (default: CUDA GPU table)")
+    parser.add_argument("--force", action="store_true",
+                        help="run even when the predicted peak memory exceeds the device's free memory")
     add_model_flags(parser.add_argument_group("model config"))
     add_dataclass_flags(parser.add_argument_group("training config"), TrainConfig)
     return parser
@@ -124,7 +128,8 @@ def _run(model_cfg, train_cfg, train_data, val_data, out, args) -> int:
     try:
         result = train(model_cfg, train_cfg, train_data, val_data, out_dir=out,
                        resume_from=args.resume, on_event=on_event, stop_event=stop,
-                       progress=not args.no_progress, peak_flops_per_s=args.peak_flops)
+                       progress=not args.no_progress, peak_flops_per_s=args.peak_flops,
+                       check_memory=not args.force)
         if world > 1:  # rank 0 may still be writing the checkpoint: leave the group together
             dist.barrier()  # (a rank that tears down first can make its gloo peer abort)
     finally:

@@ -10,11 +10,10 @@ from typing import Any
 
 from accounting.atomic import atomic_write_text
 from accounting.config import config_field
-from accounting.conventions import TRAINING_DTYPES
+from accounting.conventions import OPTIMIZERS, TRAINING_DTYPES
 from accounting.errors import UserError
 from accounting.json_io import read_json_file
 
-OPTIMIZERS = ("reference", "foreach", "fused")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,12 @@ Fast paths (TrainConfig): optimizer="foreach"|"fused" (model.fast_optim.FastAdam
 activation_checkpointing, compile, dtype="bfloat16"; the model's attention="sdpa" is a ModelConfig
 variant.
 
+Each step is `training_step`: forward, loss, backward, clip, AdamW step, then
+zero_grad(set_to_none=True), the loop whose memory accounting.timeline accounts for; no gradients
+exist during the forward. Before building anything `train` checks that the predicted peak of that
+step (accounting.timeline) fits the memory free on the device (model.guard), raising
+model.guard.InsufficientMemory (a ValueError) otherwise, unless check_memory=False.
+
 Distributed data parallel: if torch.distributed is initialized, the model is wrapped in
 DistributedDataParallel; each rank samples `batch_size` sequences from its own generator
 (`batch_generator(seed, rank)`), so the effective (global) batch per step is
@@ -84,6 +90,41 @@ class TrainResult:
         return [e["loss"] for e in self.events if e["type"] == "step"]
 
 
+def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                  y: torch.Tensor, *, loss_fn: Callable = cross_entropy, autocast: Callable = nullcontext,
+                  max_norm: float = math.inf, parameters=None, clip: Callable = clip_gradients,
+                  mark: Callable[[str], None] | None = None) -> tuple[torch.Tensor, float]:
+    """One training step, the loop accounting.timeline describes (and validation measures):
+
+        logits = model(x)  (under autocast()); loss = loss_fn(logits, y); del logits
+        loss.backward(); clip_gradients(parameters, max_norm); optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    The gradients are freed at the end of the step, so none exist during the next forward (the
+    update is the same as zeroing them before the backward). `parameters` defaults to the
+    model's; `clip` is clip_gradients (validation passes a twin that does not read the norm on
+    the meta device); `mark(phase)` is called as each phase starts ("forward", "loss", "backward",
+    "clip", "optimizer", "zero_grad") and with "end" (validation.memtrack's phase boundaries).
+    Returns the loss tensor (a scalar, alive until the caller drops it) and the gradient norm."""
+    mark = mark or (lambda phase: None)
+    mark("forward")
+    with autocast():
+        logits = model(x)  # (B, T, V)
+    mark("loss")
+    loss = loss_fn(logits, y)
+    del logits  # not saved by the loss: dies before the backward
+    mark("backward")
+    loss.backward()
+    mark("clip")
+    grad_norm = clip(model.parameters() if parameters is None else parameters, max_norm)
+    mark("optimizer")
+    optimizer.step()
+    mark("zero_grad")
+    optimizer.zero_grad(set_to_none=True)
+    mark("end")
+    return loss, grad_norm
+
+
 def batch_generator(seed: int, rank: int = 0) -> np.random.Generator:
     """The training-batch sampler of process `rank` for a run seeded with `seed`."""
     return np.random.default_rng(seed + _RANK_SEED_STRIDE * rank)
@@ -109,15 +150,23 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_data: npt.NDArra
           val_data: npt.NDArray | None = None, *, out_dir: str | Path | None = None,
           resume_from: str | Path | None = None, on_event: Callable[[Event], None] | None = None,
           stop_event: threading.Event | None = None, progress: bool = False,
-          flops_per_step: int | None = None, peak_flops_per_s: float | None = None) -> TrainResult:
+          flops_per_step: int | None = None, peak_flops_per_s: float | None = None,
+          check_memory: bool = True) -> TrainResult:
     """Train a TransformerLM built from `model_cfg`; see the module docstring for the contract.
 
     val_data None: the tail `train_cfg.val_fraction` of `train_data` is held out (0 = no eval).
     flops_per_step overrides the FLOPs used for `mfu` (default: accounting's exact count);
     peak_flops_per_s is the device's peak for `mfu` (default: the CUDA GPU table, else no MFU).
+    check_memory: raise model.guard.InsufficientMemory before building anything when the step's
+    predicted peak exceeds the device's free memory (False: run anyway).
     """
     if peak_flops_per_s is not None and not peak_flops_per_s > 0:
         raise UserError(f"peak_flops_per_s must be positive, got {peak_flops_per_s}")
+    if check_memory:
+        from model.guard import guard_step
+
+        guard_step(model_cfg, train_cfg.batch_size, resolve_device(train_cfg.device), dtype=train_cfg.dtype,
+                   optimizer=train_cfg.optimizer, checkpointing=train_cfg.activation_checkpointing)
     with _deterministic_on_cpu(train_cfg.device):
         run = _Run(model_cfg, train_cfg, train_data, val_data, out_dir, on_event, stop_event,
                    peak_flops_per_s)
@@ -251,14 +300,10 @@ class _Run:
             group["lr"] = lr
         x, y = get_batch(self.train_data, self.tcfg.batch_size, self.cfg.context_length,
                          self.device, generator=self.sampler)  # (B, T) each
-        with self._autocast():
-            logits = model(x)  # (B, T, V)
-        loss = self._loss(logits, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         max_norm = self.tcfg.grad_clip if self.tcfg.grad_clip > 0 else math.inf
-        grad_norm = clip_gradients(self.model.parameters(), max_norm)
-        self.optimizer.step()
+        loss, grad_norm = training_step(model, self.optimizer, x, y, loss_fn=self._loss,
+                                        autocast=self._autocast, max_norm=max_norm,
+                                        parameters=self.model.parameters())
         value = loss.detach()
         if self.world > 1:
             dist.all_reduce(value)

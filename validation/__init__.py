@@ -5,7 +5,10 @@ beside the accounting's symbolic one.
 
 Public API:
   validation.core.measure(cfg, *, device="meta", batch_size=1, context_length=None,
-          dtype="float32", steps=1, progress=None) -> Measurement   (progress(phase, fraction_done))
+          dtype="float32", steps=1, optimizer="reference", checkpointing=False, timeline=True,
+          progress=None) -> Measurement
+          (dtype: "float32" | "bfloat16" (the trainer's autocast) | "bfloat16-pure";
+           progress(phase_name, fraction_done))
   Measurement (.rows, .hardware, .config, .settings, .notes, .row(q, c), .to_dict(), .from_dict(d))
   ComparisonRow (quantity, component, unit, symbolic, measured, convention, reason; .rel_diff)
   measure_tokenizer(text=None, tokenizer=None, *, vocab_size=4096) -> TokenizerMeasurement (.rows)

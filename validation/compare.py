@@ -12,7 +12,10 @@ from collections.abc import Mapping
 import accounting as acc
 from accounting.config import ModelConfig
 from accounting.conventions import DEFAULT_CONVENTIONS as CONV
-from accounting.conventions import DTYPE_BYTES
+from accounting.conventions import DTYPE_BYTES, element_bytes
+from accounting.parameters import matmul_parameters_formula
+from accounting.rows import evaluate
+from accounting.symbols import values
 from validation.reasons import NO_SYMBOLIC, TEXTBOOK, RunContext, reason_for
 from validation.rows import ComparisonRow
 from validation.run import RawCounts
@@ -78,18 +81,52 @@ def comparison_rows(cfg: ModelConfig, raw: RawCounts, batch_size: int, context_l
     textbook = acc.activation_bytes(cfg, B, T, "textbook", dt)
     measured_saved = sum(raw.saved_bytes.values())
     rows.append(ComparisonRow("activations (textbook)", "total", "bytes", textbook, measured_saved,
-                              f"textbook: CS336 intermediates x {DTYPE_BYTES[dt]} bytes ({dt}); "
+                              f"textbook: CS336 intermediates x {element_bytes(dt)} bytes ({dt}); "
                               "measured: the saved tensors", TEXTBOOK if textbook != measured_saved else ""))
     n = acc.total_parameters(cfg)
-    size = DTYPE_BYTES[dt]
-    for quantity, symbolic, measured, convention in (
-        ("weights", size * n, raw.weight_bytes, f"parameters x {size} bytes ({dt}), tied once"),
-        ("gradients", size * n, raw.gradient_bytes, f"one gradient per parameter, {dt}"),
-        ("AdamW state", acc.adamw_state_bytes(cfg, dt), raw.adamw_state_bytes, CONV.optimizer),
+    pdt = "bfloat16" if dt == "bfloat16-pure" else "float32"  # autocast keeps float32 master weights
+    size = DTYPE_BYTES[pdt]
+    quantities = [
+        ("weights", size * n, raw.weight_bytes, f"parameters x {size} bytes ({pdt}), tied once"),
+        ("gradients", size * n, raw.gradient_bytes, f"one gradient per parameter, {pdt}"),
+        ("AdamW state", acc.adamw_state_bytes(cfg, pdt), raw.adamw_state_bytes, CONV.optimizer),
         ("AdamW step FLOPs", acc.adamw_step_flops(cfg), raw.adamw_step_flops + raw.adamw_step_matmul_flops,
          f"{acc.adamw_flops_per_element()} FLOPs per parameter element under ELEMENTWISE_FLOPS"),
-    ):
+    ]
+    if dt == "bfloat16":
+        copy = 2 * evaluate(matmul_parameters_formula(cfg), values(cfg))
+        quantities.insert(1, ("weights bf16 copy", copy, raw.weight_copy_bytes,
+                              "autocast's bf16 copy of each matmul weight (the LM head included, the "
+                              "embedding not cast), saved for backward; measured: casts of parameters"))
+    for quantity, symbolic, measured, convention in quantities:
         unit = "flops" if "FLOPs" in quantity else "bytes"
         rows.append(ComparisonRow(quantity, "total", unit, symbolic, measured, convention,
                                   reason_for(quantity, "total", ctx, symbolic, measured)))
     return rows
+
+
+TIMELINE_ROWS = ("start", "forward peak", "forward end", "loss peak", "loss end", "backward peak",
+                 "backward end", "clip peak", "optimizer peak", "end", "peak")
+
+
+def timeline_rows(cfg: ModelConfig, measured, batch_size: int, context_length: int, ctx: RunContext
+                  ) -> list[ComparisonRow]:
+    """Live bytes of one steady-state step, accounting.timeline beside MemTracker
+    (validation.memtrack.MeasuredTimeline): at the start, each phase's maximum and end, the peak."""
+    from accounting.timeline import memory_timeline
+
+    tl = memory_timeline(cfg, batch_size, context_length, ctx.dtype, ctx.optimizer, ctx.checkpointing)
+    symbolic = {"start": tl.events[0].total, "end": tl.events[-1].total, "peak": tl.peak_bytes}
+    got = {"start": measured.start, "end": measured.boundaries[-1][1], "peak": measured.peak}
+    for phase in ("forward", "loss", "backward", "clip", "optimizer"):
+        symbolic[f"{phase} peak"] = tl.phase_peak(phase).total
+        got[f"{phase} peak"] = measured.phase_peak(phase)
+        if phase in ("forward", "loss", "backward"):
+            symbolic[f"{phase} end"] = tl.phase_end(phase).total
+            got[f"{phase} end"] = measured.phase_end(phase)
+    convention = (f"live bytes of one steady-state step of model.trainer.training_step ({ctx.optimizer} "
+                  f"AdamW{', checkpointed blocks' if ctx.checkpointing else ''}): accounting.timeline vs "
+                  f"MemTracker on {ctx.device}; the accounting's peak: {tl.peak.phase}, {tl.peak.name}")
+    return [ComparisonRow("memory timeline", name, "bytes", symbolic[name], got[name], convention,
+                          reason_for("memory timeline", name, ctx, symbolic[name], got[name]))
+            for name in TIMELINE_ROWS]

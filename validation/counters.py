@@ -94,19 +94,48 @@ def storage_key(t: torch.Tensor) -> int:
     return t.untyped_storage()._cdata
 
 
+class WeightCasts(TorchDispatchMode):
+    """Records the storages of every cast of a parameter (aten._to_copy of a parameter's storage):
+    under autocast, the bf16 working copies each Linear makes of its weight. `keys` fills as the
+    forward runs; `saved_bytes` counts the ones autograd saved (pass `keys` to
+    saved_bytes_by_component as `skip`)."""
+
+    def __init__(self, parameters: list[torch.Tensor]):
+        super().__init__()
+        self._params = {storage_key(p) for p in parameters}
+        self.keys: set[int] = set()
+        self.nbytes: dict[int, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func is _aten._to_copy.default and isinstance(args[0], torch.Tensor) \
+                and storage_key(args[0]) in self._params:
+            key = storage_key(out)
+            self.keys.add(key)
+            self.nbytes[key] = out.untyped_storage().nbytes()
+        return out
+
+
 @contextlib.contextmanager
-def saved_bytes_by_component(attribution: Attribution | None, parameters: list[torch.Tensor]
+def saved_bytes_by_component(attribution: Attribution | None, parameters: list[torch.Tensor],
+                             skip: set[int] | None = None, skipped: dict[int, int] | None = None
                              ) -> Iterator[dict[str, int]]:
     """Within the block, every tensor autograd saves is charged (its storage's bytes, once per
     storage, parameters excluded) to the module that saves it first (attribution.current's
     module; everything to "total" without an attribution). Yields the dict it fills:
-    component -> bytes."""
+    component -> bytes. Storages in `skip` (read at each save: WeightCasts.keys) are not
+    charged; the bytes of those saved go to `skipped` (storage -> bytes) when given."""
+    skip_casts = skip if skip is not None else set()
     skip = {storage_key(p) for p in parameters}
     seen: set[int] = set()
     by_component: dict[str, int] = defaultdict(int)
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         key = storage_key(t)
+        if key in skip_casts:
+            if skipped is not None:
+                skipped[key] = t.untyped_storage().nbytes()
+            return t
         if key not in skip and key not in seen:
             seen.add(key)
             label = attribution.current[0] if attribution is not None else "total"

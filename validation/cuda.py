@@ -2,10 +2,10 @@
 workspace.
 
 Phases of a fresh model's first step (bytes from torch.cuda.memory_allocated, relative to the
-baseline taken before the model is built): after weights, after forward (+ loss), after backward,
-after the AdamW step. The peak is taken over a SECOND step, when the AdamW state exists, with the
-gradients kept allocated (zero_grad(set_to_none=False)): weights, gradients, AdamW state and
-activations are then all alive at the end of the forward, as the accounting's peak assumes.
+baseline taken after the batch exists and before the model is built): after weights, after forward
+(+ loss), after backward, after the AdamW step. The peak (torch.cuda.max_memory_allocated) is taken
+over a SECOND step, model.trainer.training_step, the steady-state step accounting.timeline replays
+(the AdamW state exists, zero_grad(set_to_none=True) ends each step).
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
-from model.loss import cross_entropy
-from model.optim import AdamW
+import contextlib
+from collections.abc import Callable
+
+from model.loss import clip_gradients, cross_entropy
+from model.trainer import training_step
 
 _context_bytes: int | None = None
 
@@ -30,7 +33,7 @@ class CudaMemory:
     activations: int            # after forward - after weights
     gradients: int              # after backward - after weights (activations freed by then)
     optimizer_state: int        # after the AdamW step - after backward
-    peak: int                   # max allocated over the second step, above the baseline
+    peak: int                   # max allocated over the second (steady-state) step, above the baseline
     reserved: int               # max reserved over the second step
 
 
@@ -58,10 +61,14 @@ def cublas_workspace_bytes(device: torch.device) -> int:
     return max(grown - 2 * 512, 0)  # minus the two 8x8 float32 tensors' 512-byte blocks
 
 
-def memory_phases(build_model, x: torch.Tensor, y: torch.Tensor, context: int, workspace: int) -> CudaMemory:
+def memory_phases(build_model, x: torch.Tensor, y: torch.Tensor, context: int, workspace: int, *,
+                  autocast: Callable = contextlib.nullcontext, optimizer: str = "reference",
+                  max_norm: float = 1.0) -> CudaMemory:
     """Allocator bytes at each phase; `build_model()` builds the model on x's device. `context` and
     `workspace` come from context_bytes / cublas_workspace_bytes, taken before any other CUDA work
     of the process (the workspace is allocated once, on the first matmul)."""
+    from validation.memtrack import make_optimizer
+
     device = x.device
     torch.cuda.synchronize(device)
     torch.cuda.empty_cache()
@@ -69,23 +76,27 @@ def memory_phases(build_model, x: torch.Tensor, y: torch.Tensor, context: int, w
     alloc = lambda: torch.cuda.memory_allocated(device) - base  # noqa: E731
     model = build_model()
     after_weights = alloc()
-    optimizer = AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
-    loss = cross_entropy(model(x), y)
+    opt = make_optimizer(model, optimizer)
+    with autocast():
+        logits = model(x)
+    loss = cross_entropy(logits, y)
+    del logits
     after_forward = alloc()
     loss.backward()
     del loss
     after_backward = alloc()
-    optimizer.step()
+    clip_gradients(model.parameters(), max_norm)
+    opt.step()
     after_step = alloc()
-    optimizer.zero_grad(set_to_none=False)
+    opt.zero_grad(set_to_none=True)
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
-    cross_entropy(model(x), y).backward()
-    optimizer.step()
+    loss, _ = training_step(model, opt, x, y, autocast=autocast, max_norm=max_norm)
+    del loss
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device) - base
     reserved = torch.cuda.max_memory_reserved(device)
-    del model, optimizer
+    del model, opt
     torch.cuda.empty_cache()
     return CudaMemory(context, workspace, after_weights, after_forward - after_weights,
                       after_backward - after_weights, after_step - after_backward, peak, reserved)

@@ -5,9 +5,13 @@
 --device meta|cpu|cuda (default: cuda if available, else cpu), --preset NAME plus the accounting
 CLI's override flags (--d-model, --ffn silu, --attention sdpa, --tie-embeddings, ...),
 --batch-size, --context-length (tokens per sequence; also the config's context_length),
---dtype float32|bfloat16, --steps (timed steps on cpu / cuda), --format table|markdown|json,
---out FILE (written atomically), --tokenizer [TEXT_FILE] (also measure a BPE trained on that text,
-default the project's stdlib corpus). Progress on stderr (tqdm). Bad input: one line, exit code 2.
+--dtype float32|bfloat16|bfloat16-pure (bfloat16: the trainer's autocast), --optimizer
+reference|foreach|fused and --activation-checkpointing (the training path of the memory timeline and
+the timed steps), --steps (timed steps on cpu / cuda), --format table|markdown|json, --out FILE
+(written atomically), --tokenizer [TEXT_FILE] (also measure a BPE trained on that text, default the
+project's stdlib corpus). Progress on stderr (tqdm). Bad input: one line, exit code 2. On cpu / cuda
+it refuses to start (one line, exit 2) when the step's predicted peak memory exceeds the memory the
+device has free, naming both and the largest batch that fits; --force runs anyway.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Sequence
 
 from accounting.atomic import atomic_write_text, check_writable
 from accounting.cli_support import OneLineArgumentParser, run_cli
-from accounting.conventions import TRAINING_DTYPES
+from accounting.conventions import ACTIVATION_DTYPES, OPTIMIZERS
 from accounting.flags import add_model_flags, model_config_from_args
 
 
@@ -33,7 +37,11 @@ def build_parser() -> OneLineArgumentParser:
     p.add_argument("--device", default=None,
                    help="meta | cpu | cuda[:n] (default: cuda if available, else cpu)")
     p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--dtype", choices=TRAINING_DTYPES, default="float32")
+    p.add_argument("--dtype", choices=ACTIVATION_DTYPES, default="float32",
+                   help="bfloat16: the trainer's autocast; bfloat16-pure: a model whose weights are bf16")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="reference")
+    p.add_argument("--activation-checkpointing", action="store_true")
+    p.add_argument("--force", action="store_true", help="run even when the predicted peak exceeds free memory")
     p.add_argument("--steps", type=int, default=3, help="timed training steps after a warm-up (cpu, cuda)")
     p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     p.add_argument("--out", default=None, help="write here (atomically) instead of stdout")
@@ -76,10 +84,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from validation.render import render
 
     cfg = model_config_from_args(args)
+    device = args.device or _default_device()
+    if not args.force:  # before anything is allocated; pure bf16 guarded as float32 (an upper bound)
+        from model.guard import guard_step
+
+        guard_step(cfg, args.batch_size, device, dtype="float32" if args.dtype == "bfloat16-pure" else args.dtype,
+                   optimizer=args.optimizer, checkpointing=args.activation_checkpointing,
+                   context_length=args.context_length)
     progress, close = _progress_bar(not args.no_progress)
     try:
-        result = measure(cfg, device=args.device or _default_device(), batch_size=args.batch_size,
+        result = measure(cfg, device=device, batch_size=args.batch_size,
                          context_length=args.context_length, dtype=args.dtype, steps=args.steps,
+                         optimizer=args.optimizer, checkpointing=args.activation_checkpointing,
                          progress=progress)
     finally:
         close()

@@ -23,27 +23,42 @@ NO_SYMBOLIC = "no symbolic counterpart (the accounting counts forward non-matmul
 ALLOCATOR_ROUNDING = "allocator rounding: every CUDA block is a multiple of 512 bytes"
 CUDA_CONTEXT = "CUDA context (driver, kernels' code): outside torch's allocator, measured once"
 CUBLAS_WORKSPACE = "cuBLAS workspace, allocated on the first matmul and kept"
-TEMPORARIES = ("temporaries alive at the peak (gradients of the (B,T,V) logits in the loss "
-               "backward, softmax backward buffers) are not activations")
-LOGITS_UPCAST = "the loss upcasts bf16 logits to a float32 copy (B,T,V)"
+CHECKPOINT_FORWARD = ("activation checkpointing: the timeline keeps a checkpointed block's tensors to "
+                      "the block's end; torch frees each at its last use (the timeline's forward "
+                      "is an upper bound by the difference shown)")
+META_SDPA_MEMORY = ("the meta device runs sdpa as torch's math decomposition (float32 q, k, v, "
+                    "scores and softmax), whose tensors are not the fused kernel's the timeline counts")
+MEMTRACKER_ROUNDING = "MemTracker on CUDA rounds every storage up to the caching allocator's 512-byte block"
+CUDA_RESIDUALS = ("max_memory_allocated beside the timeline's peak plus the measured residuals (cuBLAS "
+                  "workspace, 512-byte rounding); what remains is workspace inside kernels (fused "
+                  "attention, fused AdamW) and the allocator's block splitting")
 UNEXPLAINED = "unexplained difference"
 
 
 @dataclass(frozen=True)
 class RunContext:
-    """What ran: device type ("meta" | "cpu" | "cuda"), the attention variant, the dtype, whether
-    dropout was on."""
+    """What ran: device type ("meta" | "cpu" | "cuda"), the attention variant, the dtype, the
+    AdamW implementation, whether blocks were checkpointed, whether dropout was on."""
 
     device: str
     attention: str
     dtype: str = "float32"
+    optimizer: str = "reference"
+    checkpointing: bool = False
     dropout: bool = False
 
     @property
+    def fake(self) -> bool:
+        """Autocast on "meta" runs on fake CPU tensors (validation.run.placement)."""
+        return self.device == "meta" and self.dtype == "bfloat16"
+
+    @property
     def sdpa_backend(self) -> str:
-        """accounting's sdpa_backend for the saved tensors: "math" on meta and on CPU with dropout
-        (torch's CPU flash kernel has none, so torch falls back to the math path), else "fused"."""
-        math_path = self.device == "meta" or (self.device == "cpu" and self.dropout)
+        """accounting's sdpa_backend for the saved tensors: "math" on meta (not its fake CPU
+        tensors) and on CPU with dropout (torch's CPU flash kernel has none, so torch falls back to
+        the math path), else "fused"."""
+        cpu = self.device == "cpu" or self.fake
+        math_path = (self.device == "meta" and not self.fake) or (cpu and self.dropout)
         return "math" if math_path else "fused"
 
     @property
@@ -62,6 +77,8 @@ def reason_for(quantity: str, component: str, ctx: RunContext, symbolic, measure
     if (quantity == "non-matmul forward FLOPs" and ctx.sdpa_backend == "math"
             and ctx.attention == "sdpa" and component in ("layers.attn", "total")):
         return META_SDPA_MATH
+    if quantity == "memory timeline":
+        return timeline_reason(component, ctx)
     if quantity == "activations (textbook)":
         return TEXTBOOK
     if quantity.startswith("activations") and ctx.device == "cuda" and ctx.attention == "sdpa":
@@ -69,6 +86,20 @@ def reason_for(quantity: str, component: str, ctx: RunContext, symbolic, measure
     if quantity.startswith("CUDA memory"):
         return cuda_memory_reason(component, ctx)
     return UNEXPLAINED
+
+
+def timeline_reason(component: str, ctx: RunContext) -> str:
+    """Reasons MemTracker's live bytes differ from accounting.timeline's, per row."""
+    parts = []
+    if ctx.checkpointing and component in ("forward peak", "peak"):
+        parts.append(CHECKPOINT_FORWARD)
+    if ctx.device == "meta" and ctx.attention == "sdpa" and not ctx.fake:
+        parts.append(META_SDPA_MEMORY)
+    if ctx.device == "cuda":
+        parts.append(MEMTRACKER_ROUNDING)
+        if ctx.attention == "sdpa":
+            parts.append(CUDA_SDPA_SAVED)
+    return "; ".join(parts) or UNEXPLAINED
 
 
 def cuda_memory_reason(component: str, ctx: RunContext) -> str:
@@ -80,11 +111,8 @@ def cuda_memory_reason(component: str, ctx: RunContext) -> str:
         if ctx.attention == "sdpa":
             parts.append(CUDA_SDPA_SAVED)
         return "; ".join(parts)
-    if component == "peak":
-        parts = [TEMPORARIES, CUBLAS_WORKSPACE, ALLOCATOR_ROUNDING]
-        if ctx.dtype == "bfloat16":
-            parts.insert(1, LOGITS_UPCAST)
-        return "; ".join(parts)
+    if component in ("peak", "peak, timeline + residuals"):
+        return CUDA_RESIDUALS
     if component == "reserved":
         return "the caching allocator reserves whole segments (2 MiB / 20 MiB) and keeps freed blocks"
     return UNEXPLAINED

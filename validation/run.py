@@ -4,12 +4,18 @@ them beside the accounting.
 
 On the meta device nothing is allocated (shapes only), so GPT-2 XL is measured in seconds; torch
 runs sdpa there as its math decomposition (float32 q, k, v and softmax output are saved).
+
+Dtypes (DTYPES): "float32"; "bfloat16", the trainer's mixed precision: a float32 model run under
+torch.autocast(bfloat16) (autocast has no meta backend, so on "meta" the run uses fake CPU tensors,
+torch's FakeTensorMode: shapes only, autocast's casts and torch's CPU kernels, sdpa included);
+"bfloat16-pure", a model whose parameters are bf16 and that runs without autocast.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -19,10 +25,42 @@ from model.loss import cross_entropy
 from model.optim import AdamW
 from model.transformer import TransformerLM
 from validation.attribution import Attribution, component_name
-from validation.counters import EXTRA_FLOP_FORMULAS, DispatchCounter, saved_bytes_by_component, storage_key
+from validation.counters import (
+    EXTRA_FLOP_FORMULAS, DispatchCounter, WeightCasts, saved_bytes_by_component, storage_key,
+)
 
 Progress = Callable[[str, float], None]
-TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+MODEL_DTYPES = {"float32": torch.float32, "bfloat16": torch.float32, "bfloat16-pure": torch.bfloat16}
+"""The parameters' dtype of each run dtype (bfloat16 = float32 master weights under autocast)."""
+DTYPES = tuple(MODEL_DTYPES)
+TORCH_DTYPES = MODEL_DTYPES  # the name callers used before "bfloat16" meant autocast
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a run's tensors live: `device` ("cpu" for fake tensors), `fake` (FakeTensorMode), and
+    the run dtype (`autocast()` opens its autocast region, a no-op unless dtype is "bfloat16")."""
+
+    device: str
+    fake: bool
+    dtype: str
+
+    def autocast(self):
+        if self.dtype != "bfloat16":
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16)
+
+
+@contextlib.contextmanager
+def placement(device: str, dtype: str) -> Iterator[Placement]:
+    """The run's placement; for autocast on the meta device, a FakeTensorMode with CPU tensors."""
+    if torch.device(device).type == "meta" and dtype == "bfloat16":
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            yield Placement("cpu", True, dtype)
+        return
+    yield Placement(device, False, dtype)
 
 
 @dataclass
@@ -42,6 +80,7 @@ class RawCounts:
     adamw_state_bytes: int
     adamw_step_flops: int
     adamw_step_matmul_flops: int
+    weight_copy_bytes: int = 0      # autocast's bf16 copies of parameters that autograd saved
     extra: dict[str, float] = field(default_factory=dict)
 
 
@@ -60,30 +99,51 @@ def _unique_nbytes(tensors) -> int:
     return sum(seen.values())
 
 
-def build(cfg, device: str, dtype: str) -> TransformerLM:
+def build(cfg, device: str | Placement, dtype: str | None = None,
+          checkpointing: bool = False) -> TransformerLM:
+    """The model for a placement (or a device and a run dtype)."""
+    where = device if isinstance(device, Placement) else Placement(device, False, dtype or "float32")
     torch.manual_seed(0)
-    return TransformerLM(cfg, device=device, dtype=TORCH_DTYPES[dtype])
+    if where.fake:  # shapes only: build on meta (no init, outside the fake mode), then fake CPU
+        from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+        with unset_fake_temporarily():
+            model = TransformerLM(cfg, device="meta", dtype=MODEL_DTYPES[where.dtype],
+                                              activation_checkpointing=checkpointing)
+        return model.to_empty(device="cpu")
+    return TransformerLM(cfg, device=where.device, dtype=MODEL_DTYPES[where.dtype],
+                                     activation_checkpointing=checkpointing)
 
 
-def batch(cfg, batch_size: int, context_length: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+def batch(cfg, batch_size: int, context_length: int, device: str | Placement
+          ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random token ids and targets, (B, T) int64 each (separate contiguous tensors)."""
-    g = None if device == "meta" else torch.Generator(device="cpu").manual_seed(0)
+    fake = isinstance(device, Placement) and device.fake
+    device = device.device if isinstance(device, Placement) else device
+    g = None if device == "meta" or fake else torch.Generator(device="cpu").manual_seed(0)
     x = torch.randint(0, cfg.vocab_size, (batch_size, context_length), generator=g)
     y = torch.randint(0, cfg.vocab_size, (batch_size, context_length), generator=g)
     return x.to(device), y.to(device)
 
 
 def instrumented_step(model: TransformerLM, x: torch.Tensor, y: torch.Tensor,
-                      progress: Progress = lambda phase, done: None) -> RawCounts:
-    """Forward + loss, backward and one AdamW step with every instrument attached."""
+                      progress: Progress = lambda phase, done: None,
+                      autocast: Callable = contextlib.nullcontext) -> RawCounts:
+    """Forward (under `autocast()`) + loss, backward and one AdamW step with every instrument
+    attached. The bf16 copies autocast makes of the weights are not activations: their saved
+    bytes are `weight_copy_bytes`."""
     params = list(model.parameters())
     attribution = Attribution(model)
     counter = DispatchCounter(attribution)
     flop_counter = FlopCounterMode(display=False, custom_mapping=dict(EXTRA_FLOP_FORMULAS))
+    casts, copies = WeightCasts(params), {}
     progress("forward", 0.1)
-    with attribution.tracking(), flop_counter, counter:
-        with saved_bytes_by_component(attribution, params) as saved:
-            loss = cross_entropy(model(x), y)
+    with attribution.tracking(), flop_counter, counter, casts:
+        with saved_bytes_by_component(attribution, params, casts.keys, copies) as saved:
+            with autocast():
+                logits = model(x)
+            loss = cross_entropy(logits, y)
+            del logits
         fc_forward = flop_counter.get_total_flops()
         progress("backward", 0.3)
         counter.phase = "backward"
@@ -112,4 +172,5 @@ def instrumented_step(model: TransformerLM, x: torch.Tensor, y: torch.Tensor,
         adamw_state_bytes=_unique_nbytes(state),
         adamw_step_flops=sum(step_counter.nonmatmul["optimizer"].values()),
         adamw_step_matmul_flops=sum(step_counter.matmul["optimizer"].values()),
+        weight_copy_bytes=sum(copies.values()),
     )

@@ -1,22 +1,24 @@
 """Wall-clock training steps (CPU and CUDA), throughput, MFU, and the hardware description.
 
-A timed step is forward + loss + backward + AdamW step + zero_grad, with no instrument attached,
-after one untimed warm-up step. On CUDA each step is timed with CUDA events; on CPU with
-time.perf_counter. Model FLOPs for throughput and MFU are accounting.train_step_flops (forward +
+A timed step is model.trainer.training_step (forward + loss + backward + clip + AdamW step +
+zero_grad, the trainer's loop), with no instrument attached, after one untimed warm-up step. On
+CUDA each step is timed with CUDA events; on CPU with time.perf_counter. Model FLOPs for throughput and MFU are accounting.train_step_flops (forward +
 backward matmuls, no sdpa recompute, no optimizer), PaLM's definition.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 
 import torch
 
-from model.loss import cross_entropy
-from model.optim import AdamW
+from model.trainer import training_step
+
 
 def mfu(model_flops_per_step: int, seconds_per_step: float, peak_flops_per_s: float) -> float:
     """Model FLOPs utilization = (model FLOPs / step time) / peak FLOP/s."""
@@ -30,30 +32,32 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _step(model, optimizer, x, y) -> None:
-    cross_entropy(model(x), y).backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+def _step(model, optimizer, x, y, autocast) -> None:
+    loss, _ = training_step(model, optimizer, x, y, autocast=autocast, max_norm=1.0)
+    del loss
 
 
-def time_steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> list[float]:
+def time_steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, *,
+               autocast: Callable = contextlib.nullcontext, optimizer: str = "reference") -> list[float]:
     """Seconds of each of `steps` timed training steps (after one warm-up step)."""
+    from validation.memtrack import make_optimizer
+
     device = x.device
-    optimizer = AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
-    _step(model, optimizer, x, y)  # warm-up: kernels chosen, allocator and AdamW state populated
+    opt = make_optimizer(model, optimizer)
+    _step(model, opt, x, y, autocast)  # warm-up: kernels chosen, allocator and AdamW state populated
     _sync(device)
     times = []
     for _ in range(steps):
         if device.type == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            _step(model, optimizer, x, y)
+            _step(model, opt, x, y, autocast)
             end.record()
             end.synchronize()
             times.append(start.elapsed_time(end) / 1e3)  # ms -> s
         else:
             t0 = time.perf_counter()
-            _step(model, optimizer, x, y)
+            _step(model, opt, x, y, autocast)
             times.append(time.perf_counter() - t0)
     return times
 

@@ -1,8 +1,8 @@
 """`batch-size`: batch sizes from 1 up to the largest that fits, at a fixed token budget.
 
 "Fits" is accounting's answer: `accounting.largest_batch_size(cfg, budget)` solves the peak
-training memory (weights + gradients + AdamW state + activations saved for backward, the
-"implementation" convention, in the run's dtype) <= budget for the batch size. The budget is
+training memory (the maximum of the step's memory timeline, accounting.timeline, in the run's
+dtype) <= budget for the batch size. The budget is
 `memory_budget_bytes` if given, else the free memory of the CUDA device (torch.cuda.mem_get_info;
 the largest batch is then checked by running one training step, stepping down 10% at a time on
 out-of-memory), else the available host memory (psutil) on CPU. The grid is 1, 2, 4, ... below

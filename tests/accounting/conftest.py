@@ -13,25 +13,31 @@ VARIANT_GRID = list(itertools.product(("rmsnorm", "none"), ("pre", "post"), ("ro
                                       ("swiglu", "silu"), (False, True), ("naive", "sdpa")))
 
 
-def saved_bytes(cfg, batch_size: int, context_length: int, dtype, sdpa_math: bool = False) -> int:
+def saved_bytes(cfg, batch_size: int, context_length: int, dtype: str = "float32",
+                sdpa_math: bool = False) -> int:
     """Bytes saved for backward by the real model + loss, deduplicated by storage, no parameters
-    (validation's saved-tensor instrument). `sdpa_math` forces torch's math sdpa kernel (the one
-    the meta device runs)."""
+    and no bf16 copies of them (validation's saved-tensor instrument). `dtype`: "float32";
+    "bfloat16", the trainer's autocast over a float32 model; "bfloat16-pure", a bf16 model.
+    `sdpa_math` forces torch's math sdpa kernel (the one the meta device runs)."""
     import contextlib
 
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from model.loss import cross_entropy
     from model.transformer import TransformerLM
-    from validation.counters import saved_bytes_by_component
+    from validation.counters import WeightCasts, saved_bytes_by_component
 
     torch.manual_seed(0)
-    model = TransformerLM(cfg, dtype=dtype)
+    model = TransformerLM(cfg, dtype=torch.bfloat16 if dtype == "bfloat16-pure" else None)
     x = torch.randint(0, cfg.vocab_size, (batch_size, context_length))
     y = torch.randint(0, cfg.vocab_size, (batch_size, context_length))
     backend = sdpa_kernel(SDPBackend.MATH) if sdpa_math else contextlib.nullcontext()
-    with backend, saved_bytes_by_component(None, list(model.parameters())) as saved:
-        loss = cross_entropy(model(x), y)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+    params = list(model.parameters())
+    with backend, WeightCasts(params) as casts, saved_bytes_by_component(None, params, casts.keys) as saved:
+        with autocast:
+            logits = model(x)
+        loss = cross_entropy(logits, y)
     del loss
     return sum(saved.values())
 

@@ -42,6 +42,27 @@ def test_json_schema_sections_and_exact_ints():
     assert lm["formula"] == "V d" and lm["value"] == 50257 * 1600
 
 
+def test_json_timeline_section_and_peak():
+    """Schema 2: the peak is the timeline's maximum, memory.components its composition, and the
+    timeline section lists every event with bytes per category."""
+    from accounting import SCHEMA_VERSION, peak_memory_bytes
+    from accounting.timeline import CATEGORIES
+
+    cfg = get_preset("tinystories")
+    data = json.loads(render(build_report(cfg, batch_size=4, context_length=128, dtype="bfloat16"), "json"))
+    assert data["schema_version"] == SCHEMA_VERSION == 2
+    tl, mem = data["timeline"], data["memory"]
+    assert tl["categories"] == list(CATEGORIES) and tl["optimizer"] == "reference"
+    assert all(sum(e["bytes"].values()) == e["total"] and set(e["bytes"]) == set(CATEGORIES) for e in tl["events"])
+    peak = max(tl["events"], key=lambda e: e["total"])
+    assert tl["peak"]["total"] == peak["total"] == mem["peak"] == mem["total"] == peak_memory_bytes(cfg, 4, 128, "bfloat16")
+    names = [c["name"] for c in mem["components"]]
+    assert names == ["weights", "buffers", "weights_bf16_copy", "gradients", "optimizer_state", "activations",
+                     "transients"]
+    assert mem["largest_batch"]["event"] and [p["phase"] for p in tl["phase_peaks"]] == [
+        "forward", "loss", "backward", "clip", "optimizer", "zero_grad"]
+
+
 def test_report_dict_round_trips_through_json():
     report = build_report(get_preset("tinystories"), batch_size=4, context_length=128)
     d = report_to_dict(report)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 import accounting as acc
 from accounting.render_json import latex
 from accounting.parameters import total_parameters_formula
@@ -127,11 +129,20 @@ def test_memory_view_largest_batch_and_toggles(ui):
     assert any(f"**B = {fused.batch_size:,}**" in m.value for m in at.markdown)
     at.toggle(key="w_mem_checkpointing").set_value(True).run()
     assert at.query_params["checkpointing"] == "1"
-    ckpt = cfg.replace(attention="sdpa")
-    fixed = acc.peak_memory_bytes(ckpt, 1) - acc.activation_bytes(ckpt, 1)
-    per = acc.checkpointed_activation_bytes(ckpt, 2) - acc.checkpointed_activation_bytes(ckpt, 1)
-    zero = acc.checkpointed_activation_bytes(ckpt, 1) - per
-    assert any(f"**B = {(budget - fixed - zero) // per:,}**" in m.value for m in at.markdown)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 15: the peak is the memory timeline's maximum, whose transients grow with B; the "
+    "memory view still stacks static components (memory_rows at B = 1, 2 + checkpointed "
+    "activations) and shows another batch until the explorer draws accounting.memory_timeline "
+    "(the explorer's own refactor); remove this mark then"))
+def test_memory_view_checkpointing_shows_the_timelines_largest_batch(ui):
+    at = ui.open(view="memory", preset="gpt2-medium", context_length="2048", attention="sdpa",
+                 checkpointing="1")
+    ui.clean(at)
+    cfg = acc.get_preset("gpt2-medium").replace(context_length=2048, attention="sdpa")
+    fit = acc.largest_batch_size(cfg, acc.get_gpu("H100-SXM").memory_bytes, checkpointing=True)
+    assert any(f"**B = {fit.batch_size:,}**" in m.value for m in at.markdown)
 
 
 def test_formulas_are_sympy_latex(ui):

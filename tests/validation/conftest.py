@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 EXACT = ("parameters", "forward matmul FLOPs", "backward matmul FLOPs", "activations (implementation)",
-         "weights", "gradients", "AdamW state", "AdamW step FLOPs")
+         "weights", "weights bf16 copy", "gradients", "AdamW state", "AdamW step FLOPs", "memory timeline")
 """Quantities whose measured value must equal the symbolic one, integer for integer."""
 
 
