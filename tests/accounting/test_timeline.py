@@ -129,7 +129,7 @@ def test_issue_autocast_activations_and_working_copy():
     assert sum(copies.values()) == 2 * matmul == tl.phase_end("loss").bytes["weights_bf16_copy"] == 855_552
 
 
-@pytest.mark.parametrize("cfg", [get_preset("gpt2-small"), tiny(norm="none", tie_embeddings=True),
+@pytest.mark.parametrize("cfg", [get_preset("cs336-gpt2-small"), tiny(norm="none", tie_embeddings=True),
                                  tiny(norm_position="post", attention="sdpa", positions="none")], ids=str)
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_categories_agree_with_the_other_formulas(cfg, dtype):
@@ -159,7 +159,7 @@ def test_categories_agree_with_the_other_formulas(cfg, dtype):
 def test_largest_batch_is_the_search_answer(dtype, optimizer, checkpointing):
     """The peak is the maximum of lines in B, so B = min over events of floor((budget - a) / b);
     checked against the largest B a search finds with the peak itself."""
-    cfg = get_preset("gpt2-small").replace(num_layers=4)
+    cfg = get_preset("cs336-gpt2-small").replace(num_layers=4)
     kw = dict(dtype=dtype, optimizer=optimizer, checkpointing=checkpointing)
     peaks = [timeline_peak_bytes(cfg, b, 256, **kw) for b in range(1, 202)]
     assert peaks == sorted(peaks)

@@ -137,10 +137,10 @@ def test_memory_view_largest_batch_and_toggles(ui):
     "activations) and shows another batch until the explorer draws accounting.memory_timeline "
     "(the explorer's own refactor); remove this mark then"))
 def test_memory_view_checkpointing_shows_the_timelines_largest_batch(ui):
-    at = ui.open(view="memory", preset="gpt2-medium", context_length="2048", attention="sdpa",
+    at = ui.open(view="memory", preset="cs336-gpt2-medium", context_length="2048", attention="sdpa",
                  checkpointing="1")
     ui.clean(at)
-    cfg = acc.get_preset("gpt2-medium").replace(context_length=2048, attention="sdpa")
+    cfg = acc.get_preset("cs336-gpt2-medium").replace(context_length=2048, attention="sdpa")
     fit = acc.largest_batch_size(cfg, acc.get_gpu("H100-SXM").memory_bytes, checkpointing=True)
     assert any(f"**B = {fit.batch_size:,}**" in m.value for m in at.markdown)
 

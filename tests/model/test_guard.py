@@ -77,7 +77,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_huge_configs_refuse_instantly_in_a_subprocess(tmp_path):
     """GPT-2 XL at B=64 needs more than a terabyte: refused before any allocation on any machine."""
     out = tmp_path / "m.json"
-    done = _cli("-m", "validation.measure", "--device", "cpu", "--preset", "gpt2-xl", "--batch-size", "64",
+    done = _cli("-m", "validation.measure", "--device", "cpu", "--preset", "cs336-gpt2-xl", "--batch-size", "64",
                 "--no-progress", "--format", "json", "--out", str(out))
     assert done.returncode == 2 and not done.stdout and not out.exists()
     lines = done.stderr.strip().splitlines()
@@ -86,7 +86,7 @@ def test_huge_configs_refuse_instantly_in_a_subprocess(tmp_path):
     data = tmp_path / "ids.npy"
     np.save(data, np.arange(5000, dtype=np.uint16) % 1000)
     run = tmp_path / "run"
-    done = _cli("-m", "model.train", "--train-data", str(data), "--preset", "gpt2-xl", "--batch-size", "64",
+    done = _cli("-m", "model.train", "--train-data", str(data), "--preset", "cs336-gpt2-xl", "--batch-size", "64",
                 "--out", str(run), "--no-progress")
     assert done.returncode == 2 and not done.stdout and not run.exists()
     lines = done.stderr.strip().splitlines()

@@ -114,7 +114,7 @@ def test_cuda_peak_with_measured_residuals_within_3_percent():
     from validation.cuda import CudaMemory
     from validation.device_rows import cuda_memory_rows
 
-    cfg, B, T = get_preset("gpt2-small"), 4, 512
+    cfg, B, T = get_preset("cs336-gpt2-small"), 4, 512
     timeline_peak = memory_timeline(cfg, B, T).peak_bytes
     rounding = 3 << 20                       # what MemTracker's 512-byte blocks add at the peak
     workspace_in_kernels = 40 << 20          # what the allocator saw and no tracker did
