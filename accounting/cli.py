@@ -6,6 +6,8 @@ report:  --preset NAME plus an override flag per ModelConfig field (--d-model, -
          --format table|markdown|json|latex, --out FILE (written atomically).
 compare: --presets a,b,c and/or --context-lengths 1024,4096: forward FLOP shares and the context
          length where attention overtakes the FFN.
+conventions: the published answers to CS336's accounting problem, each from the convention that
+         yields it, beside this project's answer and what the real model measures.
 Bad input: one line on stderr, exit code 2 (accounting.cli_support.run_cli).
 """
 
@@ -17,10 +19,11 @@ from collections.abc import Sequence
 
 from accounting.atomic import atomic_write_text, check_writable
 from accounting.cli_support import OneLineArgumentParser
-from accounting.conventions import TRAINING_DTYPES
+from accounting.conventions import ACTIVATION_CONVENTIONS, OPTIMIZERS, TRAINING_DTYPES
 from accounting.errors import UserError
 from accounting.flags import add_model_flags, flag_type, model_config_from_args
 from accounting.format import parse_bytes
+from accounting.published import SEEDS_PRESET
 
 
 def _int_list(text: str) -> list[int]:
@@ -40,6 +43,13 @@ def build_parser() -> OneLineArgumentParser:
     add_model_flags(rep)
     rep.add_argument("--batch-size", type=int, default=1)
     rep.add_argument("--dtype", choices=TRAINING_DTYPES, default="float32")
+    rep.add_argument("--optimizer", choices=OPTIMIZERS, default="reference",
+                     help="the AdamW implementation whose temporaries the memory timeline replays")
+    rep.add_argument("--activation-checkpointing", action="store_true",
+                     help="per-block checkpointing in the memory timeline")
+    rep.add_argument("--activations", choices=ACTIVATION_CONVENTIONS, default="implementation",
+                     help="convention of the peak and largest batch: implementation (the step's "
+                          "timeline) or textbook (CS336's list, summed)")
     rep.add_argument("--gpu", default=None, help="GPU name from the table (default H100-SXM)")
     rep.add_argument("--peak-flops", type=float, default=None, help="peak FLOP/s (overrides the GPU's)")
     rep.add_argument("--memory-budget", type=flag_type(parse_bytes), default=None,
@@ -48,6 +58,16 @@ def build_parser() -> OneLineArgumentParser:
     rep.add_argument("--steps", type=int, default=10_000)
     rep.add_argument("--format", choices=("table", "markdown", "json", "latex"), default="table")
     rep.add_argument("--out", default=None, help="write here (atomically) instead of stdout")
+    conv = sub.add_parser("conventions", help="the published CS336 answers, each from its convention, "
+                          "beside this project's and the real model's")
+    conv.add_argument("--preset", default=SEEDS_PRESET,
+                      help=f"the config (default {SEEDS_PRESET}, the one the published answers are for)")
+    conv.add_argument("--context-length", type=int, default=None)
+    conv.add_argument("--measured", default=None, metavar="MEASUREMENT_JSON",
+                      help="a `python -m validation.measure --format json` result of this config "
+                           "(default: the committed one, if there is)")
+    conv.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    conv.add_argument("--out", default=None)
     cmp_ = sub.add_parser("compare", help="FLOP shares across model sizes / context lengths")
     add_model_flags(cmp_)
     cmp_.add_argument("--presets", default=None, help="comma-separated preset names")
@@ -77,8 +97,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"--steps must be positive, got {args.steps}")
         report = build_report(cfg, batch_size=args.batch_size, dtype=args.dtype, gpu=args.gpu,
                               mfu=args.mfu, steps=args.steps, memory_budget_bytes=args.memory_budget,
-                              peak_flops_per_s=args.peak_flops)
+                              peak_flops_per_s=args.peak_flops, optimizer=args.optimizer,
+                              checkpointing=args.activation_checkpointing,
+                              activations=args.activations)
         _emit(render(report, args.format), args.out)
+        return 0
+    if args.command == "conventions":
+        from accounting.published_render import run_conventions
+
+        _emit(run_conventions(args), args.out)
         return 0
     from accounting.compare_render import run_compare
 

@@ -6,6 +6,7 @@ LaTeX) lives in accounting.render. Integer counts are exact Python ints.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from accounting.activations import (
@@ -149,11 +150,12 @@ def _resolve_gpu(gpu: str | GPU | None, peak_flops_per_s: float | None,
 
 
 def _fit(cfg: ModelConfig, budget: int, t: int, dtype: str, explicit: bool, optimizer: str,
-         checkpointing: bool) -> BatchFit | None:
-    """The largest batch; a user-given budget below the fixed memory is an error (ValueError), a
+         checkpointing: bool, convention: str) -> BatchFit | None:
+    """The largest batch; a user-given budget below the fixed memory is an error (UserError), a
     GPU's memory below it just means nothing fits (None)."""
     try:
-        return largest_batch_size(cfg, budget, t, dtype, optimizer=optimizer, checkpointing=checkpointing)
+        return largest_batch_size(cfg, budget, t, dtype, convention, optimizer=optimizer,
+                                  checkpointing=checkpointing)
     except ValueError:
         if explicit:
             raise
@@ -164,24 +166,28 @@ def build_report(cfg: ModelConfig, *, batch_size: int, context_length: int | Non
                  dtype: str = "float32", gpu: str | GPU | None = None, mfu: float = 0.5,
                  steps: int = DEFAULT_STEPS, memory_budget_bytes: int | None = None,
                  peak_flops_per_s: float | None = None, optimizer: str = "reference",
-                 checkpointing: bool = False) -> Report:
+                 checkpointing: bool = False, activations: str = "implementation") -> Report:
     """The full report. `gpu` (name in GPUS, a GPU, or None = H100-SXM) gives the peak FLOP/s for
     `dtype` and the memory budget unless `peak_flops_per_s` / `memory_budget_bytes` are given.
     `optimizer` ("reference" | "foreach" | "fused") and `checkpointing` pick the training path
-    whose memory timeline gives the peak."""
+    whose memory timeline gives the peak. `activations` is the convention of the peak and the
+    largest batch: "implementation" (the timeline's maximum) or "textbook" (CS336's list, the
+    static sum of weights, gradients, AdamW state and those activations); both conventions'
+    activation tables are in the report either way."""
     if dtype not in TRAINING_DTYPES:
         raise UserError(f"dtype must be one of {', '.join(TRAINING_DTYPES)}, got {dtype!r}")
     t = cfg.context_length if context_length is None else context_length
     values(cfg, batch_size, t)  # validates the sizes
     device, budget = _resolve_gpu(gpu, peak_flops_per_s, memory_budget_bytes)
     peak = device.peak(dtype)
-    mem_rows = memory_rows(cfg, batch_size, t, dtype, optimizer=optimizer, checkpointing=checkpointing)
+    mem_rows = memory_rows(cfg, batch_size, t, dtype, activations, optimizer=optimizer,
+                           checkpointing=checkpointing)
     memory = MemorySection(
         mem_rows, total(mem_rows),
         {c: activation_rows(cfg, batch_size, t, c, dtype) for c in ("implementation", "textbook")},
         checkpointed_activation_bytes(cfg, batch_size, t, dtype=dtype),
         checkpoint_recompute_flops(cfg, batch_size, t), budget,
-        _fit(cfg, budget, t, dtype, memory_budget_bytes is not None, optimizer, checkpointing),
+        _fit(cfg, budget, t, dtype, memory_budget_bytes is not None, optimizer, checkpointing, activations),
         memory_timeline(cfg, batch_size, t, dtype, optimizer, checkpointing),
     )
     params = _parameters(cfg)
@@ -194,4 +200,5 @@ def build_report(cfg: ModelConfig, *, batch_size: int, context_length: int | Non
     tokens = steps * batch_size * t
     training = TrainingSection(device.name, peak, mfu, steps, tokens, seconds, tokens / seconds,
                                chinchilla_tokens(params.total))
-    return Report(cfg, batch_size, t, dtype, params, flops, memory, optimizer, training)
+    return Report(cfg, batch_size, t, dtype, params, flops, memory, optimizer, training,
+                  dataclasses.replace(DEFAULT_CONVENTIONS, activation=activations))

@@ -84,3 +84,40 @@ def render(report: acc.Report, settings: Settings) -> None:
         st.latex(source)
         with st.expander("LaTeX source (copy)"):
             st.code(source, language="latex")
+    _published_answers(settings)
+
+
+def _published_answers(settings: Settings) -> None:
+    """CS336's published answers, each from the convention that yields it, beside ours and the
+    real model's (the committed meta measurement), for the sidebar's config."""
+    from accounting.published import SEEDS_PRESET, measured_answers, published_answers
+
+    st.subheader("Why published answers differ (CS336 adamwAccounting)")
+    try:
+        cfg = settings.config()
+    except ValueError:
+        return
+    seeds = settings.preset == SEEDS_PRESET and not settings.overrides
+    answers = published_answers(cfg, settings.step_context, published=seeds)
+    measured = measured_answers(_committed_measurement(settings.preset) if seeds else {})
+    st.caption(("The published values are for CS336's GPT-2 XL; " if seeds else
+                f"The published values are for {SEEDS_PRESET} (pick it to compare); ")
+               + "each convention below is computed for this config.")
+    st.dataframe([{
+        "question": a.question, "convention": a.convention, "answer": a.answer, "exact": a.value,
+        "published": a.published, "reproduced": a.reproduces,
+        "the real model": measured.get(a.question, "") if a.ours else ""} for a in answers],
+        hide_index=True, width="stretch")
+
+
+@st.cache_data(show_spinner=False)
+def _committed_measurement(preset: str) -> dict:
+    import validation
+
+    wanted = acc.get_preset(preset)
+    for m in validation.load_results():
+        s = m.settings or {}
+        if (s.get("device") == "meta" and s.get("batch_size") == 1 and s.get("dtype") == "float32"
+                and acc.ModelConfig.from_dict(m.config or {}) == wanted):
+            return m.to_dict()
+    return {}
