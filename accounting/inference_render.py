@@ -141,7 +141,8 @@ def _optional(value, fmt) -> str:
 
 def _request_table(r: InferenceReport) -> Table:
     cfg, req, dt = r.config, r.request, r.dtype
-    weights = f"{dt.name} ({dt.weight_bits} bits per parameter" + (", weight-only what-if" if dt.what_if else "") + ")"
+    what_if = ", weight-only what-if" if dt.what_if else ""
+    weights = f"{dt.name} ({dt.weight_bits} bits per parameter{what_if})"
     return Table("Request", ("quantity", "value"), [
         ("model", f"V={cfg.vocab_size:,} L={cfg.num_layers} d={cfg.d_model} h={cfg.num_heads} "
                   f"h_kv={cfg.kv_heads} d_ff={cfg.d_ff} context_length={cfg.context_length:,} "
@@ -165,7 +166,8 @@ def _memory_table(r: InferenceReport) -> Table:
         ("KV cache", _both(r.kv_cache_bytes.value), r.kv_cache_bytes.formula),
         ("KV cache per token (one sequence)", _both(r.kv_bytes_per_token.value), r.kv_bytes_per_token.formula),
         ("serving memory", f"{_both(cap.memory_bytes)}{'' if fits else ' - exceeds the budget'}", "W + KV"),
-        ("largest batch", _optional(r.largest_batch, lambda b: f"{b:,} sequences of {req.sequence_tokens:,} tokens"),
+        ("largest batch",
+         _optional(r.largest_batch, lambda b: f"{b:,} sequences of {req.sequence_tokens:,} tokens"),
          "floor((M - W) / (S KV_token))"),
         ("largest context", _optional(r.largest_context, lambda s: f"{s:,} tokens at B = {req.batch_size:,} "
                                       f"(memory only; context_length {r.config.context_length:,})"),
@@ -211,7 +213,8 @@ def _time_table(r: InferenceReport) -> Table:
 def _components(title: str, rows: list[Row]) -> Table:
     whole = sum(x.value for x in rows)
     body = [(x.name, fmt_int(x.value), fmt_flops(x.value), fmt_share(x.value / whole), x.formula) for x in rows]
-    body.append(("total", fmt_int(whole), fmt_flops(whole), "100.0%", sp.expand(sp.Add(*(x.formula for x in rows)))))
+    whole_formula = sp.expand(sp.Add(*(x.formula for x in rows)))
+    body.append(("total", fmt_int(whole), fmt_flops(whole), "100.0%", whole_formula))
     return Table(title, ("component", "exact", "readable", "share", "formula"), body)
 
 

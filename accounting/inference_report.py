@@ -238,9 +238,9 @@ def build_inference_report(cfg: ModelConfig, *, batch_size: int, prompt_tokens: 
     decode = PhaseBound("decode", rows_at(decode_flop_terms(cfg), decode_subs, "flops"),
                         rows_at(decode_byte_terms(cfg, dt), decode_subs, "bytes"), peak, bandwidth)
     return InferenceReport(
-        cfg, req, dt, device.name if peak_flops_per_s is None else f"{device.name} (peak overridden)",
-        device.source if peak_flops_per_s is None else "user-given",
-        device.bandwidth_source if hbm_bytes_per_s is None else "user-given",
+        cfg, req, dt, device.name,
+        device.source if peak_flops_per_s is None else "peak FLOP/s user-given",
+        device.bandwidth_source if hbm_bytes_per_s is None else "HBM bandwidth user-given",
         weights, kv, per_token, prefill, decode,
         _time_per_output_token(cfg, dt, req, peak, bandwidth),
         ServingCapacity(budget, weights.value, per_token.value, kv.value))

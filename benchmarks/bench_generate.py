@@ -131,8 +131,8 @@ def _mean_decode_bytes(cfg, args) -> float:
     from accounting.inference import decode_byte_rows
 
     positions = range(args.prompt_tokens, args.prompt_tokens + args.new_tokens - 1)
-    total = sum(sum(r.value for r in decode_byte_rows(cfg, args.batch_size, t)) for t in (positions[0], positions[-1]))
-    return total / 2  # linear in t: the mean is the mean of the ends
+    ends = (positions[0], positions[-1])  # linear in t: the mean is the mean of the ends
+    return sum(sum(r.value for r in decode_byte_rows(cfg, args.batch_size, t)) for t in ends) / 2
 
 
 def markdown(result: dict) -> str:

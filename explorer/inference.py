@@ -51,8 +51,8 @@ def roofline_points(r: InferenceReport, first_decode: InferenceReport | None = N
     rows = [("prefill", r.prefill), (f"decode, t = {r.decode_position:,}", r.decode)]
     if first_decode is not None and first_decode.decode_position != r.decode_position:
         rows.append((f"decode, t = {first_decode.decode_position:,}", first_decode.decode))
-    return pd.DataFrame([{"step": name, "intensity": p.arithmetic_intensity, "flops_per_s": p.flops_total / p.seconds,
-                          "bound": p.bound} for name, p in rows])
+    return pd.DataFrame([{"step": name, "intensity": p.arithmetic_intensity,
+                          "flops_per_s": p.flops_total / p.seconds, "bound": p.bound} for name, p in rows])
 
 
 def roofline_figure(points: pd.DataFrame, peak: float, bandwidth: float, title: str) -> go.Figure:
@@ -136,7 +136,8 @@ def _memory_charts(r: InferenceReport) -> None:
 def throughput_frame(reports: list[InferenceReport]) -> pd.DataFrame:
     """Decode tokens/s bound and time per output token per batch size."""
     return pd.DataFrame([{"batch_size": r.request.batch_size, "tokens_per_s": r.tokens_per_s,
-                          "tpot_s": r.time_per_output_token_s, "fits": r.capacity.memory_bytes <= r.capacity.budget_bytes}
+                          "tpot_s": r.time_per_output_token_s,
+                          "fits": r.capacity.memory_bytes <= r.capacity.budget_bytes}
                          for r in reports if r.tokens_per_s is not None])
 
 
@@ -189,7 +190,8 @@ def _metrics(r: InferenceReport) -> None:
     cap = r.capacity
     c = st.columns(4)
     c[0].metric("KV cache", acc.fmt_bytes(r.kv_cache_bytes.value),
-                help=f"{acc.fmt_int(r.kv_cache_bytes.value)} bytes = 2·L·B·S·d·h_kv/h × {r.dtype.kv_bytes} bytes "
+                help=f"{acc.fmt_int(r.kv_cache_bytes.value)} bytes = 2·L·B·S·d·h_kv/h × {r.dtype.kv_bytes} "
+                     f"bytes "
                      f"({r.dtype.compute}), S = P + G - 1 = {r.request.sequence_tokens:,}.")
     c[1].metric("Weights", acc.fmt_bytes(r.weight_bytes.value),
                 help=f"{acc.fmt_int(r.weight_bytes.value)} bytes in {r.dtype.name}.")

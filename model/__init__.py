@@ -5,12 +5,14 @@ path; `attention="sdpa"` alone calls torch's fused attention.
 
 # --- model core (layers, RoPE, attention, TransformerLM) ---
 from model.attention import MultiHeadSelfAttention, causal_mask, scaled_dot_product_attention, softmax
+from model.kv_cache import KVCache
 from model.layers import Embedding, Identity, Linear, RMSNorm, SiLUFFN, SwiGLU, silu
 from model.rope import RotaryPositionalEmbedding
 from model.transformer import TransformerBlock, TransformerLM
 
 __all__ = [
-    "Embedding", "Identity", "Linear", "MultiHeadSelfAttention", "RMSNorm", "RotaryPositionalEmbedding",
+    "Embedding", "Identity", "KVCache", "Linear", "MultiHeadSelfAttention", "RMSNorm",
+    "RotaryPositionalEmbedding",
     "SiLUFFN", "SwiGLU", "TransformerBlock", "TransformerLM", "causal_mask",
     "scaled_dot_product_attention", "silu", "softmax",
 ]

@@ -11,6 +11,10 @@ Public API:
   measure_tokenizer(text=None, tokenizer=None, *, vocab_size=4096) -> TokenizerMeasurement (.rows)
   load_results(directory=None) -> list[Measurement]   (validation/results/*.json)
   render(measurement, fmt="table"|"markdown"|"json") -> str
+  validation.inference.measure_inference(cfg, *, device="meta", batch_size=1, prompt_tokens=16,
+          new_tokens=16, dtype="float32", peak_flops_per_s=None, hbm_bytes_per_s=None) -> Measurement
+          (the KV cache, prefill and decode step beside accounting.inference; CLI:
+          python -m validation.measure_inference)
 CLI: python -m validation.measure --help (the module `validation.measure` is that CLI; the function
 is `validation.core.measure`, so no module name shadows an API name)
 """
