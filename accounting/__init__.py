@@ -29,8 +29,15 @@ aggregated over layers, e.g. "layers.attn.q_proj"):
   dataset_estimate(text_bytes, bytes_per_token, vocab_size, tokenizer_bytes_per_s=None),
   chinchilla_tokens(parameters), token_dtype(vocab_size)
   flop_shares(cfg, context_length=None), attention_crossover(cfg)
+  build_inference_report(cfg, *, batch_size, prompt_tokens, new_tokens, dtype="bfloat16", gpu=None,
+                         peak_flops_per_s=None, hbm_bytes_per_s=None, memory_budget_bytes=None)
+      -> InferenceReport;  render_inference(report, fmt);  inference_to_dict(report)
+  kv_cache_bytes(cfg, batch_size, sequence_tokens, dtype), weight_bytes(cfg, dtype),
+  prefill_flops_rows / decode_flops_rows / prefill_byte_rows / decode_byte_rows, SERVING_DTYPES,
+  INFERENCE_CONVENTIONS
   Conventions, DEFAULT_CONVENTIONS, ELEMENTWISE_FLOPS, elementwise_cost(op, alpha=1), DTYPE_BYTES
-  fmt_int, fmt_count, fmt_flops, fmt_flops_per_s, fmt_bytes, fmt_seconds, fmt_share, parse_bytes
+  fmt_int, fmt_count, fmt_flops, fmt_flops_per_s, fmt_bytes, fmt_bytes_per_s, fmt_seconds, fmt_share,
+  parse_bytes
 """
 
 from __future__ import annotations
@@ -61,10 +68,15 @@ _LAZY: dict[str, str] = {
     "dataset_estimate": "dataset", "DatasetEstimate": "dataset", "chinchilla_tokens": "dataset",
     "token_dtype": "dataset",
     "flop_shares": "compare", "attention_crossover": "compare",
+    "build_inference_report": "inference_report", "InferenceReport": "inference_report",
+    "render_inference": "inference_render", "inference_to_dict": "inference_render",
+    **{name: "inference" for name in ("kv_cache_bytes", "weight_bytes", "prefill_flops_rows",
+                                      "decode_flops_rows", "prefill_byte_rows", "decode_byte_rows",
+                                      "SERVING_DTYPES", "INFERENCE_CONVENTIONS")},
     "Conventions": "conventions", "DEFAULT_CONVENTIONS": "conventions",
     "ELEMENTWISE_FLOPS": "conventions", "elementwise_cost": "conventions", "DTYPE_BYTES": "conventions",
     **{name: "format" for name in ("fmt_int", "fmt_count", "fmt_flops", "fmt_flops_per_s", "fmt_bytes",
-                                   "fmt_seconds", "fmt_share", "parse_bytes")},
+                                   "fmt_bytes_per_s", "fmt_seconds", "fmt_share", "parse_bytes")},
 }
 
 __all__ = ["GPT2_PRESETS", "ModelConfig", "get_preset", "list_presets", *_LAZY]

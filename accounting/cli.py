@@ -1,4 +1,4 @@
-"""`python -m accounting report|compare`: the accounting from the command line.
+"""`python -m accounting report|compare|inference`: the accounting from the command line.
 
 report:  --preset NAME plus an override flag per ModelConfig field (--d-model, --num-heads,
          --ffn silu, --tie-embeddings, --attention sdpa, ...), --batch-size, --context-length,
@@ -8,6 +8,10 @@ compare: --presets a,b,c and/or --context-lengths 1024,4096: forward FLOP shares
          length where attention overtakes the FFN.
 conventions: the published answers to CS336's accounting problem, each from the convention that
          yields it, beside this project's answer and what the real model measures.
+inference: --preset NAME plus the override flags, --batch-size B, --prompt-tokens P, --new-tokens G,
+         --dtype float32|bfloat16|float16|int8|int4, --gpu NAME (or --peak-flops, --hbm-bandwidth,
+         --memory-budget), --format, --out: KV cache, prefill / decode FLOPs and bytes, the roofline
+         bounds (time to first token, time per output token, tokens/s), the largest batch and context.
 Bad input: one line on stderr, exit code 2 (accounting.cli_support.run_cli).
 """
 
@@ -60,9 +64,8 @@ def build_parser() -> OneLineArgumentParser:
     rep.add_argument("--out", default=None, help="write here (atomically) instead of stdout")
     conv = sub.add_parser("conventions", help="the published CS336 answers, each from its convention, "
                           "beside this project's and the real model's")
-    conv.add_argument("--preset", default=SEEDS_PRESET,
-                      help=f"the config (default {SEEDS_PRESET}, the one the published answers are for)")
-    conv.add_argument("--context-length", type=int, default=None)
+    add_model_flags(conv, helps={"context_length": f"T (default the config's; the published answers "
+                                                   f"are for {SEEDS_PRESET} at 1,024)"})
     conv.add_argument("--measured", default=None, metavar="MEASUREMENT_JSON",
                       help="a `python -m validation.measure --format json` result of this config "
                            "(default: the committed one, if there is)")
@@ -74,7 +77,44 @@ def build_parser() -> OneLineArgumentParser:
     cmp_.add_argument("--context-lengths", type=_int_list, default=None)
     cmp_.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     cmp_.add_argument("--out", default=None)
+    _add_inference(sub)
     return parser
+
+
+def _add_inference(sub) -> None:
+    from accounting.inference import SERVING_DTYPES
+
+    inf = sub.add_parser("inference", help="serving: KV cache, prefill / decode, roofline, capacity")
+    add_model_flags(inf)
+    inf.add_argument("--batch-size", type=int, default=1, help="B: sequences decoded together")
+    inf.add_argument("--prompt-tokens", type=int, default=None,
+                     help="P: prompt tokens per sequence (default: context_length - new tokens + 1)")
+    inf.add_argument("--new-tokens", type=int, default=256, help="G: tokens generated per sequence")
+    inf.add_argument("--dtype", choices=tuple(SERVING_DTYPES), default="bfloat16",
+                     help="weights' dtype (int8 / int4: weight-only what-ifs, compute in bfloat16)")
+    inf.add_argument("--gpu", default=None, help="GPU name from the table (default H100-SXM)")
+    inf.add_argument("--peak-flops", type=float, default=None, help="peak FLOP/s (overrides the GPU's)")
+    inf.add_argument("--hbm-bandwidth", type=flag_type(parse_bytes), default=None,
+                     help="HBM bytes/s, or with a unit: 3.35TB (per second; overrides the GPU's)")
+    inf.add_argument("--memory-budget", type=flag_type(parse_bytes), default=None,
+                     help="bytes, or with a unit: 80GB, 80GiB (default: the GPU's memory)")
+    inf.add_argument("--format", choices=("table", "markdown", "json", "latex"), default="table")
+    inf.add_argument("--out", default=None, help="write here (atomically) instead of stdout")
+
+
+def _inference(args: argparse.Namespace) -> str:
+    from accounting.inference_render import render_inference
+    from accounting.inference_report import build_inference_report
+
+    cfg = model_config_from_args(args)
+    prompt = args.prompt_tokens
+    if prompt is None:  # the longest prompt the context holds beside G new tokens
+        prompt = max(cfg.context_length - args.new_tokens + 1, 1)
+    report = build_inference_report(
+        cfg, batch_size=args.batch_size, prompt_tokens=prompt, new_tokens=args.new_tokens,
+        dtype=args.dtype, gpu=args.gpu, peak_flops_per_s=args.peak_flops,
+        hbm_bytes_per_s=args.hbm_bandwidth, memory_budget_bytes=args.memory_budget)
+    return render_inference(report, args.format)
 
 
 def _emit(text: str, out: str | None) -> None:
@@ -106,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from accounting.published_render import run_conventions
 
         _emit(run_conventions(args), args.out)
+        return 0
+    if args.command == "inference":
+        _emit(_inference(args), args.out)
         return 0
     from accounting.compare_render import run_compare
 

@@ -3,7 +3,7 @@
 - counts: thousands separators ("1,557,611,200") or short ("1.56B")
 - bytes: decimal GB (10^9) or binary GiB (2^30), spelled as such
 - FLOPs: SI prefixes ("5.86 PFLOP"), FLOP/s likewise
-- seconds: the largest sensible unit ("3.2 h", "4.1 days")
+- seconds: the largest sensible unit ("0.41 ms", "3.2 h", "4.1 days")
 """
 
 from __future__ import annotations
@@ -55,11 +55,20 @@ def fmt_bytes(n: float, binary: bool = True) -> str:
     return f"{n:g} B"
 
 
+def fmt_bytes_per_s(rate: float) -> str:
+    """A bandwidth in decimal units: '3.35 TB/s' (10^12 bytes/s)."""
+    return fmt_bytes(rate, binary=False) + "/s"
+
+
 def fmt_seconds(s: float) -> str:
-    """Seconds as s, min, h or days."""
+    """Seconds as µs, ms, s, min, h or days."""
     for scale, unit in ((86_400, "days"), (3_600, "h"), (60, "min")):
         if s >= scale:
             return f"{s / scale:.3g} {unit}"
+    if 0 < s < 1e-3:
+        return f"{s * 1e6:.3g} µs"
+    if 0 < s < 1:
+        return f"{s * 1e3:.3g} ms"
     return f"{s:.3g} s"
 
 

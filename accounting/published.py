@@ -85,8 +85,12 @@ def published_answers(cfg: ModelConfig, context_length: int | None = None,
     """Every convention's answer for `cfg` (T = context_length, default the config's), with the
     seeds' published values when `published` (meaningful for cs336-gpt2-xl only)."""
     t = cfg.context_length if context_length is None else context_length
-    seeds = _seeds_batch(cfg, t)
-    fit = largest_batch_size(cfg, BUDGET_BYTES, t)
+    seeds = max(0.0, _seeds_batch(cfg, t))
+    try:
+        fit = largest_batch_size(cfg, BUDGET_BYTES, t)
+        ours_batch, binding = fit.exact_solution, f"binding event {fit.event}"
+    except ValueError:  # the step's batch-independent memory alone exceeds the budget
+        ours_batch, binding = 0.0, "nothing fits: the batch-independent memory exceeds 80 GiB"
     adamw = adamw_flops_per_element()
     fma = sum(flops for _, flops in ADAMW_MULTIPLY_ADD_COUNTS_ONE)
     step = train_step_flops(cfg, BATCH, t)
@@ -103,7 +107,7 @@ def published_answers(cfg: ModelConfig, context_length: int | None = None,
         _answer(batch_q, "scores + FFN hidden + logits only, 16 B/param, 80 GiB, rounded", seeds,
                 pub(8), round),
         _answer(batch_q, "this project: the step's memory timeline, every tensor alive at each "
-                "event, binding event " + fit.event, fit.exact_solution, None, math.floor, ours=True),
+                "event, " + binding, ours_batch, None, math.floor, ours=True),
         _answer(adamw_q, "a multiply-add counts 1, weight decay not counted", fma - 1, pub(9)),
         _answer(adamw_q, "a multiply-add counts 1, weight decay counted", fma, pub(10)),
         _answer(adamw_q, "every multiply and add counts 1 (= the aten ops the AdamW runs)", adamw,

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from accounting.config import get_preset
+from accounting.flags import model_config_from_args
 from accounting.json_io import read_json_file
 from accounting.published import SEEDS_PRESET, measured_answers, published_answers
 from accounting.render import tables_to_markdown, tables_to_text
@@ -17,19 +18,24 @@ RESULTS = Path(__file__).resolve().parents[1] / "validation" / "results"
 """The committed measurements (read as JSON data; accounting imports no validation code)."""
 
 
-def _measurement(args: argparse.Namespace) -> tuple[dict, str]:
+def _measurement(args: argparse.Namespace, seeds: bool) -> tuple[dict, str]:
     if args.measured:
         return read_json_file(args.measured, "measurement"), args.measured
-    committed = RESULTS / f"{args.preset}_meta_float32_B1_T1024_naive.json"
-    if committed.is_file() and args.context_length in (None, 1024):
+    committed = RESULTS / f"{SEEDS_PRESET}_meta_float32_B1_T1024_naive.json"
+    if seeds and committed.is_file():
         return read_json_file(committed, "measurement"), str(committed.relative_to(RESULTS.parents[1]))
     return {}, ""
 
 
 def run_conventions(args: argparse.Namespace) -> str:
-    cfg = get_preset(args.preset)
-    answers = published_answers(cfg, args.context_length, published=args.preset == SEEDS_PRESET)
-    measurement, source = _measurement(args)
+    """The published answers for --preset (default cs336-gpt2-xl, the config they are for) and
+    its overrides; the published values are shown only for that config itself."""
+    cfg = model_config_from_args(args, base=None if (args.preset or args.hf_config)
+                                 else get_preset(SEEDS_PRESET))
+    seeds = cfg == get_preset(SEEDS_PRESET)
+    answers = published_answers(cfg, published=seeds)
+    args.preset = args.preset or SEEDS_PRESET
+    measurement, source = _measurement(args, seeds)
     measured = measured_answers(measurement)
     if args.format == "json":
         return json.dumps({

@@ -24,6 +24,9 @@ h_kv = sp.Symbol("h_kv", **_INT)  # key/value heads (grouped-query attention; h_
 d_ff = sp.Symbol("d_ff", **_INT)  # FFN inner width (features)
 B = sp.Symbol("B", **_INT)        # batch size (sequences)
 n_ctx = sp.Symbol("n_ctx", **_INT)  # rows of the learned position table (the config's context_length)
+P = sp.Symbol("P", **_INT)        # prompt tokens per sequence (inference)
+G = sp.Symbol("G", **_INT)        # new tokens generated per sequence (inference)
+t = sp.Symbol("t", integer=True, nonnegative=True)  # position of the token a decode step feeds
 
 FIELD_SYMBOLS: dict[str, sp.Symbol] = {
     "vocab_size": V,
@@ -37,6 +40,8 @@ FIELD_SYMBOLS: dict[str, sp.Symbol] = {
 """ModelConfig field -> symbol. (`context_length` is overridden by a step's own T.)"""
 
 SIZE_SYMBOLS: tuple[sp.Symbol, ...] = (V, T, L, d, h, h_kv, d_ff, B, n_ctx)
+INFERENCE_SYMBOLS: tuple[sp.Symbol, ...] = (P, G, t)
+"""The request's sizes (accounting.inference): not config fields, set per request."""
 
 MEANINGS: dict[sp.Symbol, str] = {
     V: "vocabulary size (tokens)", T: "sequence length of the step (tokens)",
@@ -44,6 +49,8 @@ MEANINGS: dict[sp.Symbol, str] = {
     h: "attention heads (d_k = d / h)", h_kv: "key/value heads (grouped-query; = h for multi-head)",
     d_ff: "FFN inner width (features)", B: "batch size (sequences)",
     n_ctx: "rows of the learned position table (the config's context_length)",
+    P: "prompt tokens per sequence", G: "new tokens generated per sequence",
+    t: "position of the token a decode step feeds (it attends to t + 1 keys)",
 }
 """What each size symbol stands for (tables of symbols print it)."""
 

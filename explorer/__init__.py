@@ -5,9 +5,9 @@ Public API: `main()` draws the page (sidebar + the chosen view). Everything show
 the URL query parameters (explorer.state documents them), so every view is a shareable link.
 Modules: state (settings <-> URL), compute (cached accounting), charts (plotly), runs (background
 training worker) -- these four import neither Streamlit nor torch -- then sidebar, page and the
-views: overview, params_flops, memory, formulas, measured, train (+ corpus, experiments_view),
-tokenizer_view, downloads. `main` is loaded on first use (PEP 562), so `import explorer.state`
-does not pay for Streamlit.
+views: overview, params_flops, memory, inference, formulas, measured, train (+ corpus,
+experiments_view), tokenizer_view, downloads. `main` is loaded on first use (PEP 562), so
+`import explorer.state` does not pay for Streamlit.
 """
 
 from __future__ import annotations

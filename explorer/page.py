@@ -9,9 +9,10 @@ import streamlit as st
 from explorer import compute, sidebar
 from explorer.state import VIEWS
 
-_OTHER_VIEWS = {"measured": "measured", "train": "train", "tokenizer": "tokenizer_view"}
-"""Views that need no accounting report (view id -> module); every other view is a module of
-the same name that draws a report: render(report, settings)."""
+_OTHER_VIEWS = {"measured": "measured", "train": "train", "tokenizer": "tokenizer_view",
+                "inference": "inference"}
+"""Views that need no training report (view id -> module; inference computes its own); every other
+view is a module of the same name that draws a report: render(report, settings)."""
 
 
 def main() -> None:

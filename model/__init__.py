@@ -5,6 +5,7 @@ path; `attention="sdpa"` alone calls torch's fused attention.
 
 # --- model core (layers, RoPE, attention, TransformerLM) ---
 from model.attention import MultiHeadSelfAttention, causal_mask, scaled_dot_product_attention, softmax
+from model.kv_cache import KVCache
 from model.layers import (
     MLP, Dropout, Embedding, Identity, LayerNorm, LearnedPositions, Linear, RMSNorm, SwiGLU,
     gelu_tanh, silu,
@@ -13,7 +14,7 @@ from model.rope import RotaryPositionalEmbedding
 from model.transformer import TransformerBlock, TransformerLM
 
 __all__ = [
-    "MLP", "Dropout", "Embedding", "Identity", "LayerNorm", "LearnedPositions", "Linear",
+    "MLP", "Dropout", "Embedding", "Identity", "KVCache", "LayerNorm", "LearnedPositions", "Linear",
     "MultiHeadSelfAttention", "RMSNorm", "RotaryPositionalEmbedding", "SwiGLU", "TransformerBlock",
     "TransformerLM", "causal_mask", "gelu_tanh", "scaled_dot_product_attention", "silu", "softmax",
 ]

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.kv_cache import LayerKV
 from model.layers import Dropout, Linear
 from model.rope import RotaryPositionalEmbedding
 
@@ -67,7 +68,9 @@ class MultiHeadSelfAttention(nn.Module):
     head i // (h / h_kv) (each key/value head serves h / h_kv consecutive query heads).
     `qkv_bias` / `output_bias` add biases to q, k, v / output_proj; `dropout` (p) drops attention
     weights in training (the naive path through model.layers.Dropout, sdpa inside torch's kernel).
-    `forward(x, token_positions=None)`: x (..., T, d_model); positions default to arange(T).
+    `forward(x, token_positions=None, kv_cache=None)`: x (..., T, d_model); positions default
+    to arange(T). With `kv_cache` (one block's model.kv_cache.LayerKV; x (B, T, d)) the new K, V
+    go into the cache and the queries attend over everything cached (incremental decoding).
     """
 
     def __init__(self, d_model: int, num_heads: int, rope: RotaryPositionalEmbedding | None = None,
@@ -103,7 +106,10 @@ class MultiHeadSelfAttention(nn.Module):
         groups = self.num_heads // self.num_kv_heads
         return t if groups == 1 else t.repeat_interleave(groups, dim=-3)
 
-    def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None,
+                kv_cache: LayerKV | None = None) -> torch.Tensor:
+        if kv_cache is not None:
+            return self._cached(x, token_positions, kv_cache)
         T = x.shape[-2]
         q = self._split_heads(self.q_proj(x), self.num_heads)  # (..., h, T, d_k)
         k = self._split_heads(self.k_proj(x), self.num_kv_heads)  # (..., h_kv, T, d_k)
@@ -127,6 +133,43 @@ class MultiHeadSelfAttention(nn.Module):
         # output_proj saves that copy.
         out = out.transpose(-3, -2).reshape(*x.shape[:-1], self.d_model)
         return self.output_proj(out)  # (..., T, d)
+
+    def _cached(self, x: torch.Tensor, token_positions: torch.Tensor | None, kv_cache: LayerKV
+                ) -> torch.Tensor:
+        """Incremental decoding: x (B, T, d) are the T tokens after the `kv_cache.length` cached
+        ones (positions default to start .. start + T - 1). Their K, V are written to the cache
+        first; the queries then attend over all start + T cached positions (a token attends to
+        itself and everything before it)."""
+        T, start = x.shape[-2], kv_cache.length
+        q = self._split_heads(self.q_proj(x), self.num_heads)  # (B, h, T, d_k)
+        k = self._split_heads(self.k_proj(x), self.num_kv_heads)  # (B, h_kv, T, d_k)
+        v = self._split_heads(self.v_proj(x), self.num_kv_heads)  # (B, h_kv, T, d_k)
+        if self.rope is not None:
+            if token_positions is None:
+                token_positions = torch.arange(start, start + T, device=x.device)  # (T,)
+            elif token_positions.dim() >= 2:
+                token_positions = token_positions.unsqueeze(-2)  # (B, 1, T): broadcast over heads
+            q = self.rope(q, token_positions)  # (B, h, T, d_k)
+            k = self.rope(k, token_positions)  # (B, h_kv, T, d_k)
+        k, v = kv_cache.append(k, v)  # (B, h_kv, S, d_k) views of the cache, S = start + T
+        S = start + T
+        # One new token attends to every cached position: no mask. A block of T > 1 tokens needs
+        # the causal mask, aligned to the end (query i sits at position start + i).
+        if T == 1:
+            mask = None
+        elif start == 0:  # a prefill: the plain causal mask (sdpa: is_causal, its fast kernel)
+            mask = causal_mask(T, x.device)  # (T, T)
+        else:
+            mask = torch.arange(S, device=x.device) <= torch.arange(start, S, device=x.device)[:, None]
+        if self.attention == "sdpa":
+            causal = T > 1 and start == 0
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if causal else mask,
+                                                 is_causal=causal,
+                                                 enable_gqa=self.num_kv_heads != self.num_heads)
+        else:
+            out = scaled_dot_product_attention(q, self._share_kv(k), self._share_kv(v), mask)
+        out = out.transpose(-3, -2).reshape(*x.shape[:-1], self.d_model)  # (B, T, d)
+        return self.output_proj(out)  # (B, T, d)
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, num_heads={self.num_heads}, "

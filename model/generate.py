@@ -3,13 +3,17 @@
 The model is rebuilt from the ModelConfig stored in the checkpoint. Text <-> ids: without
 `--tokenizer`, raw UTF-8 bytes (ids 0..255, the byte-level fallback of `model.train`); with
 `--tokenizer DIR`, `tokenizer.Tokenizer.from_dir(DIR)` (vocab.json, merges.txt,
-special_tokens.json). Prints the prompt followed by the generated text to stdout.
-(The sampling function itself is `model.sampling.generate`.)
+special_tokens.json). Prints the prompt followed by the generated text to stdout; `--prompt` may
+be repeated (one batch: each continuation printed in order, a blank line between them). Decoding
+uses a KV cache unless `--no-cache` (same tokens, the prefix recomputed at every step);
+`--stats` prints tokens/s to stderr. (The sampling functions are `model.sampling.generate` and
+`generate_batch`.)
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 
 from accounting.cli_support import OneLineArgumentParser, run_cli
@@ -23,7 +27,8 @@ def build_parser() -> OneLineArgumentParser:
     parser = OneLineArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="ckpt.pt written by model.train")
     parser.add_argument("--tokenizer", help="tokenizer directory (default: raw UTF-8 bytes)")
-    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--prompt", required=True, action="append",
+                        help="prompt text; repeat for a batch of prompts")
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus mass in (0, 1]")
@@ -31,6 +36,9 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument("--eos", default=None,
                         help=f"stop token text (default {_DEFAULT_EOS} when the tokenizer has it)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="recompute the whole prefix at every token (no KV cache)")
+    parser.add_argument("--stats", action="store_true", help="new tokens, seconds and tokens/s on stderr")
     return parser
 
 
@@ -76,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from model import TransformerLM
     from model.checkpoint import checkpoint_model_config, read_checkpoint
     from model.data import resolve_device
-    from model.sampling import generate
+    from model.sampling import generate_batch
 
     device = resolve_device(args.device)
     payload = read_checkpoint(args.checkpoint, map_location=device)
@@ -88,18 +96,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = "wrong --tokenizer?" if args.tokenizer else "pass the model's --tokenizer"
         raise UserError(f"{source} has {codec_size} tokens but the model's vocab_size is "
                         f"{cfg.vocab_size} ({hint})")
-    prompt_ids = codec.encode(args.prompt)
-    if not prompt_ids:
+    prompts = [codec.encode(text) for text in args.prompt]
+    if not all(prompts):
         raise UserError("--prompt is empty")
-    if max(prompt_ids) >= cfg.vocab_size:
-        raise UserError(f"prompt token id {max(prompt_ids)} is outside the model's vocab_size "
+    top = max(max(ids) for ids in prompts)
+    if top >= cfg.vocab_size:
+        raise UserError(f"prompt token id {top} is outside the model's vocab_size "
                          f"{cfg.vocab_size} (wrong --tokenizer?)")
     model = TransformerLM(cfg, device=device)
     model.load_state_dict(payload["model"])
     generator = torch.Generator(device="cpu").manual_seed(args.seed)
-    new = generate(model, prompt_ids, args.max_new_tokens, temperature=args.temperature,
-                   top_p=args.top_p, eos_id=_eos_id(codec, args.eos), generator=generator)
-    sys.stdout.write(codec.decode(prompt_ids + new) + "\n")
+    start = time.perf_counter()
+    new = generate_batch(model, prompts, args.max_new_tokens, temperature=args.temperature,
+                         top_p=args.top_p, eos_id=_eos_id(codec, args.eos), generator=generator,
+                         use_cache=not args.no_cache)
+    seconds = time.perf_counter() - start
+    sys.stdout.write("\n".join(codec.decode(ids + tokens) + "\n" for ids, tokens in zip(prompts, new)))
+    if args.stats:
+        count = sum(len(tokens) for tokens in new)
+        rate = count / seconds if seconds > 0 else 0.0
+        sys.stderr.write(f"{count} new tokens in {seconds:.3f} s: {rate:,.1f} tokens/s "
+                         f"({'no cache' if args.no_cache else 'KV cache'}, {len(prompts)} prompt(s))\n")
     return 0
 
 

@@ -59,6 +59,7 @@ from torch.utils.checkpoint import checkpoint
 from accounting.config import ModelConfig
 from accounting.errors import UserError
 from model.attention import MultiHeadSelfAttention
+from model.kv_cache import KVCache, LayerKV
 from model.layers import (
     MLP, Dropout, Embedding, Identity, LayerNorm, LearnedPositions, Linear, RMSNorm, SwiGLU,
     gelu_tanh, silu,
@@ -135,11 +136,12 @@ class TransformerBlock(nn.Module):
         cfg = _cs336_config(d_model, num_heads, d_ff, max_seq_len, theta, eps=eps, **variants)
         return cls(cfg, device=device, dtype=dtype)
 
-    def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None,
+                kv_cache: LayerKV | None = None) -> torch.Tensor:
         if self.norm_position == "pre":
-            z = x + self.drop1(self.attn(self.ln1(x), token_positions))  # (B, T, d)
+            z = x + self.drop1(self.attn(self.ln1(x), token_positions, kv_cache))  # (B, T, d)
             return z + self.drop2(self.ffn(self.ln2(z)))  # (B, T, d)
-        z = self.ln1(x + self.drop1(self.attn(x, token_positions)))  # (B, T, d)
+        z = self.ln1(x + self.drop1(self.attn(x, token_positions, kv_cache)))  # (B, T, d)
         return self.ln2(z + self.drop2(self.ffn(z)))  # (B, T, d)
 
 
@@ -150,9 +152,11 @@ class TransformerLM(nn.Module):
     Submodules `token_embeddings`, `position_embeddings` (positions="learned" only: context_length
     x d_model, added to the token embeddings), `embedding_dropout`, `layers` (ModuleList of
     TransformerBlock), `ln_final`, `lm_head`; `config` is the `cfg` it was built from. Sequences
-    longer than context_length are rejected (the RoPE and position tables stop there). `forward(token_ids, token_positions=None)`: positions
-    default to arange(T). `activation_checkpointing` (a plain attribute, may be toggled):
-    recompute each block in backward.
+    longer than context_length are rejected (the RoPE and position tables stop there).
+    `forward(token_ids, token_positions=None)`: positions default to arange(T). `activation_checkpointing` (a plain attribute, may be toggled):
+    recompute each block in backward. `forward(token_ids, token_positions, kv_cache=cache)`
+    (model.kv_cache.KVCache; generation): the T tokens follow the cache's `length` cached ones,
+    every block appends their K, V, and only the last position's logits (B, 1, V) are computed.
     """
 
     def __init__(self, cfg: ModelConfig, *, activation_checkpointing: bool = False, device=None,
@@ -185,16 +189,23 @@ class TransformerLM(nn.Module):
                             vocab_size=vocab_size, num_layers=num_layers, **variants)
         return cls(cfg, activation_checkpointing=activation_checkpointing, device=device, dtype=dtype)
 
-    def forward(self, token_ids: torch.Tensor, token_positions: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, token_ids: torch.Tensor, token_positions: torch.Tensor | None = None,
+                kv_cache: KVCache | None = None) -> torch.Tensor:
         T = token_ids.shape[-1]
-        if T > self.config.context_length:
-            raise UserError(f"sequence length {T} exceeds context_length {self.config.context_length}")
+        start = 0 if kv_cache is None else kv_cache.length
+        if start + T > self.config.context_length:
+            raise UserError(f"sequence length {start + T} exceeds context_length {self.config.context_length}")
         x = self.token_embeddings(token_ids)  # (B, T, d)
-        if self.config.positions == "learned":
-            positions = torch.arange(T, device=token_ids.device) if token_positions is None \
-                else token_positions
+        if self.config.positions == "learned":  # decoding: the positions after the cached ones
+            positions = torch.arange(start, start + T, device=token_ids.device) \
+                if token_positions is None else token_positions
             x = self.position_embeddings(x, positions)  # (B, T, d)
         x = self.embedding_dropout(x)
+        if kv_cache is not None:  # incremental decoding (model.sampling): blocks write the cache
+            for i, layer in enumerate(self.layers):
+                x = layer(x, token_positions, kv_cache.layer(i))  # (B, T, d)
+            kv_cache.advance(T)
+            return self.lm_head(self.ln_final(x[..., -1:, :]))  # (B, 1, V): the next token only
         recompute = self.activation_checkpointing and torch.is_grad_enabled()
         for layer in self.layers:
             if recompute:  # keeps only x; reruns the block's forward in backward

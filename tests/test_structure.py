@@ -32,9 +32,11 @@ def _model_clis() -> dict[str, set[str]]:
     import model.experiments.cli
     import model.train
     import validation.measure
+    import validation.measure_inference
 
     found = {**_options(accounting.cli.build_parser()), **_options(validation.measure.build_parser()),
-             **_options(model.train.build_parser())}
+             **_options(model.train.build_parser()),
+             **_options(validation.measure_inference.build_parser())}
     found.update({f"experiments {k}": v for k, v in _options(model.experiments.cli.build_parser()).items()
                   if k != "sgd-toy"})  # the SGD toy has no language model
     return found
@@ -42,7 +44,8 @@ def _model_clis() -> dict[str, set[str]]:
 
 def test_every_config_field_is_a_flag_of_every_model_cli():
     clis = _model_clis()
-    assert set(clis) >= {"report", "compare", "python -m validation.measure", "python -m model.train",
+    assert set(clis) >= {"report", "compare", "inference", "python -m validation.measure",
+                         "python -m validation.measure_inference", "python -m model.train",
                          "experiments lr-sweep", "experiments batch-size", "experiments ablations"}
     for name, options in clis.items():
         missing = [f for f in CONFIG_FIELDS if "--" + f.replace("_", "-") not in options]

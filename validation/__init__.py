@@ -16,6 +16,10 @@ Public API:
   render(measurement, fmt="table"|"markdown"|"json") -> str
   hf_parameters / hf_training_step / hf_kv_cache(hf_config, ...): ground truth from Hugging Face
           transformers on the meta device (validation.hf_reference; needs the `dev` extra)
+  validation.inference.measure_inference(cfg, *, device="meta", batch_size=1, prompt_tokens=16,
+          new_tokens=16, dtype="float32", peak_flops_per_s=None, hbm_bytes_per_s=None) -> Measurement
+          (the KV cache, prefill and decode step beside accounting.inference; CLI:
+          python -m validation.measure_inference)
 CLI: python -m validation.measure --help (the module `validation.measure` is that CLI; the function
 is `validation.core.measure`, so no module name shadows an API name)
 """

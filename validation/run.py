@@ -33,7 +33,6 @@ Progress = Callable[[str, float], None]
 MODEL_DTYPES = {"float32": torch.float32, "bfloat16": torch.float32, "bfloat16-pure": torch.bfloat16}
 """The parameters' dtype of each run dtype (bfloat16 = float32 master weights under autocast)."""
 DTYPES = tuple(MODEL_DTYPES)
-TORCH_DTYPES = MODEL_DTYPES  # the name callers used before "bfloat16" meant autocast
 
 
 @dataclass(frozen=True)
@@ -109,10 +108,10 @@ def build(cfg, device: str | Placement, dtype: str | None = None,
 
         with unset_fake_temporarily():
             model = TransformerLM(cfg, device="meta", dtype=MODEL_DTYPES[where.dtype],
-                                              activation_checkpointing=checkpointing)
+                                  activation_checkpointing=checkpointing)
         return model.to_empty(device="cpu")
     return TransformerLM(cfg, device=where.device, dtype=MODEL_DTYPES[where.dtype],
-                                     activation_checkpointing=checkpointing)
+                         activation_checkpointing=checkpointing)
 
 
 def batch(cfg, batch_size: int, context_length: int, device: str | Placement
