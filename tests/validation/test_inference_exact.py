@@ -122,3 +122,16 @@ def test_cli_json(capsys, tmp_path):
     data = json.loads(out.read_text())
     assert data["settings"]["decode_position"] == 9 and not data["notes"]
     assert all(r["rel_diff"] == 0.0 for r in data["rows"] if r["symbolic"] is not None)
+
+
+@pytest.mark.parametrize("variant", [
+    dict(norm="layernorm", positions="learned", ffn="gelu", bias="all", dropout=0.1, tie_embeddings=True),
+    dict(norm="layernorm", positions="learned", bias="all", attention="sdpa"),
+    dict(bias="qkv", num_kv_heads=2, attention="sdpa"),
+], ids=["gpt2-block-naive", "gpt2-block-sdpa", "qwen2-block"])
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_real_architectures_exact(variant, device):
+    # the original GPT-2 block (learned position rows are gathered once per step, biases and
+    # LayerNorm's parameters read with the weights) and a Qwen2-style block (q/k/v biases, GQA)
+    m = measure_inference(_cfg(**variant), device=device, batch_size=3, prompt_tokens=5, new_tokens=4)
+    assert_exact(m)
