@@ -14,7 +14,8 @@ from itertools import chain, repeat
 
 from tokenizer.errors import TokenizerError, UnknownTokenIdError
 from tokenizer.gc_pause import gc_paused
-from tokenizer.pretokenize import pretoken_spans, pretokens, special_pattern, split_on_specials
+from tokenizer.pretokenize import (pretoken_spans, pretokens, special_pattern, split_on_specials,
+                                   unique_special_tokens)
 
 _CACHE_LIMIT = 500_000
 """Cached pre-tokens before the cache is cleared (bounds memory on endless streams)."""
@@ -31,14 +32,15 @@ _CONTRACTION_LOOKAHEAD = 3
 class Tokenizer:
     """Byte-level BPE tokenizer over `vocab` (id -> bytes) and `merges` (in creation order).
 
-    Special tokens not already in the vocabulary get new ids after the largest one.
+    Special tokens not already in the vocabulary get new ids after the largest one; an empty special
+    token is a TokenizerError.
     """
 
     def __init__(self, vocab: dict[int, bytes], merges: Sequence[tuple[bytes, bytes]],
                  special_tokens: Sequence[str] | None = None) -> None:
         self.vocab: dict[int, bytes] = dict(vocab)
         self.merges: list[tuple[bytes, bytes]] = [tuple(m) for m in merges]  # type: ignore[misc]
-        self.special_tokens: list[str] = list(dict.fromkeys(special_tokens or ()))
+        self.special_tokens: list[str] = unique_special_tokens(special_tokens)
         self._ids: dict[bytes, int] = {}
         for i in sorted(self.vocab, reverse=True):  # the smallest id wins for duplicated bytes
             self._ids[self.vocab[i]] = i

@@ -39,13 +39,19 @@ def _positive(text: str) -> int:
     return value
 
 
+def _special_token(text: str) -> str:
+    if not text:
+        raise UsageError("--special-token must not be empty (it would match between every two characters)")
+    return text
+
+
 def _parser() -> OneLineArgumentParser:
     parser = OneLineArgumentParser(prog="python -m tokenizer", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineArgumentParser)
     train = commands.add_parser("train", help="train a byte-level BPE tokenizer")
     train.add_argument("corpus", help="UTF-8 text file, or 'stdlib'")
     train.add_argument("--vocab-size", type=_positive, required=True)
-    train.add_argument("--special-token", action="append", default=[], dest="special_tokens")
+    train.add_argument("--special-token", action="append", default=[], dest="special_tokens", type=_special_token)
     train.add_argument("--out", required=True, help="directory for vocab.json, merges.txt, special_tokens.json")
     train.add_argument("--workers", type=_positive, default=1)
     encode = commands.add_parser("encode", help="encode a corpus into a .npy of token ids")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from tokenizer.chunking import count_file_pretokens
 from tokenizer.errors import CorpusError, VocabSizeError
 from tokenizer.gc_pause import gc_paused
-from tokenizer.pretokenize import count_pretokens
+from tokenizer.pretokenize import count_pretokens, unique_special_tokens
 
 Vocab = dict[int, bytes]
 Merges = list[tuple[bytes, bytes]]
@@ -181,7 +181,7 @@ def _tqdm_progress(desc: str) -> tuple[Callable[[int, int], None], Callable[[], 
 def train_bpe_from_counts(counts: Counter[str], vocab_size: int, special_tokens: Sequence[str],
                           progress: bool | Callable[[int, int], None] = False) -> tuple[Vocab, Merges]:
     """Train from pre-token counts (see `train_bpe`)."""
-    specials = list(dict.fromkeys(special_tokens))
+    specials = unique_special_tokens(special_tokens)
     num_merges = check_vocab_size(vocab_size, specials)
     if not counts:
         raise CorpusError("the corpus has no text outside the special tokens: nothing to train on")
@@ -206,11 +206,12 @@ def train_bpe(input_path: str | os.PathLike[str], vocab_size: int, special_token
     `num_workers` > 1 pre-tokenizes large files (>= 4 MiB) in a process pool over chunks cut at
     special tokens. `progress`: True shows tqdm bars; a callable gets (merges_done, merges_total).
     If `timings` is a list, a TrainTimings for this run is appended to it.
-    Errors: FileNotFoundError; CorpusError (empty, not UTF-8); VocabSizeError.
+    Errors: FileNotFoundError; CorpusError (empty, not UTF-8); VocabSizeError; TokenizerError for an
+    empty special token.
     """
     import time
 
-    specials = list(dict.fromkeys(special_tokens))
+    specials = unique_special_tokens(special_tokens)
     check_vocab_size(vocab_size, specials)  # fail before reading a large file
     start = time.perf_counter()
     chunk_progress, close = _tqdm_progress("pre-tokenize chunks") if progress is True else (None, None)
@@ -231,6 +232,6 @@ def train_bpe_from_text(text: str, vocab_size: int, special_tokens: Sequence[str
     """`train_bpe` on an in-memory string (in-process pre-tokenization)."""
     if not text:
         raise CorpusError("the corpus is empty: nothing to train on")
-    specials = list(dict.fromkeys(special_tokens))
+    specials = unique_special_tokens(special_tokens)
     check_vocab_size(vocab_size, specials)
     return train_bpe_from_counts(count_pretokens(text, specials), vocab_size, specials, progress)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tokenizer import (CorpusError, Tokenizer, TokenizerError, TokenizerFileError, encode_file, ids_dtype,
-                       train_bpe_from_text)
+                       train_bpe, train_bpe_from_text)
 from tokenizer.cli import main
 from tokenizer.gpt2_bytes import byte_to_char, bytes_to_unicode_str, unicode_str_to_bytes
 
@@ -134,3 +134,22 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
     assert err.count("\n") == 1 and "Traceback" not in err
     assert __import__("re").search(message, err)
     assert not (tmp_path / "X").exists()
+
+
+def test_empty_special_token_is_refused_where_it_enters(tmp_path, capsys):
+    # an empty special token matches between every two characters: "ab" became [0, 98, 0, 99, 0]
+    byte_vocab = {i: bytes([i]) for i in range(256)}
+    for specials in ([""], [EOT, ""]):
+        with pytest.raises(TokenizerError, match="non-empty"):
+            Tokenizer(byte_vocab, [], specials)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("low lower newest widest", encoding="utf-8")
+    with pytest.raises(TokenizerError, match="non-empty"):
+        train_bpe(corpus, 300, [""])
+    with pytest.raises(TokenizerError, match="non-empty"):
+        train_bpe_from_text("low lower", 300, [EOT, ""])
+    out = tmp_path / "tok"
+    assert main(["train", str(corpus), "--vocab-size", "300", "--special-token", "", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--special-token must not be empty" in err and "Traceback" not in err
+    assert not out.exists()
