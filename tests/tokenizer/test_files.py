@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 
 from tokenizer import (CorpusError, Tokenizer, TokenizerError, TokenizerFileError, encode_file, ids_dtype,
                        train_bpe, train_bpe_from_text)
+import tokenizer.chunking as chunking
 from tokenizer.cli import main
+from tokenizer.encode_file import iter_utf8_text
 from tokenizer.gpt2_bytes import byte_to_char, bytes_to_unicode_str, unicode_str_to_bytes
 
 EOT = "<|endoftext|>"
@@ -95,6 +97,25 @@ def test_encode_file_writes_a_memmappable_npy(tmp_path, workers):
     assert ids.dtype == np.uint16 and n == len(ids)
     assert ids.tolist() == tok.encode(text)
     assert ids_dtype(70_000) == np.uint32
+
+
+def test_every_reader_reports_bad_utf8_alike(tmp_path, monkeypatch):
+    # whole file, chunks of it (training), a stream of blocks and ranges in workers (encode_file)
+    good = ("hello world " * 50 + EOT).encode() * 10
+    path = tmp_path / "bad.txt"
+    path.write_bytes(good + b"abc\xe9def" + good)
+    message = f"{path} is not UTF-8: invalid byte 0xe9 at byte offset {len(good) + 3}"
+    tok = _small_tokenizer()
+    with pytest.raises(CorpusError) as whole:
+        train_bpe(path, 300, [EOT])
+    monkeypatch.setattr(chunking, "PARALLEL_MIN_BYTES", 0)
+    with pytest.raises(CorpusError) as chunked:
+        train_bpe(path, 300, [EOT])
+    with pytest.raises(CorpusError) as streamed:
+        list(iter_utf8_text(path, block=len(good) + 4))  # 0xe9 ends a block: the decoder holds it back
+    with pytest.raises(CorpusError) as ranged:
+        encode_file(tok, path, tmp_path / "ids.npy", workers=2)
+    assert [str(e.value) for e in (whole, chunked, streamed, ranged)] == [message] * 4
 
 
 def test_encode_file_bad_utf8_leaves_no_output(tmp_path):
