@@ -2,7 +2,10 @@
 
 Encoding: split on special tokens (longest first), cut ordinary text into GPT-2 pre-tokens, and
 apply merges inside each pre-token in rank order (rank = position in the merges list; see
-tokenizer.merge). A bounded cache maps pre-token -> ids, so a repeated word costs one dict lookup.
+tokenizer.merge). A pre-token whose bytes are a token (a byte or a merge's result) is that token
+without merging, as in tiktoken; this agrees with merging for every vocabulary that BPE training
+produced (tested on GPT-2's and ours), not for hand-made merge lists that never build a token from
+its own bytes. A bounded cache maps pre-token -> ids, so a repeated word costs one dict lookup.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import operator
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import chain
+from functools import reduce
 
 from tokenizer.errors import TokenizerError, UnknownTokenIdError
 from tokenizer.gc_pause import gc_paused
@@ -64,6 +67,9 @@ class Tokenizer:
         for rank, (a, b) in enumerate(self.merges):
             self._ranks.setdefault((self._ids[a], self._ids[b]), rank)
         self._creation_order = in_creation_order(self._ranks, self._merged)
+        # what a pre-token can be without merging: a byte or a merge's result
+        whole = [bytes([b]) for b in range(256)] + [a + b for a, b in self.merges]
+        self._whole = {raw: self._ids[raw] for raw in whole}
         self._special_re = special_pattern(self.special_tokens)
         self._max_special = max((len(s) for s in self.special_tokens), default=0)
         self._cache = _PretokenCache(self._encode_pretoken)
@@ -121,13 +127,17 @@ class Tokenizer:
 
     # ---- encoding ----
     def _encode_pretoken(self, word: str) -> tuple[int, ...]:
-        ids = list(map(self._byte_ids.__getitem__, word.encode("utf-8")))
+        raw = word.encode("utf-8")
+        whole = self._whole.get(raw)
+        if whole is not None:
+            return (whole,)
+        ids = list(map(self._byte_ids.__getitem__, raw))
         return tuple(merge_ids(ids, self._ranks, self._merged, self._creation_order))
 
     def _extend(self, out: list[int], words: list[str]) -> list[int]:
         """Append the ids of `words` to `out`; return it."""
-        out.extend(chain.from_iterable(map(self._cache.__getitem__, words)))  # the cache merges unseen words
-        return out
+        # out += ids of each word, looped in C (reduce over iadd); the cache merges unseen words
+        return reduce(operator.iadd, map(self._cache.__getitem__, words), out)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text` (special tokens, when registered, become their single id)."""

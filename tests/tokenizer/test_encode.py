@@ -225,6 +225,25 @@ def test_long_path_on_every_pretoken(uncached, tiktoken_gpt2, text):
         assert trained.encode(text) == _naive_encode(trained, text)
 
 
+def test_whole_token_rule_agrees_with_merging(gpt2_tokenizer, small_trained):
+    # encode takes a pre-token that is a token as that token (tiktoken's rule); for vocabularies made
+    # by BPE training that is what merging gives too: every token's bytes merge back into it
+    for tok in (gpt2_tokenizer, small_trained):
+        byte_ids, ranks, merged = _tables(tok)
+        for token_id in [*byte_ids, *merged]:
+            raw = tok.vocab[token_id]
+            assert merge_short([byte_ids[b] for b in raw], ranks, merged) == [token_id]
+
+
+def test_a_pretoken_that_is_a_token_is_that_token():
+    # the whole-token rule, where it differs from merging: (b, c) ranks first and no merge joins
+    # a and bc, so merging b"abc" would give [a, bc]
+    vocab = {i: bytes([i]) for i in range(256)} | {256: b"bc", 257: b"ab", 258: b"abc"}
+    tok = Tokenizer(vocab, [(b"b", b"c"), (b"a", b"b"), (b"ab", b"c")])
+    assert tok.encode("abc") == [258]
+    assert tok.encode("xabc") == [ord("x"), ord("a"), 256]  # not a token: merged
+
+
 def test_merges_out_of_creation_order_follow_the_definition():
     # (ab, c) ranks before (a, b), which makes its part: merge_long's sweep would be wrong here, so a
     # long pre-token takes the definition (quadratic, but hand-made lists like this one are short)
