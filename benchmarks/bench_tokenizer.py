@@ -9,6 +9,11 @@
 3. Encoding throughput with GPT-2's vocabulary vs single-threaded tiktoken built offline from the same
    files (identical ids asserted), and our 2-process .npy encoder; the time to encode 825 GB (the
    Pile) extrapolated at each rate.
+4. The worst case: one pre-token of 1M characters (whitespace runs, a word of one letter, a word of
+   random letters), ours vs tiktoken's encode and tiktoken's BPE of that one piece (its merge step
+   without its regex); ids compared with tiktoken's. GPT-2 has no multi-space token, so spaces are
+   also run with the explorer's tokenizer (1,000 tokens trained on 500 kB of the stdlib corpus),
+   which merges runs of spaces. Pre-tokens this long are not cached: every run merges.
 Times are the best of `--trials` runs, each from a fresh setup (the machine is shared; the minimum is
 the least disturbed). Peak memory: one more run in a freshly spawned interpreter: its peak resident
 set size during the job (VmHWM, reset after loading the files) minus its RSS at the job's start; pool
@@ -20,6 +25,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
+import string
 import sys
 import tempfile
 import time
@@ -30,11 +37,13 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tokenizer import GPT2_PATTERN, Tokenizer, encode_file, stdlib_corpus_text, train_bpe  # noqa: E402
+from tokenizer import (GPT2_PATTERN, Tokenizer, encode_file, stdlib_corpus_text, train_bpe,  # noqa: E402
+                       train_bpe_from_text)
 from tokenizer.train import TrainTimings  # noqa: E402
 
 EOT = "<|endoftext|>"
 PILE_BYTES = 825e9
+WORST_CASE_CHARS = 1_000_000
 
 
 TRIALS = 3
@@ -81,11 +90,16 @@ def _gpt2(data: Path) -> Tokenizer:
 
 
 def _tiktoken_gpt2(tok: Tokenizer):
+    return _tiktoken_of(tok, "gpt2-offline")
+
+
+def _tiktoken_of(tok: Tokenizer, name: str):
+    """tiktoken over `tok`'s vocabulary, rank = id (GPT-2's ids are its merge order)."""
     import tiktoken
 
     ranks = {raw: i for i, raw in tok.vocab.items() if raw != EOT.encode()}
-    return tiktoken.Encoding("gpt2-offline", pat_str=GPT2_PATTERN, mergeable_ranks=ranks,
-                             special_tokens={EOT: 50256})
+    return tiktoken.Encoding(name, pat_str=GPT2_PATTERN, mergeable_ranks=ranks,
+                             special_tokens={EOT: tok.encode(EOT)[0]})
 
 
 def _hf_train_job(path: Path, vocab_size: int) -> Callable[[], int]:
@@ -179,6 +193,50 @@ def bench_encoding(data: Path, big: Path, tmp: Path) -> list[str]:
     return lines
 
 
+def _best(fn: Callable[[], object]) -> tuple[object, float]:
+    runs = [_timed(fn) for _ in range(TRIALS)]
+    return runs[0][0], min(seconds for _, seconds in runs)
+
+
+def _best_or_failure(fn: Callable[[], object]) -> tuple[object, float | str]:
+    """`_best`, or (None, "fails: <reason>") when tiktoken gives up (its regex runs out of stack on long
+    whitespace: a ValueError from encode, a Rust panic, which is a BaseException, from encode_ordinary)."""
+    try:
+        return _best(fn)
+    except BaseException as exc:
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        return None, f"fails: {str(exc).splitlines()[0].rsplit(': ', 1)[-1]}"
+
+
+def _explorer_tokenizer() -> Tokenizer:
+    """As explorer/tokenizer_view.default_tokenizer: 1,000 tokens trained on 500 kB of the stdlib corpus."""
+    text = stdlib_corpus_text().encode("utf-8")[:500_000].decode("utf-8", errors="ignore")
+    vocab, merges = train_bpe_from_text(text, 1000, [EOT])
+    return Tokenizer(vocab, merges, [EOT])
+
+
+def bench_worst_case(data: Path) -> list[str]:
+    n = WORST_CASE_CHARS
+    gpt2, explorer = _gpt2(data), _explorer_tokenizer()
+    letters = "".join(random.Random(0).choices(string.ascii_lowercase, k=n))
+    cases = [("spaces", gpt2, " " * n), ("newlines", gpt2, "\n" * n), ("'a' repeated", gpt2, "a" * n),
+             ("random letters", gpt2, letters), ("spaces", explorer, " " * n)]
+    lines = ["| one pre-token of 1M characters | vocabulary | tokens | ours s | tiktoken encode s | "
+             "tiktoken BPE of the piece s | ids identical to tiktoken's |", "|---|---|---:|---:|---:|---:|---|"]
+    for name, tok, text in cases:
+        enc = _tiktoken_of(tok, "worst-case")
+        ours, s_ours = _best(lambda: tok.encode(text))
+        whole, s_whole = _best_or_failure(lambda: enc.encode(text))
+        piece, s_piece = _best(lambda: enc._encode_single_piece(text.encode("utf-8")))
+        reference, how = (whole, "encode") if whole is not None else (piece, "BPE of the piece")
+        same = f"{'yes' if ours == reference else 'NO'} ({how})"
+        vocab = "GPT-2" if tok is gpt2 else "explorer's 1,000"
+        seconds = [f"{s:.3f}" if isinstance(s, float) else s for s in (s_ours, s_whole, s_piece)]
+        lines.append(f"| {name} | {vocab} | {len(ours):,} | {' | '.join(seconds)} | {same} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -201,6 +259,8 @@ def main() -> None:
         print("\n".join(bench_training(args.data, big)))
         print()
         print("\n".join(bench_encoding(args.data, big, Path(tmp))))
+        print()
+        print("\n".join(bench_worst_case(args.data)))
 
 
 if __name__ == "__main__":
