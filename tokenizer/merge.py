@@ -15,6 +15,7 @@ one left-to-right sweep, lowest rank first.
 from __future__ import annotations
 
 import sys
+from array import array
 from collections.abc import Sequence
 from heapq import heapify, heappop, heappush
 from itertools import repeat
@@ -73,8 +74,11 @@ def merge_long(ids: list[int], ranks: Ranks, merged: Sequence[int]) -> list[int]
     """
     rank_of = ranks.get
     n = len(ids)
-    next_ = list(range(1, n + 1))
-    prev = list(range(-1, n - 1))
+    # arrays, not lists: the links of neighbours share a cache line, where a list points to scattered
+    # int objects; when many ranks send the sweeps all over the word (random letters) this is 20%
+    # faster, on a run of one byte 10% slower
+    next_ = array("q", range(1, n + 1))
+    prev = array("q", range(-1, n - 1))
     pair_rank = list(map(rank_of, zip(ids, ids[1:]), repeat(NO_RANK)))
     pair_rank.append(NO_RANK)
     waiting: dict[int, list[int]] = {}
