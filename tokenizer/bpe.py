@@ -127,6 +127,7 @@ class Tokenizer:
 
     # ---- encoding ----
     def _encode_pretoken(self, word: str) -> tuple[int, ...]:
+        """The ids of one pre-token: itself if it is a token, else its bytes merged."""
         raw = word.encode("utf-8")
         whole = self._whole.get(raw)
         if whole is not None:
