@@ -13,7 +13,10 @@
    random letters), ours vs tiktoken's encode and tiktoken's BPE of that one piece (its merge step
    without its regex); ids compared with tiktoken's. GPT-2 has no multi-space token, so spaces are
    also run with the explorer's tokenizer (1,000 tokens trained on 500 kB of the stdlib corpus),
-   which merges runs of spaces. Pre-tokens this long are not cached: every run merges.
+   which merges runs of spaces. Pre-tokens this long are not cached: every run merges. Training
+   1,000 merges on one such pre-token (spaces, random letters) vs `tokenizers` BpeTrainer, at 100k
+   characters (BpeTrainer rescans the whole word at every merge: 1M would take many minutes) and
+   ours at 1M.
 Times are the best of `--trials` runs, each from a fresh setup (the machine is shared; the minimum is
 the least disturbed). Peak memory: one more run in a freshly spawned interpreter: its peak resident
 set size during the job (VmHWM, reset after loading the files) minus its RSS at the job's start; pool
@@ -216,10 +219,14 @@ def _explorer_tokenizer() -> Tokenizer:
     return Tokenizer(vocab, merges, [EOT])
 
 
+def _random_letters(n: int) -> str:
+    return "".join(random.Random(0).choices(string.ascii_lowercase, k=n))
+
+
 def bench_worst_case(data: Path) -> list[str]:
     n = WORST_CASE_CHARS
     gpt2, explorer = _gpt2(data), _explorer_tokenizer()
-    letters = "".join(random.Random(0).choices(string.ascii_lowercase, k=n))
+    letters = _random_letters(n)
     cases = [("spaces", gpt2, " " * n), ("newlines", gpt2, "\n" * n), ("'a' repeated", gpt2, "a" * n),
              ("random letters", gpt2, letters), ("spaces", explorer, " " * n)]
     lines = ["| one pre-token of 1M characters | vocabulary | tokens | ours s | tiktoken encode s | "
@@ -234,6 +241,22 @@ def bench_worst_case(data: Path) -> list[str]:
         vocab = "GPT-2" if tok is gpt2 else "explorer's 1,000"
         seconds = [f"{s:.3f}" if isinstance(s, float) else s for s in (s_ours, s_whole, s_piece)]
         lines.append(f"| {name} | {vocab} | {len(ours):,} | {' | '.join(seconds)} | {same} |")
+    return lines
+
+
+def bench_worst_case_training(tmp: Path) -> list[str]:
+    vocab_size = 256 + 1 + 1000
+    lines = ["| training on one pre-token, 1,000 merges | characters | seconds | note |", "|---|---:|---:|---|"]
+    for n, tools in ((WORST_CASE_CHARS // 10, ("ours", "HF")), (WORST_CASE_CHARS, ("ours",))):
+        for name, text in (("spaces", " " * n), ("random letters", _random_letters(n))):
+            path = tmp / f"one-pretoken-{n}.txt"
+            path.write_text(text, encoding="utf-8")
+            for tool in tools:
+                job = _ours_train_job(path, vocab_size, 1) if tool == "ours" else _hf_train_job(path, vocab_size)
+                size, seconds = _best(job)
+                label = "ours, 1 process" if tool == "ours" else "HF tokenizers BpeTrainer"
+                note = f"vocab {size:,}" + (" (no pair left to merge)" if size < vocab_size else "")
+                lines.append(f"| {name}: {label} | {n:,} | {seconds:.3f} | {note} |")
     return lines
 
 
@@ -261,6 +284,8 @@ def main() -> None:
         print("\n".join(bench_encoding(args.data, big, Path(tmp))))
         print()
         print("\n".join(bench_worst_case(args.data)))
+        print()
+        print("\n".join(bench_worst_case_training(Path(tmp))))
 
 
 if __name__ == "__main__":
