@@ -161,11 +161,11 @@ def test_trained_tokenizer_equals_naive_merge_order(small_trained, text):
     assert small_trained.encode(text) == _naive_encode(small_trained, text)
 
 
-# ---- long pre-tokens: merge_long against tiktoken and against the definition (merge_short) ----
+# ---- long pre-tokens: merge_long against tiktoken (150k characters) and against the definition,
+# merge_short (quadratic, so on runs of a few thousand bytes) ----
 
-def _random_run(alphabet: str, n: int, seed: int = 0) -> str:
-    rng = random.Random(seed)
-    return "".join(rng.choice(alphabet) for _ in range(n))
+def _random_run(alphabet: str, n: int) -> str:
+    return "".join(random.Random(0).choices(alphabet, k=n))
 
 
 LONG = 150_000
@@ -245,8 +245,8 @@ def test_a_pretoken_that_is_a_token_is_that_token():
 
 
 def test_merges_out_of_creation_order_follow_the_definition():
-    # (ab, c) ranks before (a, b), which makes its part: merge_long's sweep would be wrong here, so a
-    # long pre-token takes the definition (quadratic, but hand-made lists like this one are short)
+    # (ab, c) ranks before (a, b), which makes its part: merge_long's sweep would be wrong here, so
+    # these 300-byte pre-tokens take the definition (quadratic in their length)
     vocab = {i: bytes([i]) for i in range(256)} | {256: b"abc", 257: b"ab"}
     tok = Tokenizer(vocab, [(b"ab", b"c"), (b"a", b"b")])
     assert tok.encode("abc" * 100) == [256] * 100
