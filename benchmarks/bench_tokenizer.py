@@ -18,9 +18,10 @@
    characters (BpeTrainer rescans the whole word at every merge: 1M would take many minutes) and
    ours at 1M.
 Times are the best of `--trials` runs, each from a fresh setup (the machine is shared; the minimum is
-the least disturbed). Peak memory: one more run in a freshly spawned interpreter: its peak resident
-set size during the job (VmHWM, reset after loading the files) minus its RSS at the job's start; pool
-workers not counted. Linux only.
+the least disturbed); rows compared with each other (ours and tiktoken's encoders, each worst case,
+training on one pre-token) take their runs in rotated rounds. Peak memory: one more run in a freshly
+spawned interpreter: its peak resident set size during the job (VmHWM, reset after loading the
+files) minus its RSS at the job's start; pool workers not counted. Linux only.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import psutil
@@ -152,6 +154,28 @@ def _measure(job: str, *args: object) -> tuple[object, float, int]:
     return result, seconds, _peak_memory(job, *args)
 
 
+def _rounds(setups: list[Callable[[], Callable[[], object]]]) -> list[tuple[object, float | str]]:
+    """(result, best seconds) of jobs whose times are compared: TRIALS rounds, each setting up and timing
+    every job once in a rotated order, so a burst of load on the shared machine hits them alike. A job
+    that raises gives (None, "fails: <reason>") (tiktoken's regex runs out of stack on long whitespace:
+    a ValueError from encode; encode_ordinary panics in Rust, a BaseException)."""
+    best: list[tuple[object, float | str]] = [(None, float("inf"))] * len(setups)
+    for trial in range(TRIALS):
+        for k in [(trial + i) % len(setups) for i in range(len(setups))]:
+            if isinstance(best[k][1], str):
+                continue
+            try:
+                result, seconds = _timed(setups[k]())
+            except BaseException as exc:
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                best[k] = (None, f"fails: {str(exc).splitlines()[0].rsplit(': ', 1)[-1]}")
+                continue
+            if seconds < best[k][1]:
+                best[k] = (result, seconds)
+    return best
+
+
 def _row(name: str, size: int, n: int, seconds: float, peak: int, note: str = "") -> str:
     return f"| {name} | {n:,} | {seconds:.3f} | {size / seconds / 1e6:.2f} | {peak / 2**20:.0f} | {note} |"
 
@@ -175,9 +199,10 @@ def bench_training(data: Path, big: Path) -> list[str]:
 
 def bench_encoding(data: Path, big: Path, tmp: Path) -> list[str]:
     size = big.stat().st_size
-    cold, s_cold, m_cold = _measure("ours_encode", data, big)
-    warm, s_warm, m_warm = _measure("ours_encode", data, big, True)
-    theirs, s_tik, m_tik = _measure("tiktoken_encode", data, big)
+    jobs = [("ours_encode", data, big), ("ours_encode", data, big, True), ("tiktoken_encode", data, big)]
+    setups = [partial(_JOBS[name], *args) for name, *args in jobs]
+    (cold, s_cold), (warm, s_warm), (theirs, s_tik) = _rounds(setups)
+    m_cold, m_warm, m_tik = (_peak_memory(*job) for job in jobs)
     assert cold == theirs and warm == theirs, "ids differ from tiktoken"
     n_file, s_file, m_file = _measure("encode_file", data, big, tmp / "ids.npy")
     assert n_file == len(theirs)
@@ -194,22 +219,6 @@ def bench_encoding(data: Path, big: Path, tmp: Path) -> list[str]:
                      f"{hours:,.0f} h |")
     lines += ["", f"ids identical to tiktoken: yes ({len(theirs):,} tokens, {size / len(theirs):.2f} bytes/token)"]
     return lines
-
-
-def _best(fn: Callable[[], object]) -> tuple[object, float]:
-    runs = [_timed(fn) for _ in range(TRIALS)]
-    return runs[0][0], min(seconds for _, seconds in runs)
-
-
-def _best_or_failure(fn: Callable[[], object]) -> tuple[object, float | str]:
-    """`_best`, or (None, "fails: <reason>") when tiktoken gives up (its regex runs out of stack on long
-    whitespace: a ValueError from encode, a Rust panic, which is a BaseException, from encode_ordinary)."""
-    try:
-        return _best(fn)
-    except BaseException as exc:
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise
-        return None, f"fails: {str(exc).splitlines()[0].rsplit(': ', 1)[-1]}"
 
 
 def _explorer_tokenizer() -> Tokenizer:
@@ -233,9 +242,9 @@ def bench_worst_case(data: Path) -> list[str]:
              "tiktoken BPE of the piece s | ids identical to tiktoken's |", "|---|---|---:|---:|---:|---:|---|"]
     for name, tok, text in cases:
         enc = _tiktoken_of(tok, "worst-case")
-        ours, s_ours = _best(lambda: tok.encode(text))
-        whole, s_whole = _best_or_failure(lambda: enc.encode(text))
-        piece, s_piece = _best(lambda: enc._encode_single_piece(text.encode("utf-8")))
+        (ours, s_ours), (whole, s_whole), (piece, s_piece) = _rounds(
+            [lambda: partial(tok.encode, text), lambda: partial(enc.encode, text),
+             lambda: partial(enc._encode_single_piece, text.encode("utf-8"))])
         reference, how = (whole, "encode") if whole is not None else (piece, "BPE of the piece")
         same = f"{'yes' if ours == reference else 'NO'} ({how})"
         vocab = "GPT-2" if tok is gpt2 else "explorer's 1,000"
@@ -251,9 +260,8 @@ def bench_worst_case_training(tmp: Path) -> list[str]:
         for name, text in (("spaces", " " * n), ("random letters", _random_letters(n))):
             path = tmp / f"one-pretoken-{n}.txt"
             path.write_text(text, encoding="utf-8")
-            for tool in tools:
-                job = _ours_train_job(path, vocab_size, 1) if tool == "ours" else _hf_train_job(path, vocab_size)
-                size, seconds = _best(job)
+            setups = [partial(_ours_train_job, path, vocab_size, 1), partial(_hf_train_job, path, vocab_size)]
+            for tool, (size, seconds) in zip(tools, _rounds(setups[:len(tools)])):
                 label = "ours, 1 process" if tool == "ours" else "HF tokenizers BpeTrainer"
                 note = f"vocab {size:,}" + (" (no pair left to merge)" if size < vocab_size else "")
                 lines.append(f"| {name}: {label} | {n:,} | {seconds:.3f} | {note} |")

@@ -77,7 +77,8 @@ def test_incremental_training_equals_naive_twin(text, vocab_size):
 
 
 # runs of up to 150 repeats: pre-tokens of hundreds of bytes, past the LongWord threshold (64)
-long_runs = st.lists(st.tuples(st.sampled_from(["a", "ab", " ", "\n", "low", "é", EOT, " x", "12"]), st.integers(1, 150)),
+long_runs = st.lists(st.tuples(st.sampled_from(["a", "ab", " ", "\n", "low", "é", EOT, " x", "12"]),
+                               st.integers(1, 150)),
                      min_size=1, max_size=8).map(lambda parts: "".join(piece * count for piece, count in parts))
 
 
