@@ -1,25 +1,32 @@
 """The BPE tokenizer: encode text to ids with learned merges, decode ids back to text.
 
 Encoding: split on special tokens (longest first), cut ordinary text into GPT-2 pre-tokens, and
-apply merges inside each pre-token in rank order (rank = position in the merges list). A bounded
-cache maps pre-token -> ids, so a repeated word costs one dict lookup.
+apply merges inside each pre-token in rank order (rank = position in the merges list; see
+tokenizer.merge). A pre-token whose bytes are a token (a byte or a merge's result) is that token
+without merging, as in tiktoken; this agrees with merging for every vocabulary that BPE training
+produced (tested on GPT-2's and ours), not for hand-made merge lists that never build a token from
+its own bytes. A bounded cache maps pre-token -> ids, so a repeated word costs one dict lookup.
 """
 
 from __future__ import annotations
 
 import operator
 import os
-from collections.abc import Iterable, Iterator, Sequence
-from itertools import chain, repeat
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import reduce
 
 from tokenizer.errors import TokenizerError, UnknownTokenIdError
 from tokenizer.gc_pause import gc_paused
-from tokenizer.pretokenize import pretoken_spans, pretokens, special_pattern, split_on_specials
+from tokenizer.merge import in_creation_order, merge_ids
+from tokenizer.pretokenize import (pretoken_spans, pretokens, special_pattern, split_on_specials,
+                                   unique_special_tokens)
 
 _CACHE_LIMIT = 500_000
 """Cached pre-tokens before the cache is cleared (bounds memory on endless streams)."""
 
-_NO_MERGE = (float("inf"), -1)
+_CACHE_MAX_CHARS = 1 << 10
+"""Longer pre-tokens are merged each time they occur rather than kept: they rarely repeat, and a
+million-character key would stay in memory."""
 
 _STREAM_BLOCK = 1 << 16
 """encode_iterable gathers at least this many characters before encoding a prefix of its buffer."""
@@ -31,14 +38,15 @@ _CONTRACTION_LOOKAHEAD = 3
 class Tokenizer:
     """Byte-level BPE tokenizer over `vocab` (id -> bytes) and `merges` (in creation order).
 
-    Special tokens not already in the vocabulary get new ids after the largest one.
+    Special tokens not already in the vocabulary get new ids after the largest one; an empty special
+    token is a TokenizerError.
     """
 
     def __init__(self, vocab: dict[int, bytes], merges: Sequence[tuple[bytes, bytes]],
                  special_tokens: Sequence[str] | None = None) -> None:
         self.vocab: dict[int, bytes] = dict(vocab)
         self.merges: list[tuple[bytes, bytes]] = [tuple(m) for m in merges]  # type: ignore[misc]
-        self.special_tokens: list[str] = list(dict.fromkeys(special_tokens or ()))
+        self.special_tokens: list[str] = unique_special_tokens(special_tokens)
         self._ids: dict[bytes, int] = {}
         for i in sorted(self.vocab, reverse=True):  # the smallest id wins for duplicated bytes
             self._ids[self.vocab[i]] = i
@@ -52,13 +60,19 @@ class Tokenizer:
             self._special_ids[special] = self._ids[raw]
         self._check_bytes_present()
         self._byte_ids = [self._ids[bytes([b])] for b in range(256)]
-        # (left id, right id) -> (rank, merged id); the first of duplicate merges wins
-        self._merge_of: dict[tuple[int, int], tuple[float, int]] = {}
+        # the tables of tokenizer.merge: (left id, right id) -> rank (the first of duplicate merges
+        # wins) and rank -> merged id
+        self._ranks: dict[tuple[int, int], int] = {}
+        self._merged = [self._ids[a + b] for a, b in self.merges]
         for rank, (a, b) in enumerate(self.merges):
-            self._merge_of.setdefault((self._ids[a], self._ids[b]), (rank, self._ids[a + b]))
+            self._ranks.setdefault((self._ids[a], self._ids[b]), rank)
+        self._creation_order = in_creation_order(self._ranks, self._merged)
+        # what a pre-token can be without merging: a byte or a merge's result
+        whole = [bytes([b]) for b in range(256)] + [a + b for a, b in self.merges]
+        self._whole = {raw: self._ids[raw] for raw in whole}
         self._special_re = special_pattern(self.special_tokens)
         self._max_special = max((len(s) for s in self.special_tokens), default=0)
-        self._cache: dict[str, tuple[int, ...]] = {}
+        self._cache = _PretokenCache(self._encode_pretoken)
         size = max(self.vocab, default=-1) + 1
         self._decode_table: list[bytes | None] = [None] * size
         for i, raw in self.vocab.items():
@@ -112,40 +126,19 @@ class Tokenizer:
         save_dir(directory, self.vocab, self.merges, self.special_tokens)
 
     # ---- encoding ----
-    def _bpe(self, word: str) -> list[int]:
-        """Ids of one pre-token: merge the lowest-ranked adjacent pair (leftmost on ties) until none
-        is mergeable. One occurrence per step: the next step finds a repeat of the same pair first."""
-        byte_ids, lookup = self._byte_ids, self._merge_of.get
-        ids = [byte_ids[b] for b in word.encode("utf-8")]
-        # ranked[i]: (rank, merged id) of the pair (ids[i], ids[i + 1]), so min picks the lowest rank
-        ranked = list(map(lookup, zip(ids, ids[1:]), repeat(_NO_MERGE)))
-        while ranked:
-            best = min(ranked)
-            if best is _NO_MERGE:
-                break
-            i = ranked.index(best)
-            ids[i:i + 2] = (best[1],)
-            del ranked[i]
-            # only the pairs touching the new token changed
-            if i > 0:
-                ranked[i - 1] = lookup((ids[i - 1], ids[i]), _NO_MERGE)
-            if i < len(ranked):
-                ranked[i] = lookup((ids[i], ids[i + 1]), _NO_MERGE)
-        return ids
+    def _encode_pretoken(self, word: str) -> tuple[int, ...]:
+        """The ids of one pre-token: itself if it is a token, else its bytes merged."""
+        raw = word.encode("utf-8")
+        whole = self._whole.get(raw)
+        if whole is not None:
+            return (whole,)
+        ids = list(map(self._byte_ids.__getitem__, raw))
+        return tuple(merge_ids(ids, self._ranks, self._merged, self._creation_order))
 
-    def _encode_words(self, words: list[str]) -> list[int]:
-        cache = self._cache
-        try:
-            return list(chain.from_iterable(map(cache.__getitem__, words)))
-        except KeyError:
-            if len(cache) > _CACHE_LIMIT:
-                cache.clear()
-            for w in set(words).difference(cache):
-                cache[w] = tuple(self._bpe(w))  # int-only tuples leave the GC's tracking
-            return list(chain.from_iterable(map(cache.__getitem__, words)))
-
-    def _encode_ordinary(self, text: str) -> list[int]:
-        return self._encode_words(pretokens(text)) if text else []
+    def _extend(self, out: list[int], words: list[str]) -> list[int]:
+        """Append the ids of `words` to `out`; return it."""
+        # out += ids of each word, looped in C (reduce over iadd); the cache merges unseen words
+        return reduce(operator.iadd, map(self._cache.__getitem__, words), out)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text` (special tokens, when registered, become their single id)."""
@@ -153,15 +146,14 @@ class Tokenizer:
             return self._encode(text)
 
     def _encode(self, text: str) -> list[int]:
-        if self._special_re is None:
-            return self._encode_ordinary(text)
         out: list[int] = []
-        pieces = split_on_specials(text, self._special_re)
-        for k, piece in enumerate(pieces):
+        if self._special_re is None:
+            return self._extend(out, pretokens(text))
+        for k, piece in enumerate(split_on_specials(text, self._special_re)):
             if k % 2:
                 out.append(self._special_ids[piece])
             elif piece:
-                out.extend(self._encode_ordinary(piece))
+                self._extend(out, pretokens(piece))
         return out
 
     def encode_iterable(self, iterable: Iterable[str]) -> Iterator[int]:
@@ -191,7 +183,7 @@ class Tokenizer:
             for match in self._special_re.finditer(text):
                 if match.start() >= special_limit:
                     break
-                out.extend(self._encode_ordinary(text[pos:match.start()]))
+                self._extend(out, pretokens(text[pos:match.start()]))
                 out.append(self._special_ids[match.group()])
                 pos = match.end()
         # ordinary text certainly runs to `limit`; keep pre-tokens that end early enough to be final
@@ -204,8 +196,7 @@ class Tokenizer:
                 break
             words.append(piece[start:end])  # not re-split: "\n\n" cut from "\n\n<" is two pre-tokens
             cut = end
-        out.extend(self._encode_words(words))
-        return out, text[pos + cut:]
+        return self._extend(out, words), text[pos + cut:]
 
     # ---- decoding ----
     def decode(self, ids: Iterable[int]) -> str:
@@ -233,3 +224,19 @@ class Tokenizer:
             if not ok:
                 return UnknownTokenIdError(f"token id {i!r} is not in the vocabulary (ids 0..{len(table) - 1})")
         return UnknownTokenIdError("a token id is not in the vocabulary")
+
+
+class _PretokenCache(dict[str, tuple[int, ...]]):
+    """pre-token -> its ids; a missing pre-token is encoded by `encode_pretoken` and kept."""
+
+    def __init__(self, encode_pretoken: Callable[[str], tuple[int, ...]]) -> None:
+        super().__init__()
+        self._encode_pretoken = encode_pretoken
+
+    def __missing__(self, word: str) -> tuple[int, ...]:
+        ids = self._encode_pretoken(word)  # int-only tuples leave the GC's tracking
+        if len(word) <= _CACHE_MAX_CHARS:
+            if len(self) >= _CACHE_LIMIT:
+                self.clear()
+            self[word] = ids
+        return ids

@@ -25,14 +25,26 @@ PARALLEL_MIN_BYTES = 4 << 20
 """Inputs smaller than this (4 MiB) are pre-tokenized in-process: a pool costs more than it saves."""
 
 
-def decode_utf8(data: bytes, name: str) -> str:
-    """Decode UTF-8, or raise CorpusError naming the first bad byte's offset."""
+def not_utf8(name: str, error: UnicodeDecodeError, offset: int = 0) -> CorpusError:
+    """The error for bad UTF-8 in file `name`: the first bad byte and its byte offset in the file
+    (`offset`: where the bytes that `error` was raised on start in the file)."""
+    bad = error.object[error.start]
+    return CorpusError(f"{name} is not UTF-8: invalid byte 0x{bad:02x} at byte offset {offset + error.start}")
+
+
+def decode_utf8(data: bytes, name: str, offset: int = 0) -> str:
+    """Decode bytes that start at byte `offset` of file `name`; CorpusError (`not_utf8`) if not UTF-8."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CorpusError(
-            f"{name} is not UTF-8: invalid byte 0x{data[exc.start]:02x} at byte offset {exc.start}"
-        ) from None
+        raise not_utf8(name, exc, offset) from None
+
+
+def read_range(path: str | os.PathLike[str], start: int, end: int) -> str:
+    """Bytes [start, end) of a UTF-8 file as text (CorpusError naming the file offset of bad UTF-8)."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        return decode_utf8(f.read(end - start), str(path), start)
 
 
 def read_corpus(path: str | os.PathLike[str]) -> str:
@@ -77,16 +89,7 @@ def chunk_boundaries(path: str | os.PathLike[str], num_chunks: int, split_token:
 
 def _count_chunk(args: tuple[str, int, int, tuple[str, ...]]) -> Counter[str]:
     path, start, end, special_tokens = args
-    with open(path, "rb") as f:
-        f.seek(start)
-        data = f.read(end - start)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CorpusError(
-            f"{path} is not UTF-8: invalid byte 0x{data[exc.start]:02x} at byte offset {start + exc.start}"
-        ) from None
-    return count_pretokens(text, special_tokens)
+    return count_pretokens(read_range(path, start, end), special_tokens)
 
 
 def count_file_pretokens(path: str | os.PathLike[str], special_tokens: Sequence[str], num_workers: int = 1,

@@ -19,6 +19,7 @@ import resource
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from accounting.atomic import check_writable
 from accounting.cli_support import OneLineArgumentParser, run_cli
 from accounting.errors import UserError
 from tokenizer.bpe import Tokenizer
@@ -75,8 +76,9 @@ def _corpus_path(name: str) -> Iterator[Path]:
 
 
 def _train(args) -> None:
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UserError(f"--out {args.out} exists and is not a directory")
+    if "" in args.special_tokens:
+        raise UserError("--special-token must not be empty (it would match between every two characters)")
+    check_writable(args.out, folder=True)  # before the training, not after it
     timings: list[TrainTimings] = []
     start = time.perf_counter()
     with _corpus_path(args.corpus) as path:
@@ -95,6 +97,7 @@ def _train(args) -> None:
 
 
 def _encode(args) -> None:
+    check_writable(args.out)  # before the encoding, not after it
     tokenizer = Tokenizer.from_dir(args.tokenizer)
     start = time.perf_counter()
     with _corpus_path(args.corpus) as path:

@@ -20,7 +20,7 @@ import numpy as np
 
 from accounting.atomic import atomic_output
 from tokenizer.bpe import Tokenizer
-from tokenizer.chunking import chunk_boundaries
+from tokenizer.chunking import chunk_boundaries, not_utf8, read_range
 from tokenizer.errors import CorpusError
 
 _READ_BYTES = 1 << 20
@@ -32,7 +32,7 @@ def ids_dtype(vocab_size: int) -> np.dtype:
 
 
 def iter_utf8_text(path: str | os.PathLike[str], block: int = _READ_BYTES) -> Iterator[str]:
-    """The file's text in blocks; CorpusError naming the byte offset of the first invalid byte."""
+    """The file's text in blocks; CorpusError (`chunking.not_utf8`) for bad UTF-8."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     fed = 0
     with open(path, "rb") as f:
@@ -41,9 +41,8 @@ def iter_utf8_text(path: str | os.PathLike[str], block: int = _READ_BYTES) -> It
             pending = len(decoder.getstate()[0])
             try:
                 text = decoder.decode(data, final=not data)
-            except UnicodeDecodeError as exc:
-                offset = fed - pending + exc.start
-                raise CorpusError(f"{path} is not UTF-8: invalid byte at byte offset {offset}") from None
+            except UnicodeDecodeError as exc:  # raised on the pending bytes + data
+                raise not_utf8(str(path), exc, fed - pending) from None
             fed += len(data)
             if text:
                 yield text
@@ -61,15 +60,8 @@ def _init_worker(tokenizer: Tokenizer) -> None:
 
 def _encode_range(args: tuple[str, int, int, str]) -> bytes:
     path, start, end, dtype = args
-    with open(path, "rb") as f:
-        f.seek(start)
-        data = f.read(end - start)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CorpusError(f"{path} is not UTF-8: invalid byte at byte offset {start + exc.start}") from None
     assert _WORKER_TOKENIZER is not None
-    return np.asarray(_WORKER_TOKENIZER.encode(text), dtype=dtype).tobytes()
+    return np.asarray(_WORKER_TOKENIZER.encode(read_range(path, start, end)), dtype=dtype).tobytes()
 
 
 def _id_blocks(tokenizer: Tokenizer, path: str, dtype: np.dtype, workers: int,

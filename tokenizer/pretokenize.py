@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 
 import regex
 
+from tokenizer.errors import TokenizerError
+
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 """GPT-2's pre-tokenizer regex (the `regex` package's syntax)."""
 
@@ -89,6 +91,15 @@ def pretoken_spans(text: str) -> Iterator[tuple[int, int]]:
             start, end = match.span()
             yield offset + start, offset + end
         offset += len(segment)
+
+
+def unique_special_tokens(special_tokens: Sequence[str] | None) -> list[str]:
+    """The special tokens in first-seen order without repeats; TokenizerError for an empty one
+    (it would match between every two characters)."""
+    specials = list(dict.fromkeys(special_tokens or ()))
+    if "" in specials:
+        raise TokenizerError(f"special tokens must be non-empty strings, got {specials!r}")
+    return specials
 
 
 def special_pattern(special_tokens: Sequence[str]) -> re.Pattern[str] | None:

@@ -6,7 +6,8 @@ Vocabulary ids: the special tokens first (0..k-1, in the order given), then the 
 Each step merges the most frequent adjacent pair, counted over pre-tokens weighted by how often the
 pre-token occurs; ties go to the lexicographically greater pair of byte strings, comparing
 (left bytes, right bytes) tuples. Counts are updated incrementally: a pair -> words index says which
-words a merge touches, and a heap with lazy invalidation finds the best pair.
+words a merge touches, and a heap with lazy invalidation finds the best pair. A word longer than 64
+bytes is a LongWord (tokenizer.long_word), whose merges cost their occurrences, not its length.
 """
 
 from __future__ import annotations
@@ -16,14 +17,19 @@ import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 from tokenizer.chunking import count_file_pretokens
 from tokenizer.errors import CorpusError, VocabSizeError
 from tokenizer.gc_pause import gc_paused
-from tokenizer.pretokenize import count_pretokens
+from tokenizer.long_word import LongWord
+from tokenizer.pretokenize import count_pretokens, unique_special_tokens
 
 Vocab = dict[int, bytes]
 Merges = list[tuple[bytes, bytes]]
+
+_LONG_WORD = 64
+"""Words of more bytes are LongWords (a list would cost the word's length at every merge touching it)."""
 
 
 @dataclass(frozen=True)
@@ -44,24 +50,30 @@ def _desc_key(token: bytes) -> tuple[int, ...]:
 
 
 class _PairCounter:
-    """Words as lists of token ids, their pair counts, the pair -> words index and the max-heap."""
+    """Words (lists of token ids, or LongWords), their pair counts, the pair -> words index, the max-heap."""
 
     def __init__(self, counts: Counter[str]) -> None:
-        self.words: list[list[int]] = []
+        self.words: list[list[int] | LongWord] = []
         self.freqs: list[int] = []
-        for word, freq in counts.items():
-            ids = list(word.encode("utf-8"))
-            if len(ids) > 1:  # a single byte has no pair to merge
-                self.words.append(ids)
-                self.freqs.append(freq)
-        self.token_bytes: list[bytes] = [bytes([b]) for b in range(256)]
-        self.keys: list[tuple[int, ...]] = [_desc_key(t) for t in self.token_bytes]
         self.pair_counts: dict[tuple[int, int], int] = {}
         self.where: dict[tuple[int, int], set[int]] = {}
-        for i, (ids, freq) in enumerate(zip(self.words, self.freqs)):
-            for pair in zip(ids, ids[1:]):
-                self.pair_counts[pair] = self.pair_counts.get(pair, 0) + freq
+        for word, freq in counts.items():
+            ids = list(word.encode("utf-8"))
+            if len(ids) < 2:
+                continue  # a single byte has no pair to merge
+            i = len(self.words)
+            if len(ids) > _LONG_WORD:
+                self.words.append(LongWord(ids))
+                pairs = Counter(zip(ids, ids[1:])).items()  # one update per distinct pair
+            else:
+                self.words.append(ids)
+                pairs = zip(zip(ids, ids[1:]), repeat(1))
+            self.freqs.append(freq)
+            for pair, n in pairs:
+                self.pair_counts[pair] = self.pair_counts.get(pair, 0) + n * freq
                 self.where.setdefault(pair, set()).add(i)
+        self.token_bytes: list[bytes] = [bytes([b]) for b in range(256)]
+        self.keys: list[tuple[int, ...]] = [_desc_key(t) for t in self.token_bytes]
         keys = self.keys
         self.heap = [(-c, keys[a], keys[b], a, b) for (a, b), c in self.pair_counts.items()]
         heapq.heapify(self.heap)
@@ -83,11 +95,16 @@ class _PairCounter:
         delta: dict[tuple[int, int], int] = {}
         words, freqs, where = self.words, self.freqs, self.where
         for i in where.pop((a, b), ()):
-            old = words[i]
+            old, freq = words[i], freqs[i]
+            if isinstance(old, LongWord):
+                for pair, change in old.merge(a, b, new_id).items():
+                    delta[pair] = delta.get(pair, 0) + change * freq
+                    if new_id in pair:
+                        where.setdefault(pair, set()).add(i)
+                continue
             new = _merge_word(old, a, b, new_id)
             if len(new) == len(old):
                 continue  # stale index entry: the pair left this word in an earlier merge
-            freq = freqs[i]
             for pair in zip(old, old[1:]):
                 delta[pair] = delta.get(pair, 0) - freq
             for pair in zip(new, new[1:]):
@@ -181,7 +198,7 @@ def _tqdm_progress(desc: str) -> tuple[Callable[[int, int], None], Callable[[], 
 def train_bpe_from_counts(counts: Counter[str], vocab_size: int, special_tokens: Sequence[str],
                           progress: bool | Callable[[int, int], None] = False) -> tuple[Vocab, Merges]:
     """Train from pre-token counts (see `train_bpe`)."""
-    specials = list(dict.fromkeys(special_tokens))
+    specials = unique_special_tokens(special_tokens)
     num_merges = check_vocab_size(vocab_size, specials)
     if not counts:
         raise CorpusError("the corpus has no text outside the special tokens: nothing to train on")
@@ -206,11 +223,12 @@ def train_bpe(input_path: str | os.PathLike[str], vocab_size: int, special_token
     `num_workers` > 1 pre-tokenizes large files (>= 4 MiB) in a process pool over chunks cut at
     special tokens. `progress`: True shows tqdm bars; a callable gets (merges_done, merges_total).
     If `timings` is a list, a TrainTimings for this run is appended to it.
-    Errors: FileNotFoundError; CorpusError (empty, not UTF-8); VocabSizeError.
+    Errors: FileNotFoundError; CorpusError (empty, not UTF-8); VocabSizeError; TokenizerError for an
+    empty special token.
     """
     import time
 
-    specials = list(dict.fromkeys(special_tokens))
+    specials = unique_special_tokens(special_tokens)
     check_vocab_size(vocab_size, specials)  # fail before reading a large file
     start = time.perf_counter()
     chunk_progress, close = _tqdm_progress("pre-tokenize chunks") if progress is True else (None, None)
@@ -231,6 +249,6 @@ def train_bpe_from_text(text: str, vocab_size: int, special_tokens: Sequence[str
     """`train_bpe` on an in-memory string (in-process pre-tokenization)."""
     if not text:
         raise CorpusError("the corpus is empty: nothing to train on")
-    specials = list(dict.fromkeys(special_tokens))
+    specials = unique_special_tokens(special_tokens)
     check_vocab_size(vocab_size, specials)
     return train_bpe_from_counts(count_pretokens(text, specials), vocab_size, specials, progress)

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tokenizer import Tokenizer, UnknownTokenIdError, bpe
+from tokenizer import Tokenizer, UnknownTokenIdError, bpe, merge
+from tokenizer.merge import merge_long, merge_short
 from tokenizer.pretokenize import REFERENCE_PATTERN, pretokens
 
 EOT = "<|endoftext|>"
@@ -158,3 +159,95 @@ def small_trained(shared_data):
 @given(mixed_text)
 def test_trained_tokenizer_equals_naive_merge_order(small_trained, text):
     assert small_trained.encode(text) == _naive_encode(small_trained, text)
+
+
+# ---- long pre-tokens: merge_long against tiktoken (150k characters) and against the definition,
+# merge_short (quadratic, so on runs of a few thousand bytes) ----
+
+def _random_run(alphabet: str, n: int) -> str:
+    return "".join(random.Random(0).choices(alphabet, k=n))
+
+
+LONG = 150_000
+LONG_PRETOKENS = {  # each one pre-token (the last: one inside ordinary text)
+    "spaces": " " * LONG, "newlines": "\n" * LONG, "mixed whitespace": _random_run(" \t\n\r\u3000\u00a0", LONG),
+    "a word of a's": "a" * LONG, "a word of random letters": _random_run("abcdefghijklmnopqrstuvwxyz", LONG),
+    "digits": _random_run("0123456789", LONG), "one digit": "7" * LONG, "é": "é" * LONG,
+    "accented letters": _random_run("éèàüößçñ", LONG), "CJK": _random_run("日本語中文字", LONG),
+    "punctuation": "-" * LONG, "inside text": "hello " + "ab" * (LONG // 2) + " world",
+}
+
+
+@pytest.mark.parametrize("kind", LONG_PRETOKENS)
+def test_long_pretokens_match_tiktoken(kind, gpt2_tokenizer, tiktoken_gpt2):
+    text = LONG_PRETOKENS[kind]
+    assert gpt2_tokenizer.encode(text) == tiktoken_gpt2.encode(text)
+
+
+def _tables(tok: Tokenizer):
+    """merge.py's tables rebuilt from the public vocab and merges: (byte ids, ranks, merged ids)."""
+    ids = {raw: i for i, raw in sorted(tok.vocab.items(), reverse=True)}
+    ranks: dict[tuple[int, int], int] = {}
+    for rank, (a, b) in enumerate(tok.merges):
+        ranks.setdefault((ids[a], ids[b]), rank)
+    return [ids[bytes([b])] for b in range(256)], ranks, [ids[a + b] for a, b in tok.merges]
+
+
+runs = st.lists(st.tuples(st.sampled_from(["a", "b", "ab", " ", "\n", "7", "é", "the", "ing", "x"]),
+                          st.integers(1, 400)), min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(runs, st.booleans())
+def test_long_merge_equals_the_definition(gpt2_tokenizer, small_trained, parts, gpt2):
+    # long runs of one piece (a*400), alternations and mixtures, up to a few thousand bytes
+    raw = "".join(piece * count for piece, count in parts).encode()
+    byte_ids, ranks, merged = _tables(gpt2_tokenizer if gpt2 else small_trained)
+    ids = [byte_ids[b] for b in raw]
+    assert merge_long(list(ids), ranks, merged) == merge_short(list(ids), ranks, merged)
+
+
+@pytest.fixture(scope="module")
+def uncached(shared_data, small_trained):
+    """New copies of GPT-2's and the small trained tokenizer: nothing in their pre-token caches."""
+    return (Tokenizer.from_gpt2_files(shared_data / "gpt2_vocab.json", shared_data / "gpt2_merges.txt", [EOT]),
+            Tokenizer(small_trained.vocab, small_trained.merges, small_trained.special_tokens))
+
+
+@settings(max_examples=100, deadline=None)
+@given(mixed_text)
+def test_long_path_on_every_pretoken(uncached, tiktoken_gpt2, text):
+    gpt2, trained = uncached
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(merge, "LONG_PRETOKEN", 0)  # every pre-token takes merge_long
+        patch.setattr(bpe, "_CACHE_MAX_CHARS", 0)  # and none is cached, so none skips it next time
+        assert gpt2.encode(text) == tiktoken_gpt2.encode(text, allowed_special="all")
+        assert trained.encode(text) == _naive_encode(trained, text)
+
+
+def test_whole_token_rule_agrees_with_merging(gpt2_tokenizer, small_trained):
+    # encode takes a pre-token that is a token as that token (tiktoken's rule); for vocabularies made
+    # by BPE training that is what merging gives too: every token's bytes merge back into it
+    for tok in (gpt2_tokenizer, small_trained):
+        byte_ids, ranks, merged = _tables(tok)
+        for token_id in [*byte_ids, *merged]:
+            raw = tok.vocab[token_id]
+            assert merge_short([byte_ids[b] for b in raw], ranks, merged) == [token_id]
+
+
+def test_a_pretoken_that_is_a_token_is_that_token():
+    # the whole-token rule, where it differs from merging: (b, c) ranks first and no merge joins
+    # a and bc, so merging b"abc" would give [a, bc]
+    vocab = {i: bytes([i]) for i in range(256)} | {256: b"bc", 257: b"ab", 258: b"abc"}
+    tok = Tokenizer(vocab, [(b"b", b"c"), (b"a", b"b"), (b"ab", b"c")])
+    assert tok.encode("abc") == [258]
+    assert tok.encode("xabc") == [ord("x"), ord("a"), 256]  # not a token: merged
+
+
+def test_merges_out_of_creation_order_follow_the_definition():
+    # (ab, c) ranks before (a, b), which makes its part: merge_long's sweep would be wrong here, so
+    # these 300-byte pre-tokens take the definition (quadratic in their length)
+    vocab = {i: bytes([i]) for i in range(256)} | {256: b"abc", 257: b"ab"}
+    tok = Tokenizer(vocab, [(b"ab", b"c"), (b"a", b"b")])
+    assert tok.encode("abc" * 100) == [256] * 100
+    assert tok.encode("ab" * 100 + "c") == [257] * 99 + [256]

@@ -12,8 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tokenizer import (CorpusError, Tokenizer, TokenizerError, TokenizerFileError, encode_file, ids_dtype,
-                       train_bpe_from_text)
+                       train_bpe, train_bpe_from_text)
+import tokenizer.chunking as chunking
 from tokenizer.cli import main
+from tokenizer.encode_file import iter_utf8_text
 from tokenizer.gpt2_bytes import byte_to_char, bytes_to_unicode_str, unicode_str_to_bytes
 
 EOT = "<|endoftext|>"
@@ -97,6 +99,25 @@ def test_encode_file_writes_a_memmappable_npy(tmp_path, workers):
     assert ids_dtype(70_000) == np.uint32
 
 
+def test_every_reader_reports_bad_utf8_alike(tmp_path, monkeypatch):
+    # whole file, chunks of it (training), a stream of blocks and ranges in workers (encode_file)
+    good = ("hello world " * 50 + EOT).encode() * 10
+    path = tmp_path / "bad.txt"
+    path.write_bytes(good + b"abc\xe9def" + good)
+    message = f"{path} is not UTF-8: invalid byte 0xe9 at byte offset {len(good) + 3}"
+    tok = _small_tokenizer()
+    with pytest.raises(CorpusError) as whole:
+        train_bpe(path, 300, [EOT])
+    monkeypatch.setattr(chunking, "PARALLEL_MIN_BYTES", 0)
+    with pytest.raises(CorpusError) as chunked:
+        train_bpe(path, 300, [EOT])
+    with pytest.raises(CorpusError) as streamed:
+        list(iter_utf8_text(path, block=len(good) + 4))  # 0xe9 ends a block: the decoder holds it back
+    with pytest.raises(CorpusError) as ranged:
+        encode_file(tok, path, tmp_path / "ids.npy", workers=2)
+    assert [str(e.value) for e in (whole, chunked, streamed, ranged)] == [message] * 4
+
+
 def test_encode_file_bad_utf8_leaves_no_output(tmp_path):
     corpus = tmp_path / "bad.txt"
     corpus.write_bytes(b"x" * 10 + b"\xff" + b"y")
@@ -134,3 +155,22 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
     assert err.count("\n") == 1 and "Traceback" not in err
     assert __import__("re").search(message, err)
     assert not (tmp_path / "X").exists()
+
+
+def test_empty_special_token_is_refused_where_it_enters(tmp_path, capsys):
+    # an empty special token matches between every two characters: "ab" became [0, 98, 0, 99, 0]
+    byte_vocab = {i: bytes([i]) for i in range(256)}
+    for specials in ([""], [EOT, ""]):
+        with pytest.raises(TokenizerError, match="non-empty"):
+            Tokenizer(byte_vocab, [], specials)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("low lower newest widest", encoding="utf-8")
+    with pytest.raises(TokenizerError, match="non-empty"):
+        train_bpe(corpus, 300, [""])
+    with pytest.raises(TokenizerError, match="non-empty"):
+        train_bpe_from_text("low lower", 300, [EOT, ""])
+    out = tmp_path / "tok"
+    assert main(["train", str(corpus), "--vocab-size", "300", "--special-token", "", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--special-token must not be empty" in err and "Traceback" not in err
+    assert not out.exists()

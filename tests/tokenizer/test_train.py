@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 
 import pytest
@@ -10,8 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tokenizer.chunking as chunking
+import tokenizer.train as train
 from tokenizer import CorpusError, VocabSizeError, train_bpe, train_bpe_from_text
 from tokenizer.gpt2_bytes import unicode_str_to_bytes
+from tokenizer.long_word import LongWord
 from tokenizer.pretokenize import REFERENCE_PATTERN
 
 EOT = "<|endoftext|>"
@@ -71,6 +74,52 @@ def test_incremental_training_equals_naive_twin(text, vocab_size):
     assert vocab[0] == EOT.encode() and vocab[1] == b"\x00" and vocab[256] == b"\xff"
     assert all(vocab[257 + i] == a + b for i, (a, b) in enumerate(merges))
     assert not any(EOT.encode() in token for i, token in vocab.items() if i > 0)
+
+
+# runs of up to 150 repeats: pre-tokens of hundreds of bytes, past the LongWord threshold (64)
+long_runs = st.lists(st.tuples(st.sampled_from(["a", "ab", " ", "\n", "low", "é", EOT, " x", "12"]),
+                               st.integers(1, 150)),
+                     min_size=1, max_size=8).map(lambda parts: "".join(piece * count for piece, count in parts))
+
+
+@settings(max_examples=60, deadline=None)
+@given(long_runs, st.integers(256 + 1, 256 + 40), st.booleans())
+def test_long_words_train_like_the_naive_twin(text, vocab_size, every_word_long):
+    if not text.replace(EOT, ""):
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        if every_word_long:
+            patch.setattr(train, "_LONG_WORD", 1)  # every word of 2+ bytes takes the LongWord path
+        _, merges = train_bpe_from_text(text, vocab_size, [EOT])
+    assert merges == _naive_bpe(text, vocab_size, [EOT])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from([0, 1, 2]), min_size=2, max_size=200), st.data())
+def test_long_word_merges_like_a_list_and_counts_exactly(ids, data):
+    word, current = LongWord(list(ids)), list(ids)
+    counts = Counter(zip(ids, ids[1:]))
+    for new in range(100, 110):
+        if len(current) < 2:
+            break
+        a, b = data.draw(st.sampled_from(list(zip(current, current[1:]))))
+        counts.update(word.merge(a, b, new))
+        current = train._merge_word(current, a, b, new)  # the rule for short words
+        assert [i for i in word.ids if i != -1] == current
+        assert {pair: n for pair, n in counts.items() if n} == Counter(zip(current, current[1:]))
+
+
+def test_one_huge_pretoken_trains():
+    # 2^18 a's in one pre-token: each merge doubles the run, down to one token
+    _, merges = train_bpe_from_text("a" * 2**18, 256 + 20)
+    assert merges == [(b"a" * 2**k, b"a" * 2**k) for k in range(18)]
+    # 300k random letters, 200 merges: as a list the word was rescanned at every merge (minutes)
+    rng = random.Random(0)
+    word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(300_000))
+    _, merges = train_bpe_from_text(word + EOT + " hello world", 256 + 1 + 200, [EOT])
+    counts = Counter(zip(word, word[1:]))
+    first = max(counts, key=lambda pair: (counts[pair], pair))
+    assert len(merges) == 200 and merges[0] == (first[0].encode(), first[1].encode())
 
 
 def test_ties_go_to_the_greater_byte_pair():
