@@ -361,3 +361,12 @@ def test_no_cuda_without_dry_run_is_one_line(capsys, tmp_path):
     (tmp_path / "f").write_text("")
     assert run_cli(main, ["--out", str(tmp_path / "f"), "--dry-run"], prog=PROG) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_validation_render_stays_the_function_after_its_submodule_is_imported():
+    code = ("import validation.campaign.summary, validation.render, validation, sys; "
+            "assert callable(validation.render), validation.render; "
+            "assert 'torch' not in sys.modules; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "ok", out.stderr[-2000:]
