@@ -20,7 +20,7 @@ Reported per variant:
     the best measured throughput of a 2048^3 matmul in the same run and dtype (so CPU MFU is
     "fraction of this machine's own large-matmul speed", not of a datasheet number).
 Variants: "ours" is model.TransformerLM (+ model.optim / model.fast_optim, model.loss); "torch" is
-benchmarks/torch_baseline.py (torch's nn modules, sdpa, torch.optim.AdamW). Goal on CPU: our
+validation/torch_baseline.py (torch's nn modules, sdpa, torch.optim.AdamW). Goal on CPU: our
 fastest >= 0.95x the faster torch baseline. `--device cuda` runs cs336-gpt2-small at T=1024 and the
 tinystories config in bf16 (compiled variants included), and estimates the wall time of the
 handout's TinyStories budget (327,680,000 tokens) from the measured tokens/s beside accounting's
@@ -110,7 +110,7 @@ def _build(v: Variant, cfg, device):
     import torch
 
     if v.impl == "torch":
-        from torch_baseline import TorchLM, torch_loss
+        from validation.torch_baseline import TorchLM, torch_loss
 
         model = TorchLM(cfg, device=device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1,

@@ -58,7 +58,7 @@ LAYERS = {
     "accounting": {"torch", "model", "validation", "explorer", "tokenizer", "streamlit", "plotly"},
     "tokenizer": {"torch", "model", "validation", "explorer", "streamlit"},
     "model": {"validation", "explorer", "streamlit"},
-    "validation": {"explorer", "streamlit", "plotly"},
+    "validation": {"explorer", "streamlit", "plotly", "benchmarks"},
 }
 """Package -> top-level modules it must never import (at module level or inside a function)."""
 

@@ -27,15 +27,18 @@ is `validation.core.measure`, so no module name shadows an API name)
 from __future__ import annotations
 
 from accounting.lazy import lazy_exports
+# render is bound eagerly: the function shares its name with its submodule, and a lazy export would
+# be shadowed by the submodule whenever something imports `validation.render` first (the campaign does)
+from validation.render import render
 from validation.rows import SCHEMA_VERSION, ComparisonRow, Measurement
 
 _LAZY = {
     "measure_tokenizer": "tokenizer_check", "TokenizerMeasurement": "tokenizer_check",
-    "load_results": "results", "RESULTS_DIR": "results", "render": "render",
+    "load_results": "results", "RESULTS_DIR": "results",
     "hf_parameters": "hf_reference", "hf_training_step": "hf_reference", "hf_kv_cache": "hf_reference",
 }
 
-__all__ = ["SCHEMA_VERSION", "ComparisonRow", "Measurement", *_LAZY]
+__all__ = ["SCHEMA_VERSION", "ComparisonRow", "Measurement", "render", *_LAZY]
 
 
 __getattr__, __dir__ = lazy_exports("validation", _LAZY, globals(), __all__)

@@ -112,17 +112,11 @@ def test_cli_bad_fast_flags_one_line(tmp_path, capsys, argv, needle):
 
 
 def test_torch_baseline_of_the_benchmark_is_the_same_model():
-    # benchmarks/torch_baseline.py (torch's modules) with our weights copied in gives our logits,
-    # so the benchmark compares equal models (same parameter count, same math).
-    import importlib.util
-    from pathlib import Path
-
+    # validation/torch_baseline.py (torch's modules) with our weights copied in gives our logits,
+    # so the benchmark and the GPU campaign compare equal models (same parameter count, same math).
     from model import TransformerLM
+    from validation import torch_baseline as baseline
 
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "torch_baseline.py"
-    spec = importlib.util.spec_from_file_location("torch_baseline", path)
-    baseline = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(baseline)
     cfg = CFG.replace(attention="sdpa")
     torch.manual_seed(0)
     ours, theirs = TransformerLM(cfg), baseline.TorchLM(cfg)

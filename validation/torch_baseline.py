@@ -1,4 +1,7 @@
-"""The benchmark's baseline: the same Transformer LM built from torch's own modules.
+"""The torch-modules baseline: the same Transformer LM built from torch's own modules.
+
+What `benchmarks/bench_training.py` and the GPU campaign (`validation.campaign`, step 5) time our
+model against; it lives in `validation` so that nothing here imports `benchmarks`.
 
 nn.Embedding, nn.Linear(bias=False), nn.RMSNorm, F.scaled_dot_product_attention(is_causal=True),
 F.silu, F.cross_entropy; RoPE (torch has no module for it) with tensor ops, adjacent pairs as in
