@@ -33,6 +33,10 @@ class TrainConfig:
       interchangeable between them.
     - activation_checkpointing: recompute each block's forward in backward (less memory, about
       one more forward of the blocks per step; TransformerLM.activation_checkpointing).
+    - threads: torch's CPU threads while the run trains (process-wide, restored afterwards);
+      None = model.trainer.default_threads(): half the CPUs this process may use, shared among the
+      node's torchrun ranks, at least 1 (torch's own default takes every core, which
+      oversubscribes a busy machine).
     """
 
     batch_size: int = config_field(32, "sequences per optimizer step (per process under torchrun)")
@@ -61,6 +65,9 @@ class TrainConfig:
                                   choices=OPTIMIZERS)
     activation_checkpointing: bool = config_field(
         False, "recompute each block's forward in backward (less memory, ~1 more forward)")
+    threads: int | None = config_field(
+        None, "torch CPU threads while training (default: half the CPUs this process may use, "
+        "divided among the node's torchrun ranks, at least 1)", type=int)
 
     def __post_init__(self) -> None:
         if isinstance(self.betas, list):
@@ -71,6 +78,8 @@ class TrainConfig:
             _check_int(name, getattr(self, name), minimum=0)
         if self.cosine_cycle_iters is not None:
             _check_int("cosine_cycle_iters", self.cosine_cycle_iters, minimum=0)
+        if self.threads is not None:
+            _check_int("threads", self.threads, minimum=1)
         for name in ("max_lr", "min_lr", "eps", "weight_decay", "grad_clip"):
             _check_number(name, getattr(self, name))
         if self.min_lr > self.max_lr:

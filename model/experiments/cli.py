@@ -26,9 +26,10 @@ from model.experiments.settings import EXPERIMENT_TRAINING
 from model.train_config import TrainConfig
 
 PROG = "python -m model.experiments"
-_TRAINING_FLAGS = ("device", "dtype", "steps", "batch_size", "eval_interval", "eval_batches")
+_TRAINING_FLAGS = ("device", "dtype", "steps", "batch_size", "eval_interval", "eval_batches", "threads")
 """TrainConfig fields the LM subcommands take as flags (over EXPERIMENT_TRAINING; --seed is common)."""
-_TRAINING_DEFAULTS = ", ".join(f"{f} {getattr(EXPERIMENT_TRAINING, f)}" for f in _TRAINING_FLAGS)
+_TRAINING_DEFAULTS = ", ".join(f"{f} {'auto' if getattr(EXPERIMENT_TRAINING, f) is None else getattr(EXPERIMENT_TRAINING, f)}"
+                               for f in _TRAINING_FLAGS)
 RESULTS = Path("runs") / "experiments"
 """Default output folder (git-ignored). The committed results are regenerated only on request:
 --out experiments/results/<subcommand>."""
@@ -83,7 +84,6 @@ def _common(p: argparse.ArgumentParser, name: str, lm: bool = True, fixed_steps:
     helps = {} if fixed_steps else {"batch_size": "the reference batch, at which --lr applies"}
     add_dataclass_flags(t, TrainConfig, include=_TRAINING_FLAGS if fixed_steps else
                         [f for f in _TRAINING_FLAGS if f != "steps"], helps=helps)
-    t.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: torch's)")
 
 
 def _lr_flags(p: argparse.ArgumentParser) -> None:
@@ -191,10 +191,6 @@ def _settings_and_corpus(args: argparse.Namespace):
     from model.data import resolve_device
 
     resolve_device(training.device)  # a bad or absent device fails before any work
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     base = base_config(args) if (args.preset or args.hf_config) else None
     vocab = args.vocab_size or (base.vocab_size if base else DEFAULT_VOCAB)
     corpus = prepare_corpus(vocab, corpus=args.corpus, tokens=args.tokens, max_bytes=args.max_corpus_bytes,
@@ -203,6 +199,6 @@ def _settings_and_corpus(args: argparse.Namespace):
     if cfg.vocab_size < corpus.vocab_size:
         raise UserError(f"the data has {corpus.vocab_size} token ids but the model's vocab_size is "
                         f"{cfg.vocab_size}; pass --vocab-size {cfg.vocab_size} or less")
-    settings = Settings(cfg, training, threads=args.threads, divergence_factor=args.divergence_factor,
+    settings = Settings(cfg, training, divergence_factor=args.divergence_factor,
                         progress=not args.no_progress, plotly_js=args.plotly_js)
     return settings, corpus

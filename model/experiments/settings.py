@@ -42,19 +42,16 @@ class Settings:
     """What the LM subcommands share: the model, the training run's base config and the sweep's
     own knobs. `training` is a TrainConfig whose device, dtype, steps, batch_size, seed,
     eval_interval and eval_batches every run uses (its lr and schedule are set per run).
-    threads: torch CPU threads (None = torch's). divergence_factor: see runner. plotly_js:
+    divergence_factor: see runner. plotly_js:
     "shared" | "inline" | "cdn"."""
 
     model_cfg: ModelConfig
     training: TrainConfig = EXPERIMENT_TRAINING
-    threads: int | None = None
     divergence_factor: float = 1.5
     progress: bool = True
     plotly_js: str = "shared"
 
     def __post_init__(self) -> None:
-        if self.threads is not None and self.threads < 1:
-            raise UserError(f"threads must be >= 1, got {self.threads}")
         if not self.divergence_factor > 1:
             raise UserError(f"divergence_factor must be > 1, got {self.divergence_factor}")
         if self.plotly_js not in ("shared", "inline", "cdn"):

@@ -75,10 +75,13 @@ def environment(settings: Settings) -> dict[str, Any]:
     """Where the numbers were taken: device, threads, versions, load average (1, 5, 15 min)."""
     import torch
 
+    from model.trainer import default_threads
+
     device = settings.training.device
     if device.startswith("cuda") and torch.cuda.is_available():
         device = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
-    return {"device": device, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+    return {"device": device, "torch_threads": settings.training.threads or default_threads(),
+            "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "python": platform.python_version(),
             "machine": platform.machine(), "load_average_start": _load_average(),
             "started_unix": round(time.time(), 1)}

@@ -62,6 +62,14 @@ def test_train_and_generate_end_to_end(tmp_path, text_file, capsys):
          "--no-progress"], capsys)
     assert code == 0, stderr
     assert json.loads(stdout.splitlines()[0])["step"] == 11
+    # a total at or below the checkpoint's step trains nothing: said, exit 2, the checkpoint intact
+    before = (out / "ckpt.pt").read_bytes()
+    code, stdout, stderr = _train_in_process(
+        ["--train-data", str(text_file), "--resume", str(out / "ckpt.pt"), "--steps", "5",
+         "--no-progress"], capsys)
+    assert code == 2 and stdout == "", stderr
+    _assert_one_line_error(stderr, "is at step 12 and steps = 5 is the run's total")
+    assert (out / "ckpt.pt").read_bytes() == before
     gen = _cli("model.generate", "--checkpoint", str(out / "ckpt.pt"), "--prompt", "Once",
                "--max-new-tokens", "5", "--temperature", "0")
     assert gen.returncode == 0, gen.stderr

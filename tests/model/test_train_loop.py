@@ -109,6 +109,24 @@ def test_cpu_runs_use_deterministic_algorithms_and_restore_the_setting():
     assert torch.are_deterministic_algorithms_enabled() == before
 
 
+def test_threads_apply_while_training_and_are_restored(monkeypatch):
+    import model.trainer as trainer
+
+    before = torch.get_num_threads()
+    seen = []
+    train(CFG, TCFG.replace(steps=1, threads=3), DATA, on_event=lambda e: seen.append(torch.get_num_threads()))
+    assert set(seen) == {3} and torch.get_num_threads() == before
+    # the default: half the CPUs the process may use, divided among the node's torchrun ranks
+    monkeypatch.setattr(trainer.os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert trainer.default_threads() == 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert trainer.default_threads() == 2
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
+    assert trainer.default_threads() == 1
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        TCFG.replace(threads=0)
+
+
 def test_mfu_is_flops_rate_over_peak(monkeypatch):
     # No GPU here: stand in a peak of 1e9 FLOP/s and 1e6 FLOPs per step. Then
     # mfu = 1e6 FLOPs * (tokens_per_s / tokens per step) / 1e9, tokens per step = B * T = 64.
