@@ -20,12 +20,19 @@ DEBUG_FLAG = "--debug"
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
-    """argparse, but a bad argument prints one line (no usage block) and exits 2; every parser
-    accepts `--debug` (tracebacks for user errors too)."""
+    """argparse, but a bad argument prints one line (no usage block) and exits 2; an empty value
+    ('') is refused for every argument (no flag means "the default" by an empty string); every
+    parser accepts `--debug` (tracebacks for user errors too)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_argument(DEBUG_FLAG, action="store_true", help="show the traceback of any error")
+
+    def _get_values(self, action, arg_strings):
+        if "" in arg_strings and action.nargs not in (argparse.PARSER, argparse.REMAINDER):
+            self.error(f"argument {'/'.join(action.option_strings) or action.metavar or action.dest}: "
+                       "empty value")
+        return super()._get_values(action, arg_strings)
 
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message}\n")

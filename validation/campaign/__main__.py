@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from accounting.cli_support import OneLineArgumentParser, run_cli
+from accounting.atomic import check_writable
 from accounting.errors import UserError
 from validation.campaign import PROG
 from validation.campaign.plan import DEFAULT_BUDGET_S, PLAN, select
@@ -50,9 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.budget_s > 0:
         raise UserError(f"--budget-s must be a positive number of seconds, got {args.budget_s}")
     specs = select(args.only)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out: {out} exists and is not a folder")
+    out = check_writable(args.out, folder=True)  # before any work: every measurement must land
     device = _device(args)
     from validation.campaign.runner import run_plan
     from validation.campaign.summary import brief
