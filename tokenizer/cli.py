@@ -76,8 +76,6 @@ def _corpus_path(name: str) -> Iterator[Path]:
 
 
 def _train(args) -> None:
-    if "" in args.special_tokens:
-        raise UserError("--special-token must not be empty (it would match between every two characters)")
     check_writable(args.out, folder=True)  # before the training, not after it
     timings: list[TrainTimings] = []
     start = time.perf_counter()
