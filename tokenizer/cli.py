@@ -21,7 +21,6 @@ from pathlib import Path
 
 from accounting.atomic import check_writable
 from accounting.cli_support import OneLineArgumentParser, run_cli
-from accounting.errors import UserError
 from tokenizer.bpe import Tokenizer
 from tokenizer.chunking import read_corpus
 from tokenizer.corpus import write_stdlib_corpus
