@@ -18,7 +18,9 @@ from accounting.errors import UserError
 from accounting.flops import (
     attention_recompute_flops, backward_flops_rows, forward_flops_rows, kaplan_6nd_formula, palm_formula,
 )
-from accounting.hardware import GPU, custom_gpu, get_gpu
+from accounting.hardware import GPU, Link, custom_gpu, get_gpu
+from accounting.layout import Layout
+from accounting.parallel_report import ParallelSection, parallel_section
 from accounting.memory import BatchFit, largest_batch_size, memory_rows
 from accounting.nonmatmul import nonmatmul_forward_rows
 from accounting.optimizer import ADAMW_OPS, adamw_flops_per_element, adamw_state_bytes
@@ -109,6 +111,7 @@ class Report:
     optimizer: OptimizerSection
     training: TrainingSection
     conventions: Conventions = field(default=DEFAULT_CONVENTIONS)
+    parallelism: ParallelSection | None = None  # when a layout is given
 
 
 def _parameters(cfg: ModelConfig) -> ParameterSection:
@@ -160,9 +163,13 @@ def _fit(cfg: ModelConfig, budget: int, t: int, dtype: str, explicit: bool) -> B
 def build_report(cfg: ModelConfig, *, batch_size: int, context_length: int | None = None,
                  dtype: str = "float32", gpu: str | GPU | None = None, mfu: float = 0.5,
                  steps: int = DEFAULT_STEPS, memory_budget_bytes: int | None = None,
-                 peak_flops_per_s: float | None = None) -> Report:
+                 peak_flops_per_s: float | None = None, layout: Layout | None = None,
+                 link: str | Link | None = None) -> Report:
     """The full report. `gpu` (name in GPUS, a GPU, or None = H100-SXM) gives the peak FLOP/s for
-    `dtype` and the memory budget unless `peak_flops_per_s` / `memory_budget_bytes` are given."""
+    `dtype` and the memory budget unless `peak_flops_per_s` / `memory_budget_bytes` are given.
+    `layout` (accounting.layout.Layout) adds the `parallelism` section: per-GPU memory,
+    communication on `link` (a name in accounting.hardware.LINKS; default NVLink-H100) and time,
+    with `batch_size` the global batch (split over the data-parallel ranks)."""
     if dtype not in TRAINING_DTYPES:
         raise UserError(f"dtype must be one of {', '.join(TRAINING_DTYPES)}, got {dtype!r}")
     t = cfg.context_length if context_length is None else context_length
@@ -187,4 +194,10 @@ def build_report(cfg: ModelConfig, *, batch_size: int, context_length: int | Non
     tokens = steps * batch_size * t
     training = TrainingSection(device.name, peak, mfu, steps, tokens, seconds, tokens / seconds,
                                chinchilla_tokens(params.total))
-    return Report(cfg, batch_size, t, dtype, params, flops, memory, optimizer, training)
+    parallelism = None
+    if layout is not None:
+        parallelism = parallel_section(cfg, layout, batch_size=batch_size, context_length=t,
+                                       dtype=dtype, peak_flops_per_s=peak, mfu=mfu,
+                                       budget_bytes=budget, steps=steps, link=link)
+    return Report(cfg, batch_size, t, dtype, params, flops, memory, optimizer, training,
+                  parallelism=parallelism)

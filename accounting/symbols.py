@@ -22,6 +22,10 @@ h = sp.Symbol("h", **_INT)        # attention heads (d_k = d / h)
 h_kv = sp.Symbol("h_kv", **_INT)  # key/value heads (grouped-query attention; h_kv = h: multi-head)
 d_ff = sp.Symbol("d_ff", **_INT)  # FFN inner width (features)
 B = sp.Symbol("B", **_INT)        # batch size (sequences)
+# Parallel layouts (accounting.layout, accounting.parallel): not config fields either.
+N_dp = sp.Symbol("N_dp", **_INT)  # data-parallel ranks (sharding degree of ZeRO / FSDP)
+N_tp = sp.Symbol("N_tp", **_INT)  # tensor-parallel ranks
+b = sp.Symbol("b", **_INT)        # sequences per data-parallel rank (b = B / N_dp)
 
 FIELD_SYMBOLS: dict[str, sp.Symbol] = {
     "vocab_size": V,
@@ -35,12 +39,15 @@ FIELD_SYMBOLS: dict[str, sp.Symbol] = {
 """ModelConfig field -> symbol. (`context_length` is overridden by a step's own T.)"""
 
 SIZE_SYMBOLS: tuple[sp.Symbol, ...] = (V, T, L, d, h, h_kv, d_ff, B)
+PARALLEL_SYMBOLS: tuple[sp.Symbol, ...] = (N_dp, N_tp, b)
 
 MEANINGS: dict[sp.Symbol, str] = {
     V: "vocabulary size (tokens)", T: "sequence length of the step (tokens)",
     L: "number of Transformer blocks", d: "d_model, the residual width (features)",
     h: "attention heads (d_k = d / h)", h_kv: "key/value heads (grouped-query; = h for multi-head)",
     d_ff: "FFN inner width (features)", B: "batch size (sequences)",
+    N_dp: "data-parallel ranks (ZeRO / FSDP shard over them)", N_tp: "tensor-parallel ranks",
+    b: "sequences per data-parallel rank (B / N_dp)",
 }
 """What each size symbol stands for (tables of symbols print it)."""
 
