@@ -8,6 +8,12 @@ CLI's override flags (--d-model, --ffn silu, --attention sdpa, --tie-embeddings,
 --dtype float32|bfloat16, --steps (timed steps on cpu / cuda), --format table|markdown|json,
 --out FILE (written atomically), --tokenizer [TEXT_FILE] (also measure a BPE trained on that text,
 default the project's stdlib corpus). Progress on stderr (tqdm). Bad input: one line, exit code 2.
+
+Parallel layouts: --parallel ddp|zero2|zero3 [--tensor-parallel K] [--world-size N] (default 2)
+spawns N ranks itself (gloo on CPU, NCCL with --device cuda) and puts each rank's parameter,
+gradient, AdamW-state and activation bytes and every collective of the steady-state step beside
+accounting.parallel / accounting.communication (validation.distributed). --batch-size is then the
+global batch (default: one sequence per data-parallel rank); float32 only.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ from collections.abc import Sequence
 from accounting.atomic import atomic_write_text
 from accounting.cli_support import OneLineArgumentParser, run_cli
 from accounting.conventions import TRAINING_DTYPES
+from accounting.errors import UserError
 from accounting.flags import add_model_flags, model_config_from_args
+from accounting.layout import RUNNABLE_STRATEGIES, Layout
 
 
 def _default_device() -> str:
@@ -32,7 +40,9 @@ def build_parser() -> OneLineArgumentParser:
     add_model_flags(p)
     p.add_argument("--device", default=None,
                    help="meta | cpu | cuda[:n] (default: cuda if available, else cpu)")
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="sequences per step (default 1); with --parallel the global batch, split "
+                        "over the data-parallel ranks (default: one per rank)")
     p.add_argument("--dtype", choices=TRAINING_DTYPES, default="float32")
     p.add_argument("--steps", type=int, default=3, help="timed training steps after a warm-up (cpu, cuda)")
     p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
@@ -40,6 +50,13 @@ def build_parser() -> OneLineArgumentParser:
     p.add_argument("--tokenizer", nargs="?", const="", default=None, metavar="TEXT_FILE",
                    help="also measure the tokenizer (a BPE trained on TEXT_FILE, default the stdlib corpus)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    par = p.add_argument_group("parallel layout (spawns the ranks itself)")
+    par.add_argument("--parallel", choices=RUNNABLE_STRATEGIES, default=None,
+                     help="measure this data-parallel strategy on --world-size ranks")
+    par.add_argument("--tensor-parallel", type=int, default=None, metavar="K",
+                     help="tensor-parallel degree (default 1); must divide the world size")
+    par.add_argument("--world-size", type=int, default=None, metavar="N",
+                     help="ranks to spawn (default 2)")
     return p
 
 
@@ -68,17 +85,45 @@ def _with_tokenizer(result, path: str):
     return dataclasses.replace(result, rows=result.rows + measure_tokenizer(text).rows)
 
 
+def _layout(args) -> Layout | None:
+    """The layout of --parallel / --tensor-parallel / --world-size, None when none is given."""
+    if args.parallel is None and args.tensor_parallel is None and args.world_size is None:
+        return None
+    return Layout(2 if args.world_size is None else args.world_size, args.parallel or "ddp",
+                  args.tensor_parallel or 1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from validation.core import measure
     from validation.render import render
 
     cfg = model_config_from_args(args)
+    layout = _layout(args)
+    if layout is not None:
+        from validation.distributed import check_world
+
+        device = args.device or "cpu"
+        check_world(layout, device)
+        if args.dtype != "float32":
+            raise UserError("the distributed measurement runs float32 (--dtype bfloat16 is not measured)")
+        if args.tokenizer is not None:
+            raise UserError("--tokenizer is not measured with --parallel")
+        layout.check_model(cfg)
+        layout.per_rank_batch(layout.data_parallel if args.batch_size is None else args.batch_size)
     progress, close = _progress_bar(not args.no_progress)
     try:
-        result = measure(cfg, device=args.device or _default_device(), batch_size=args.batch_size,
-                         context_length=args.context_length, dtype=args.dtype, steps=args.steps,
-                         progress=progress)
+        if layout is not None:
+            from validation.distributed import measure as measure_layout
+
+            result = measure_layout(cfg, layout=layout, batch_size=args.batch_size,
+                                    context_length=args.context_length, device=device,
+                                    progress=progress)
+        else:
+            result = measure(cfg, device=args.device or _default_device(),
+                             batch_size=1 if args.batch_size is None else args.batch_size,
+                             context_length=args.context_length,
+                             dtype=args.dtype, steps=args.steps, progress=progress)
     finally:
         close()
     if args.tokenizer is not None:
