@@ -190,6 +190,7 @@ class _Run:
         self.optimizer = _optimizer(self.model, train_cfg)  # over the (sharded) parameters
         self.sampler = batch_generator(train_cfg.seed, self.dp_rank)
         self.start_step = self.tokens_at_start = 0
+        self.last_eval_step: int | None = None
         self.events: list[Event] = []
         self._loss = cross_entropy
         if peak_flops_per_s is not None:
@@ -240,6 +241,8 @@ class _Run:
         if self.dp_rank < len(samplers):
             self.sampler.bit_generator.state = json.loads(samplers[self.dp_rank])
         self.events = [e for e in extra.get("events", []) if e.get("step", 0) <= self.start_step]
+        self.last_eval_step = next((e["step"] for e in reversed(self.events) if e["type"] == "eval"),
+                                   None)
         last = next((e for e in reversed(self.events) if e["type"] == "step"
                      and e["step"] == self.start_step), None)  # a resume may change the batch
         self.tokens_at_start = last["tokens"] if last else self._tokens(self.start_step)
@@ -323,14 +326,14 @@ class _Run:
             with self._autocast():
                 total += float(cross_entropy(self.model(x), y))
         model.train()
+        self.last_eval_step = step
         val_loss = total / self.tcfg.eval_batches
         self._emit({"type": "eval", "step": step, "val_loss": val_loss,
                     "val_perplexity": math.exp(min(val_loss, 700.0))})
 
     def _finish(self, reason: str, message: str, step: int, loss: float | None) -> TrainResult:
-        last_eval = next((e for e in reversed(self.events) if e["type"] == "eval"), None)
-        if reason == "done" and self.val_data is not None and (
-                last_eval is None or last_eval["step"] != step):
+        # decided alike on every rank (only rank 0 keeps events; a sharded eval is collective)
+        if reason == "done" and self.val_data is not None and self.last_eval_step != step:
             self._evaluate(self.model, step)
         ckpt = self._checkpoint(step) if reason != "diverged" else None
         self._emit({"type": "end", "step": step, "reason": reason, "message": message})

@@ -23,8 +23,9 @@ LAYOUTS = {"ddp": ("ddp", 1), "zero2": ("zero2", 1), "zero3": ("zero3", 1), "tp2
 STEPS, BATCH, SEED, LR = 4, 4, 11, 1e-2
 TCFG = TrainConfig(batch_size=BATCH, steps=STEPS, seed=SEED, max_lr=LR, min_lr=LR / 10,
                    warmup_iters=1, grad_clip=1.0, log_interval=1, val_fraction=0.0,
-                   checkpoint_interval=0, eval_interval=0)
+                   checkpoint_interval=0, eval_interval=3, eval_batches=1)
 DATA = np.frombuffer(("A small corpus for two ranks. " * 40).encode(), dtype=np.uint8)
+VAL = DATA[:64]  # evaluated at steps 3 and 4: a sharded model's eval is collective on every rank
 
 
 def global_batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,11 +59,11 @@ def main(rank: int, world: int, port: int, out: Path) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world)
     for name, (strategy, k) in LAYOUTS.items():
         gradients(name, world, out)
-        train(CFG, TCFG.replace(parallel=strategy, tensor_parallel=k), DATA, out_dir=out / name)
+        train(CFG, TCFG.replace(parallel=strategy, tensor_parallel=k), DATA, VAL, out_dir=out / name)
     zero3 = TCFG.replace(parallel="zero3")
-    train(CFG, zero3.replace(steps=2), DATA, out_dir=out / "part")
+    train(CFG, zero3.replace(steps=2), DATA, VAL, out_dir=out / "part")
     for strategy in ("zero3", "zero2", "ddp"):
-        train(CFG, TCFG.replace(parallel=strategy), DATA, out_dir=out / f"resumed-{strategy}",
+        train(CFG, TCFG.replace(parallel=strategy), DATA, VAL, out_dir=out / f"resumed-{strategy}",
               resume_from=out / "part" / "ckpt.dcp")
     dist.barrier()  # leave together (a gloo rank tearing down first can abort its peer)
     dist.destroy_process_group()

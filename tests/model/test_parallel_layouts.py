@@ -79,9 +79,9 @@ def _reference_run(dp_ranks: list[int]) -> tuple[dict[str, torch.Tensor], list[f
     return model.state_dict(), losses, norms
 
 
-def _logged(run: Path, key: str) -> list[float]:
+def _logged(run: Path, key: str, kind: str = "step") -> list[float]:
     events = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    return [e[key] for e in events if e["type"] == "step"]
+    return [e[key] for e in events if e["type"] == kind]
 
 
 def _params(run: Path) -> dict[str, torch.Tensor]:
@@ -108,6 +108,7 @@ def test_training_equals_one_process_on_the_global_batch(runs, layout):
     np.testing.assert_allclose(_logged(runs / layout, "loss"), losses, rtol=LOG_RTOL)
     np.testing.assert_allclose(_logged(runs / layout, "grad_norm"), norms, rtol=LOG_RTOL)
     assert _logged(runs / layout, "tokens")[-1] == W.STEPS * len(dp) * W.BATCH * W.CFG.context_length
+    assert _logged(runs / layout, "step", "eval") == [3, 4]  # every rank evaluated, no hang
 
 
 def test_sharded_checkpoint_resumes_exactly_in_its_own_layout(runs):
