@@ -32,6 +32,7 @@ VIEWS: dict[str, str] = {
     "overview": "Overview",
     "params_flops": "Parameters & FLOPs",
     "memory": "Memory",
+    "parallelism": "Parallelism",
     "formulas": "Formulas",
     "measured": "Measured vs analytic",
     "train": "Train",
