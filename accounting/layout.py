@@ -74,6 +74,15 @@ class Layout:
                 raise UserError(f"tensor-parallel degree {k} must divide {what} ({size}): each "
                                 f"rank holds whole heads and an equal share of the FFN")
 
+    def check_runnable(self) -> None:
+        """UserError for a layout the trainer and the validation cannot run (ZeRO-1; DDP, which
+        takes no DTensors, with tensor parallelism over more than one data-parallel rank)."""
+        if self.strategy not in RUNNABLE_STRATEGIES:
+            raise UserError(f"{self.strategy} is accounted only; run {', '.join(RUNNABLE_STRATEGIES)}")
+        if self.strategy == "ddp" and self.tensor_parallel > 1 and self.data_parallel > 1:
+            raise UserError("ddp with tensor parallelism needs one data-parallel rank (world size = "
+                            "the tensor-parallel degree); for a 2-D mesh use zero2 or zero3")
+
     def per_rank_batch(self, global_batch: int) -> int:
         """Sequences per data-parallel rank; UserError unless the ranks divide the batch."""
         _positive_int("batch size", global_batch)

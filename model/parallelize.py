@@ -164,11 +164,7 @@ def _ddp(model: nn.Module, group, device: torch.device) -> nn.Module:
 def check_layout(layout: Layout, cfg) -> None:
     """UserError for a layout the trainer cannot run on `cfg` (before any process starts work)."""
     layout.check_model(cfg)
-    if layout.strategy not in ("ddp", "zero2", "zero3"):
-        raise UserError(f"{layout.strategy} is accounted only; run ddp, zero2 or zero3")
-    if layout.strategy == "ddp" and layout.tensor_parallel > 1 and layout.data_parallel > 1:
-        raise UserError("ddp with tensor parallelism needs one data-parallel rank (world size = "
-                        "--tensor-parallel); for a 2-D mesh use --parallel zero2 or zero3")
+    layout.check_runnable()
 
 
 def parallelize(model: nn.Module, layout: Layout, mesh: DeviceMesh | None,
