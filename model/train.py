@@ -81,6 +81,15 @@ def resolve_configs(args: argparse.Namespace, stored: dict[str, Any] | None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except UserError:
+        if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 alone says it
+            raise SystemExit(2) from None
+        raise
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     stored = None
     if args.resume:

@@ -426,9 +426,12 @@ def run_layout(model_cfg: ModelConfig, train_cfg: TrainConfig, world: int) -> La
     mesh, torch.compile of a sharded model."""
     k, strategy = train_cfg.tensor_parallel, train_cfg.parallel
     Layout(k, strategy, k).check_model(model_cfg)  # a config error first
-    if world == 1 and (k > 1 or strategy != "ddp"):
-        raise UserError(f"--parallel {strategy} --tensor-parallel {k} needs several processes: "
-                        f"torchrun --nproc-per-node N -m model.train ... (N a multiple of {k})")
+    if world == 1 and k > 1:
+        raise UserError(f"--tensor-parallel {k} needs torchrun with a multiple of {k} processes: "
+                        f"torchrun --nproc-per-node {k} -m model.train ...")
+    if world == 1 and strategy != "ddp":
+        raise UserError(f"--parallel {strategy} needs torchrun with several processes: "
+                        f"torchrun --nproc-per-node N -m model.train ...")
     layout = Layout(world, strategy, k)
     layout.check_runnable()
     if layout.sharded and train_cfg.compile:

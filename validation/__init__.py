@@ -10,6 +10,10 @@ Public API:
   ComparisonRow (quantity, component, unit, symbolic, measured, convention, reason; .rel_diff)
   measure_tokenizer(text=None, tokenizer=None, *, vocab_size=4096) -> TokenizerMeasurement (.rows)
   load_results(directory=None) -> list[Measurement]   (validation/results/*.json)
+  validation.distributed.measure(cfg, *, layout, batch_size=None, context_length=None,
+          device="cpu") -> Measurement   (spawns layout.world_size ranks; per-rank bytes and
+          every collective beside accounting.parallel / accounting.communication);
+  validation.distributed.measure_layouts(cfg, layouts, *, batch_size) -> {layout: [RankResult]}
   render(measurement, fmt="table"|"markdown"|"json") -> str
 CLI: python -m validation.measure --help (the module `validation.measure` is that CLI; the function
 is `validation.core.measure`, so no module name shadows an API name)

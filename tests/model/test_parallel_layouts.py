@@ -148,8 +148,8 @@ def test_torchrun_resumes_a_zero3_checkpoint_under_tensor_parallelism(runs, tmp_
 
 
 @pytest.mark.parametrize("flags,needle", [
-    (["--tensor-parallel", "2"], "needs several processes: torchrun"),
-    (["--parallel", "zero3"], "needs several processes: torchrun"),
+    (["--tensor-parallel", "2"], "--tensor-parallel 2 needs torchrun"),
+    (["--parallel", "zero3"], "--parallel zero3 needs torchrun"),
     (["--tensor-parallel", "3"], "must divide num_heads (2)"),
     (["--tensor-parallel", "2", "--d-ff", "25"], "must divide d_ff (25)"),
     (["--tensor-parallel", "2", "--num-heads", "4", "--num-kv-heads", "1"],
