@@ -3,7 +3,6 @@ PORT OUT). For each layout: the gradients of one forward/backward on this rank's
 global batch (saved in full by rank 0), then model.trainer.train for STEPS steps, and for zero3 the
 same run interrupted at step 2 and resumed under zero3, zero2 and ddp from its DCP checkpoint."""
 
-import json
 import os
 import sys
 from pathlib import Path
