@@ -19,9 +19,10 @@ Conventions:
         norm, LM head): one all-gather of each group's padded shards in the forward; zero3 one more
         in the backward; one reduce-scatter of each group's padded gradients.
       Tensor parallelism: per block, in the forward one all-reduce of the attention output and one
-        of the FFN output; in the backward one of the gradient at the attention input and one at
-        the FFN input; each b*T*d elements of the compute dtype (float32 measured; bfloat16
-        counted at 2 bytes, not measured).
+        of the FFN output, b*T*d elements of the compute dtype (bfloat16 under autocast: 2 bytes);
+        in the backward one of the gradient at the attention input and one at the FFN input, b*T*d
+        float32 elements whatever the dtype (the gradient reaches the replicated input through
+        autocast's cast back to the float32 residual stream; measured, tests/model).
       ZeRO-1 (accounted only): a reduce-scatter of the gradients and an all-gather of the updated
         parameters (the ZeRO paper's stage 1: the volume of DDP's all-reduce).
   - Not counted (outside the engines): model.train's all-reduce of the logged loss (4 bytes) and,
@@ -145,12 +146,12 @@ def _zero1(cfg: ModelConfig, layout: Layout, subs) -> list[Collective]:
 
 
 def _tensor_parallel(layout: Layout, subs, dtype: str) -> list[Collective]:
-    formula = DTYPE_BYTES[dtype] * b * T * d
-    value = evaluate(formula, subs)
+    forward = DTYPE_BYTES[dtype] * b * T * d  # the matmuls' outputs, in the compute dtype
+    backward = DTYPE_BYTES["float32"] * b * T * d  # the residual stream's gradient, float32
     return [Collective("all_reduce", "block outputs: attention and FFN (partial sums)", "forward",
-                       "tp", layout.tensor_parallel, value, 2 * subs[L], formula),
+                       "tp", layout.tensor_parallel, evaluate(forward, subs), 2 * subs[L], forward),
             Collective("all_reduce", "gradients at the attention and FFN inputs", "backward", "tp",
-                       layout.tensor_parallel, value, 2 * subs[L], formula)]
+                       layout.tensor_parallel, evaluate(backward, subs), 2 * subs[L], backward)]
 
 
 def collectives(cfg: ModelConfig, layout: Layout, batch_size: int, context_length: int | None = None,

@@ -1,8 +1,10 @@
 """One rank of tests/model/test_parallel_layouts.py (run as a script: layouts_worker.py RANK WORLD
 PORT OUT). For each layout: the gradients of one forward/backward on this rank's slice of a fixed
-global batch (saved in full by rank 0), then model.trainer.train for STEPS steps, and for zero3 the
-same run interrupted at step 2 and resumed under zero3, zero2 and ddp from its DCP checkpoint."""
+global batch (saved in full by rank 0), then model.trainer.train for STEPS steps; TP's collectives
+under bf16 autocast; and for zero3 the same run interrupted at step 2 and resumed under zero3,
+zero2 and ddp from its DCP checkpoint."""
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -52,6 +54,26 @@ def gradients(name: str, world: int, out: Path) -> None:
         torch.save(grads, out / f"{name}-grads.pt")
 
 
+def autocast_collectives(world: int, out: Path) -> None:
+    """TP under bf16 autocast: every collective of one forward/backward (saved by rank 0)."""
+    from validation.collectives import CollectiveCounter
+
+    layout = Layout(world, "ddp", world)
+    torch.manual_seed(0)
+    model = TransformerLM(CFG)
+    wrapped = parallelize(model, layout, init_mesh(layout, "cpu"), torch.device("cpu"))
+    x, y = global_batch()
+    counter = CollectiveCounter()
+    with counter:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = wrapped(x)
+        loss = cross_entropy(logits, y)
+        counter.phase = "backward"
+        loss.backward()
+    if dist.get_rank() == 0:
+        (out / "tp2-bf16-calls.json").write_text(json.dumps([c.__dict__ for c in counter.calls]))
+
+
 def main(rank: int, world: int, port: int, out: Path) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -59,6 +81,7 @@ def main(rank: int, world: int, port: int, out: Path) -> None:
     for name, (strategy, k) in LAYOUTS.items():
         gradients(name, world, out)
         train(CFG, TCFG.replace(parallel=strategy, tensor_parallel=k), DATA, VAL, out_dir=out / name)
+    autocast_collectives(world, out)
     zero3 = TCFG.replace(parallel="zero3")
     train(CFG, zero3.replace(steps=2), DATA, VAL, out_dir=out / "part")
     for strategy in ("zero3", "zero2", "ddp"):

@@ -112,6 +112,22 @@ def test_training_equals_one_process_on_the_global_batch(runs, layout):
     assert _logged(runs / layout, "step", "eval") == [3, 4]  # every rank evaluated, no hang
 
 
+def test_tensor_parallel_collectives_under_bf16_autocast(runs):
+    """Forward all-reduces carry bf16 matmul outputs, backward ones the float32 residual gradient."""
+    from collections import Counter
+
+    from accounting.communication import collectives
+    from accounting.layout import Layout
+
+    measured = Counter((c["collective"], c["phase"], c["ranks"], c["bytes"])
+                       for c in json.loads((runs / "tp2-bf16-calls.json").read_text()))
+    predicted = Counter()
+    for c in collectives(W.CFG, Layout(2, "ddp", 2), W.BATCH, dtype="bfloat16"):
+        predicted[(c.collective, c.phase, c.ranks, c.bytes)] += c.count
+    assert measured == predicted
+    assert predicted[("all_reduce", "forward", 2, 2 * W.BATCH * 8 * 16)] == 4  # b*T*d bf16
+
+
 def test_sharded_checkpoint_resumes_exactly_in_its_own_layout(runs):
     got, whole = _params(runs / "resumed-zero3"), _params(runs / "zero3")
     assert all(torch.equal(got[k], whole[k]) for k in whole)  # bitwise
