@@ -25,9 +25,14 @@ Conventions:
         autocast's cast back to the float32 residual stream; measured, tests/model).
       ZeRO-1 (accounted only): a reduce-scatter of the gradients and an all-gather of the updated
         parameters (the ZeRO paper's stage 1: the volume of DDP's all-reduce).
-  - Not counted (outside the engines): model.train's all-reduce of the logged loss (4 bytes) and,
-    for sharded layouts, of the squared gradient norm (4 bytes); one-time set-up (DDP's parameter
-    broadcast and shape check, DTensor's initial scatter).
+  - Not counted, named and sized from counts at dispatch (2 gloo ranks, V=37 d=16 L=2 tiny config):
+    model.train's all-reduce of the logged loss (4 bytes) and, for sharded layouts, of the squared
+    gradient norm (4 bytes) each step; once, DDP's construction (an all-gather of 16 bytes and a
+    broadcast of 592 checking shapes, then rank 0's parameters and buffers broadcast: 4P + the
+    RoPE tables, 22,720 bytes there), its first step (one all-reduce of all 4P gradient bytes) and
+    its bucket rebuild before the second forward (two int32 broadcasts: (tensors + 1) * 4 and 4
+    bytes); DTensor's set-up of tensor parallelism (a scatter of each split weight from rank 0,
+    S = the whole weight); FSDP2's set-up issues none (each rank keeps its chunk of its own copy).
 """
 
 from __future__ import annotations

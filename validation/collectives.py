@@ -25,6 +25,10 @@ _C10D = {  # op name -> (collective, which tensor argument holds S)
     "broadcast_": ("broadcast", "tensors"),
     "allgather_": ("all_gather", "output"),
     "reduce_scatter_": ("reduce_scatter", "input"),
+    "scatter_": ("scatter", "input"),
+    "gather_": ("gather", "tensors"),
+    "reduce_": ("reduce", "tensors"),
+    "alltoall_base_": ("all_to_all", "input"),
 }
 _FUNCTIONAL = {
     "all_reduce": "all_reduce", "all_reduce_coalesced": "all_reduce",
