@@ -74,6 +74,50 @@ def autocast_collectives(world: int, out: Path) -> None:
         (out / "tp2-bf16-calls.json").write_text(json.dumps([c.__dict__ for c in counter.calls]))
 
 
+class BiasLinear(torch.nn.Module):
+    """A Linear with a bias (GPT-2's projections), to check the TP styles' bias handling."""
+
+    def __init__(self, d_in: int, d_out: int):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(d_out, d_in))
+        self.bias = torch.nn.Parameter(torch.randn(d_out))
+
+    def forward(self, x):
+        return x @ self.weight.T + self.bias
+
+
+class BiasMLP(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.up, self.down = BiasLinear(8, 12), BiasLinear(12, 8)
+
+    def forward(self, x):
+        return self.down(torch.relu(self.up(x)))
+
+
+def biased_tensor_parallel(world: int, out: Path) -> None:
+    """Column-wise `up` (bias sharded) then row-wise `down` (bias replicated, added once) on the
+    ranks: output and full gradients saved by rank 0 (the test compares one process)."""
+    from torch.distributed.tensor.parallel import parallelize_module
+
+    from model.parallelize import ColwiseLinear, ReplicatedInput, RowwiseLinear
+    from validation.collectives import CollectiveCounter
+
+    torch.manual_seed(5)
+    mlp, x = BiasMLP(), torch.randn(3, 8, requires_grad=True)
+    mesh = init_mesh(Layout(world, "ddp", world), "cpu")["tp"]
+    parallelize_module(mlp, mesh, {"": ReplicatedInput(), "up": ColwiseLinear(), "down": RowwiseLinear()})
+    counter = CollectiveCounter()
+    with counter:
+        y = mlp(x)
+        y.pow(2).sum().backward()
+    grads = {n: _full(p.grad) for n, p in mlp.named_parameters()}
+    if dist.get_rank() == 0:
+        torch.save({"x": x.detach(), "x_grad": x.grad, "y": y.detach(), "grads": grads,
+                    "calls": len(counter.calls)},
+                   out / "bias-mlp.pt")
+
+
 def main(rank: int, world: int, port: int, out: Path) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -82,6 +126,7 @@ def main(rank: int, world: int, port: int, out: Path) -> None:
         gradients(name, world, out)
         train(CFG, TCFG.replace(parallel=strategy, tensor_parallel=k), DATA, VAL, out_dir=out / name)
     autocast_collectives(world, out)
+    biased_tensor_parallel(world, out)
     zero3 = TCFG.replace(parallel="zero3")
     train(CFG, zero3.replace(steps=2), DATA, VAL, out_dir=out / "part")
     for strategy in ("zero3", "zero2", "ddp"):

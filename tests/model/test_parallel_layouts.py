@@ -128,6 +128,21 @@ def test_tensor_parallel_collectives_under_bf16_autocast(runs):
     assert predicted[("all_reduce", "forward", 2, 2 * W.BATCH * 8 * 16)] == 4  # b*T*d bf16
 
 
+def test_tensor_parallel_styles_handle_a_bias(runs):
+    """Column-wise: the bias sharded with the output features; row-wise: replicated, added once
+    after the partial products are summed (GPT-2's Linear layers have biases)."""
+    got = torch.load(runs / "bias-mlp.pt")
+    torch.manual_seed(5)
+    mlp, x = W.BiasMLP(), got["x"].clone().requires_grad_()
+    y = mlp(x)
+    y.pow(2).sum().backward()
+    torch.testing.assert_close(got["y"], y.detach(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got["x_grad"], x.grad, rtol=1e-6, atol=1e-5)
+    for name, p in mlp.named_parameters():
+        torch.testing.assert_close(got["grads"][name], p.grad, rtol=1e-6, atol=1e-5)
+    assert got["calls"] == 2  # one all-reduce forward (row-wise), one backward (replicated input)
+
+
 def test_sharded_checkpoint_resumes_exactly_in_its_own_layout(runs):
     got, whole = _params(runs / "resumed-zero3"), _params(runs / "zero3")
     assert all(torch.equal(got[k], whole[k]) for k in whole)  # bitwise
