@@ -35,6 +35,12 @@ aggregated over layers, e.g. "layers.attn.q_proj"):
   kv_cache_bytes(cfg, batch_size, sequence_tokens, dtype), weight_bytes(cfg, dtype),
   prefill_flops_rows / decode_flops_rows / prefill_byte_rows / decode_byte_rows, SERVING_DTYPES,
   INFERENCE_CONVENTIONS
+  Layout(world_size, strategy="ddp"|"zero1"|"zero2"|"zero3", tensor_parallel=1): a parallel layout;
+  per_rank_memory_rows(cfg, layout, batch_size, context_length=None, dtype="float32") -> list[Row],
+  largest_per_rank_batch(cfg, layout, budget_bytes) -> PerRankBatchFit | None,
+  collectives(cfg, layout, batch_size, context_length=None, dtype="float32") -> list[Collective],
+  parallel_section(cfg, layout, ...) -> ParallelSection (build_report(..., layout=, link=) adds it),
+  LINKS, get_link(name) -> Link
   Conventions, DEFAULT_CONVENTIONS, ELEMENTWISE_FLOPS, elementwise_cost(op, alpha=1), DTYPE_BYTES
   fmt_int, fmt_count, fmt_flops, fmt_flops_per_s, fmt_bytes, fmt_bytes_per_s, fmt_seconds, fmt_share,
   parse_bytes
@@ -73,6 +79,11 @@ _LAZY: dict[str, str] = {
     **{name: "inference" for name in ("kv_cache_bytes", "weight_bytes", "prefill_flops_rows",
                                       "decode_flops_rows", "prefill_byte_rows", "decode_byte_rows",
                                       "SERVING_DTYPES", "INFERENCE_CONVENTIONS")},
+    "Layout": "layout", "STRATEGIES": "layout",
+    "per_rank_memory_rows": "parallel", "largest_per_rank_batch": "parallel",
+    "PerRankBatchFit": "parallel", "collectives": "communication", "Collective": "communication",
+    "parallel_section": "parallel_report", "ParallelSection": "parallel_report",
+    "LINKS": "hardware", "Link": "hardware", "get_link": "hardware",
     "Conventions": "conventions", "DEFAULT_CONVENTIONS": "conventions",
     "ELEMENTWISE_FLOPS": "conventions", "elementwise_cost": "conventions", "DTYPE_BYTES": "conventions",
     **{name: "format" for name in ("fmt_int", "fmt_count", "fmt_flops", "fmt_flops_per_s", "fmt_bytes",

@@ -4,6 +4,9 @@ report:  --preset NAME plus an override flag per ModelConfig field (--d-model, -
          --ffn silu, --tie-embeddings, --attention sdpa, ...), --batch-size, --context-length,
          --dtype float32|bfloat16, --gpu NAME or --peak-flops / --memory-budget, --mfu, --steps,
          --format table|markdown|json|latex, --out FILE (written atomically).
+         Parallel layouts: --gpus N, --parallel ddp|zero1|zero2|zero3, --tensor-parallel K,
+         --link NVLink-H100|PCIe-5|InfiniBand-NDR add the per-GPU memory, communication and time
+         (--batch-size is then the global batch, split over the N / K data-parallel ranks).
 compare: --presets a,b,c and/or --context-lengths 1024,4096: forward FLOP shares and the context
          length where attention overtakes the FFN.
 conventions: the published answers to CS336's accounting problem, each from the convention that
@@ -28,6 +31,8 @@ from accounting.errors import UserError
 from accounting.flags import add_model_flags, flag_type, model_config_from_args
 from accounting.format import parse_bytes
 from accounting.published import SEEDS_PRESET
+from accounting.hardware import DEFAULT_LINK, LINKS
+from accounting.layout import STRATEGIES, Layout
 
 
 def _int_list(text: str) -> list[int]:
@@ -62,6 +67,17 @@ def build_parser() -> OneLineArgumentParser:
     rep.add_argument("--steps", type=int, default=10_000)
     rep.add_argument("--format", choices=("table", "markdown", "json", "latex"), default="table")
     rep.add_argument("--out", default=None, help="write here (atomically) instead of stdout")
+    par = rep.add_argument_group("parallel layout (adds the 'parallelism' section)")
+    par.add_argument("--gpus", type=int, default=None, metavar="N",
+                     help="GPUs (processes) of the layout; --batch-size is then the global batch")
+    par.add_argument("--parallel", choices=STRATEGIES, default=None,
+                     help="data-parallel strategy over N / K ranks (default ddp); zero1 is "
+                          "accounted only")
+    par.add_argument("--tensor-parallel", type=int, default=None, metavar="K",
+                     help="tensor-parallel degree (default 1): must divide N, the heads, the "
+                          "key/value heads and d_ff")
+    par.add_argument("--link", choices=tuple(LINKS), default=None,
+                     help=f"interconnect for the communication time (default {DEFAULT_LINK})")
     conv = sub.add_parser("conventions", help="the published CS336 answers, each from its convention, "
                           "beside this project's and the real model's")
     add_model_flags(conv, helps={"context_length": f"T (default the config's; the published answers "
@@ -117,6 +133,14 @@ def _inference(args: argparse.Namespace) -> str:
     return render_inference(report, args.format)
 
 
+def _layout(args: argparse.Namespace) -> Layout | None:
+    """The layout the flags ask for, or None when none of --gpus/--parallel/--tensor-parallel/--link
+    is given."""
+    if all(getattr(args, k) is None for k in ("gpus", "parallel", "tensor_parallel", "link")):
+        return None
+    return Layout(args.gpus or 1, args.parallel or "ddp", args.tensor_parallel or 1)
+
+
 def _emit(text: str, out: str | None) -> None:
     if out:
         atomic_write_text(out, text)
@@ -139,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               mfu=args.mfu, steps=args.steps, memory_budget_bytes=args.memory_budget,
                               peak_flops_per_s=args.peak_flops, optimizer=args.optimizer,
                               checkpointing=args.activation_checkpointing,
-                              activations=args.activations)
+                              activations=args.activations, layout=_layout(args), link=args.link)
         _emit(render(report, args.format), args.out)
         return 0
     if args.command == "conventions":

@@ -123,3 +123,36 @@ def matmul_dtype(dtype: str, allow_tf32: bool) -> str:
     if dtype.startswith("bfloat16"):  # autocast or a pure-bf16 model
         return "bfloat16"
     return "tfloat32" if allow_tf32 else "float32"
+
+
+# ---- interconnects (for the communication time of parallel layouts, accounting.communication) ----
+@dataclass(frozen=True)
+class Link:
+    """An interconnect between GPUs: `bytes_per_s` is what one GPU sends (and, at once, receives)
+    per direction: the `bw` of the ring formulas (nccl-tests' "bus bandwidth")."""
+
+    name: str
+    bytes_per_s: float
+    source: str = ""
+
+
+LINKS: MappingProxyType = MappingProxyType({link.name: link for link in (
+    Link("NVLink-H100", 450e9, "NVIDIA H100 SXM datasheet: NVLink 900 GB/s per GPU, both "
+         "directions together: 450 GB/s each way"),
+    Link("PCIe-5", 64e9, "PCIe 5.0 x16 (PCI-SIG: 32 GT/s x 16 lanes, 128b/130b = 63 GB/s each "
+         "way; NVIDIA H100 PCIe datasheet: 128 GB/s both ways): 64 GB/s each way"),
+    Link("InfiniBand-NDR", 50e9, "NVIDIA Quantum-2 / ConnectX-7: NDR 400 Gb/s per port = 50 GB/s "
+         "each way, one port per GPU"),
+)})
+"""Known links by name. One link serves every collective of a layout (a simplification: real
+clusters run tensor parallelism over NVLink inside a node and data parallelism over InfiniBand)."""
+
+DEFAULT_LINK = "NVLink-H100"
+
+
+def get_link(name: str) -> Link:
+    """The link called `name` (case-insensitive); an unknown name raises UserError listing them."""
+    for key, link in LINKS.items():
+        if key.lower() == name.lower():
+            return link
+    raise UserError(f"unknown link {name!r}; choose one of: {', '.join(LINKS)}")

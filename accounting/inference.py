@@ -46,7 +46,7 @@ from accounting.config import ModelConfig
 from accounting.conventions import DTYPE_BYTES
 from accounting.errors import UserError
 from accounting.parameters import (
-    ATTENTION_PROJECTIONS, ffn_matrices, matmul_parameters_formula, parameter_terms, projection_width,
+    ATTENTION_PROJECTIONS, ffn_matrices, parameter_terms, projection_width,
     total_parameters_formula,
 )
 from accounting.rows import Row

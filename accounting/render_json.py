@@ -41,6 +41,23 @@ Top-level object:
                   "ops": [{"op", "aten", "flops_per_element"}]}
   "training":    {"gpu", "peak_flops_per_s", "mfu", "steps", "tokens", "seconds", "tokens_per_s",
                   "chinchilla_tokens" (20 per parameter)}
+  "parallelism" (only when a layout was asked for, e.g. `--gpus 8 --parallel zero3`):
+                 {"layout": {"world_size", "strategy", "tensor_parallel", "data_parallel",
+                             "global_batch", "per_rank_batch"},
+                  "per_rank": {"components": [component] (rank 0's bytes: parameters, gradients,
+                               optimizer_state, [weights_bf16_copy], [gathered_parameters,
+                               unsharded_gradients], activations), "total" (the peak)},
+                  "budget", "largest_per_rank_batch": {"per_rank_batch", "global_batch",
+                               "fixed_bytes", "bytes_per_sequence"} or null,
+                  "communication": [{"collective" (all_reduce | all_gather | reduce_scatter),
+                               "name", "phase", "group" (dp | tp), "ranks", "bytes" (S, per call),
+                               "count" (per step), "formula", "traffic_bytes" (sent per rank per
+                               call, ring), "seconds" (all calls, on the link)}],
+                  "link": {"name", "bytes_per_s", "source"},
+                  "time": {"per_gpu_flops", "compute_seconds", "communication_seconds",
+                           "step_seconds" (no overlap), "step_seconds_overlapped", "steps",
+                           "training_seconds", "training_seconds_overlapped"},
+                  "notes": [conventions and assumptions, as text]}
 A component is {"name", "value", "formula" (LaTeX), "share" (of its list's total, float),
 "unit", "note"}. Integer counts (params, FLOPs, bytes, tokens) are exact JSON integers; shares,
 ratios, seconds and rates are floats.
@@ -80,8 +97,42 @@ def _components(rows: list[Row]) -> dict[str, Any]:
     }
 
 
+def _parallelism(section) -> dict[str, Any]:
+    s, lay, fit, link = section, section.layout, section.largest, section.link
+    return {
+        "layout": {"world_size": lay.world_size, "strategy": lay.strategy,
+                   "tensor_parallel": lay.tensor_parallel, "data_parallel": lay.data_parallel,
+                   "global_batch": s.per_rank_batch * lay.data_parallel,
+                   "per_rank_batch": s.per_rank_batch},
+        "per_rank": _components(s.per_rank),
+        "budget": s.budget_bytes,
+        "largest_per_rank_batch": None if fit is None else {
+            "per_rank_batch": fit.per_rank_batch, "global_batch": fit.global_batch,
+            "fixed_bytes": fit.fixed_bytes, "bytes_per_sequence": fit.bytes_per_sequence},
+        "communication": [
+            {"collective": c.collective, "name": c.name, "phase": c.phase, "group": c.group,
+             "ranks": c.ranks, "bytes": c.bytes, "count": c.count, "formula": latex(c.formula),
+             "traffic_bytes": c.traffic_bytes, "seconds": c.seconds(link)}
+            for c in s.communication],
+        "link": {"name": link.name, "bytes_per_s": link.bytes_per_s, "source": link.source},
+        "time": {"per_gpu_flops": s.per_gpu_flops, "compute_seconds": s.time.compute,
+                 "communication_seconds": s.time.communication,
+                 "step_seconds": s.time.no_overlap, "step_seconds_overlapped": s.time.overlapped,
+                 "steps": s.steps, "training_seconds": s.training_seconds,
+                 "training_seconds_overlapped": s.training_seconds_overlapped},
+        "notes": list(s.notes),
+    }
+
+
 def report_to_dict(report: Report) -> dict[str, Any]:
     """The JSON-ready dict of the schema above."""
+    out = _report_dict(report)
+    if report.parallelism is not None:
+        out["parallelism"] = _parallelism(report.parallelism)
+    return out
+
+
+def _report_dict(report: Report) -> dict[str, Any]:
     p, f, m, o, t = report.parameters, report.flops, report.memory, report.optimizer, report.training
     fit = m.largest_batch
     return {

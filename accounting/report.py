@@ -19,7 +19,9 @@ from accounting.errors import UserError
 from accounting.flops import (
     attention_recompute_flops, backward_flops_rows, forward_flops_rows, kaplan_6nd_formula, palm_formula,
 )
-from accounting.hardware import GPU, custom_gpu, get_gpu
+from accounting.hardware import GPU, Link, custom_gpu, get_gpu
+from accounting.layout import Layout
+from accounting.parallel_report import ParallelSection, parallel_section
 from accounting.memory import BatchFit, largest_batch_size, memory_rows
 from accounting.timeline import Timeline, memory_timeline
 from accounting.nonmatmul import nonmatmul_forward_rows
@@ -112,6 +114,7 @@ class Report:
     optimizer: OptimizerSection
     training: TrainingSection
     conventions: Conventions = field(default=DEFAULT_CONVENTIONS)
+    parallelism: ParallelSection | None = None  # when a layout is given
 
 
 def _parameters(cfg: ModelConfig) -> ParameterSection:
@@ -166,14 +169,18 @@ def build_report(cfg: ModelConfig, *, batch_size: int, context_length: int | Non
                  dtype: str = "float32", gpu: str | GPU | None = None, mfu: float = 0.5,
                  steps: int = DEFAULT_STEPS, memory_budget_bytes: int | None = None,
                  peak_flops_per_s: float | None = None, optimizer: str = "reference",
-                 checkpointing: bool = False, activations: str = "implementation") -> Report:
+                 checkpointing: bool = False, activations: str = "implementation",
+                 layout: Layout | None = None, link: str | Link | None = None) -> Report:
     """The full report. `gpu` (name in GPUS, a GPU, or None = H100-SXM) gives the peak FLOP/s for
     `dtype` and the memory budget unless `peak_flops_per_s` / `memory_budget_bytes` are given.
     `optimizer` ("reference" | "foreach" | "fused") and `checkpointing` pick the training path
     whose memory timeline gives the peak. `activations` is the convention of the peak and the
     largest batch: "implementation" (the timeline's maximum) or "textbook" (CS336's list, the
     static sum of weights, gradients, AdamW state and those activations); both conventions'
-    activation tables are in the report either way."""
+    activation tables are in the report either way. `layout` (accounting.layout.Layout) adds the
+    `parallelism` section: per-GPU memory, communication on `link` (a name in
+    accounting.hardware.LINKS; default NVLink-H100) and time, with `batch_size` the global batch
+    (split over the data-parallel ranks)."""
     if dtype not in TRAINING_DTYPES:
         raise UserError(f"dtype must be one of {', '.join(TRAINING_DTYPES)}, got {dtype!r}")
     t = cfg.context_length if context_length is None else context_length
@@ -200,5 +207,11 @@ def build_report(cfg: ModelConfig, *, batch_size: int, context_length: int | Non
     tokens = steps * batch_size * t
     training = TrainingSection(device.name, peak, mfu, steps, tokens, seconds, tokens / seconds,
                                chinchilla_tokens(params.total))
+    parallelism = None
+    if layout is not None:
+        parallelism = parallel_section(cfg, layout, batch_size=batch_size, context_length=t,
+                                       dtype=dtype, peak_flops_per_s=peak, mfu=mfu,
+                                       budget_bytes=budget, steps=steps, link=link)
     return Report(cfg, batch_size, t, dtype, params, flops, memory, optimizer, training,
-                  dataclasses.replace(DEFAULT_CONVENTIONS, activation=activations))
+                  dataclasses.replace(DEFAULT_CONVENTIONS, activation=activations),
+                  parallelism=parallelism)

@@ -27,6 +27,10 @@ n_ctx = sp.Symbol("n_ctx", **_INT)  # rows of the learned position table (the co
 P = sp.Symbol("P", **_INT)        # prompt tokens per sequence (inference)
 G = sp.Symbol("G", **_INT)        # new tokens generated per sequence (inference)
 t = sp.Symbol("t", integer=True, nonnegative=True)  # position of the token a decode step feeds
+# Parallel layouts (accounting.layout, accounting.parallel): not config fields either.
+N_dp = sp.Symbol("N_dp", **_INT)  # data-parallel ranks (sharding degree of ZeRO / FSDP)
+N_tp = sp.Symbol("N_tp", **_INT)  # tensor-parallel ranks
+b = sp.Symbol("b", **_INT)        # sequences per data-parallel rank (b = B / N_dp)
 
 FIELD_SYMBOLS: dict[str, sp.Symbol] = {
     "vocab_size": V,
@@ -42,6 +46,7 @@ FIELD_SYMBOLS: dict[str, sp.Symbol] = {
 SIZE_SYMBOLS: tuple[sp.Symbol, ...] = (V, T, L, d, h, h_kv, d_ff, B, n_ctx)
 INFERENCE_SYMBOLS: tuple[sp.Symbol, ...] = (P, G, t)
 """The request's sizes (accounting.inference): not config fields, set per request."""
+PARALLEL_SYMBOLS: tuple[sp.Symbol, ...] = (N_dp, N_tp, b)
 
 MEANINGS: dict[sp.Symbol, str] = {
     V: "vocabulary size (tokens)", T: "sequence length of the step (tokens)",
@@ -51,6 +56,8 @@ MEANINGS: dict[sp.Symbol, str] = {
     n_ctx: "rows of the learned position table (the config's context_length)",
     P: "prompt tokens per sequence", G: "new tokens generated per sequence",
     t: "position of the token a decode step feeds (it attends to t + 1 keys)",
+    N_dp: "data-parallel ranks (ZeRO / FSDP shard over them)", N_tp: "tensor-parallel ranks",
+    b: "sequences per data-parallel rank (B / N_dp)",
 }
 """What each size symbol stands for (tables of symbols print it)."""
 

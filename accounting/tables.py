@@ -131,7 +131,38 @@ def _conventions_table(r: Report) -> Table:
     return conv
 
 
+def _parallel_tables(r: Report) -> list[Table]:
+    p = r.parallelism
+    if p is None:
+        return []
+    lay, fit, link = p.layout, p.largest, p.link
+    memory = _component_table(f"Per-GPU memory, {lay.describe()}: rank 0 at b = {p.per_rank_batch} "
+                              f"sequences per data-parallel rank", p.per_rank, fmt_bytes, "peak")
+    calls = Table(f"Communication per step ({link.name}, {fmt_bytes(link.bytes_per_s, binary=False)}/s "
+                  f"per direction; no overlap assumed)",
+                  ("collective", "what", "phase", "ranks", "bytes per call", "calls", "seconds",
+                   "formula"),
+                  [(c.collective, c.name, c.phase, f"{c.ranks} ({c.group})", fmt_int(c.bytes),
+                    str(c.count), fmt_seconds(c.seconds(link)), c.formula) for c in p.communication])
+    fits = ("not even one sequence per GPU fits" if fit is None else
+            f"b = {fit.per_rank_batch:,} per GPU (global {fit.global_batch:,}): {fit.fixed_bytes:,} + "
+            f"{fit.bytes_per_sequence:,}*b <= {fit.budget_bytes:,}")
+    time = _kv(f"Time on {lay.world_size} GPUs", [
+        ("largest per-GPU batch in the budget", fits),
+        ("matmul FLOPs per GPU per step", fmt_flops(p.per_gpu_flops)),
+        ("compute per step", fmt_seconds(p.time.compute)),
+        ("communication per step", f"{fmt_seconds(p.time.communication)} "
+                                   f"({fmt_bytes(p.communication_bytes)} sent per GPU)"),
+        ("step, no overlap (assumed)", fmt_seconds(p.time.no_overlap)),
+        ("step, full overlap (bound)", fmt_seconds(p.time.overlapped)),
+        (f"{fmt_int(p.steps)} steps", f"{fmt_seconds(p.training_seconds)} (overlapped: "
+                                      f"{fmt_seconds(p.training_seconds_overlapped)})"),
+    ])
+    notes = _kv("Parallelism conventions", [(str(i + 1), n) for i, n in enumerate(p.notes)])
+    return [memory, calls, time, notes]
+
+
 def report_tables(r: Report) -> list[Table]:
     """All tables of a report, in print order."""
     return [_config_table(r), *_parameter_tables(r), *_flop_tables(r), *_memory_tables(r),
-            *_optimizer_training_tables(r), _conventions_table(r)]
+            *_optimizer_training_tables(r), *_parallel_tables(r), _conventions_table(r)]

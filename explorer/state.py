@@ -33,6 +33,7 @@ VIEWS: dict[str, str] = {
     "params_flops": "Parameters & FLOPs",
     "memory": "Memory",
     "inference": "Inference",
+    "parallelism": "Parallelism",
     "formulas": "Formulas",
     "measured": "Measured vs analytic",
     "train": "Train",

@@ -96,9 +96,11 @@ class MultiHeadSelfAttention(nn.Module):
         self.output_proj = Linear(d_model, d_model, device=device, dtype=dtype, bias=output_bias)
         self.attn_dropout = Dropout(dropout)
 
-    def _split_heads(self, t: torch.Tensor, heads: int) -> torch.Tensor:
-        # (..., T, heads*d_k) -> (..., T, heads, d_k) -> (..., heads, T, d_k); views, no copy
-        return t.unflatten(-1, (heads, self.d_k)).transpose(-3, -2)
+    def _split_heads(self, t: torch.Tensor) -> torch.Tensor:
+        # (..., T, heads*d_k) -> (..., T, heads, d_k) -> (..., heads, T, d_k); views, no copy.
+        # The head count is read from the projection's width, not from num_heads: under tensor
+        # parallelism (model/parallelize.py) a projection holds only its rank's heads.
+        return t.unflatten(-1, (-1, self.d_k)).transpose(-3, -2)
 
     def _share_kv(self, t: torch.Tensor) -> torch.Tensor:
         """(..., h_kv, T, d_k) -> (..., h, T, d_k): each key/value head repeated for its group of
@@ -111,9 +113,9 @@ class MultiHeadSelfAttention(nn.Module):
         if kv_cache is not None:
             return self._cached(x, token_positions, kv_cache)
         T = x.shape[-2]
-        q = self._split_heads(self.q_proj(x), self.num_heads)  # (..., h, T, d_k)
-        k = self._split_heads(self.k_proj(x), self.num_kv_heads)  # (..., h_kv, T, d_k)
-        v = self._split_heads(self.v_proj(x), self.num_kv_heads)  # (..., h_kv, T, d_k)
+        q = self._split_heads(self.q_proj(x))  # (..., h, T, d_k)
+        k = self._split_heads(self.k_proj(x))  # (..., h_kv, T, d_k)
+        v = self._split_heads(self.v_proj(x))  # (..., h_kv, T, d_k)
         if self.rope is not None:
             if token_positions is None:
                 token_positions = torch.arange(T, device=x.device)  # (T,)
@@ -129,9 +131,9 @@ class MultiHeadSelfAttention(nn.Module):
             out = scaled_dot_product_attention(q, self._share_kv(k), self._share_kv(v),
                                                causal_mask(T, x.device),
                                                self.attn_dropout if p else None)  # (..., h, T, d_k)
-        # (..., h, T, d_k) -> (..., T, h, d_k) -> (..., T, d): reshape copies (non-contiguous);
-        # output_proj saves that copy.
-        out = out.transpose(-3, -2).reshape(*x.shape[:-1], self.d_model)
+        # (..., h, T, d_k) -> (..., T, h, d_k) -> (..., T, h*d_k): flatten copies (non-contiguous);
+        # output_proj saves that copy. (h*d_k = d_model, or this rank's share of it under TP.)
+        out = out.transpose(-3, -2).flatten(-2)
         return self.output_proj(out)  # (..., T, d)
 
     def _cached(self, x: torch.Tensor, token_positions: torch.Tensor | None, kv_cache: LayerKV
@@ -141,9 +143,9 @@ class MultiHeadSelfAttention(nn.Module):
         first; the queries then attend over all start + T cached positions (a token attends to
         itself and everything before it)."""
         T, start = x.shape[-2], kv_cache.length
-        q = self._split_heads(self.q_proj(x), self.num_heads)  # (B, h, T, d_k)
-        k = self._split_heads(self.k_proj(x), self.num_kv_heads)  # (B, h_kv, T, d_k)
-        v = self._split_heads(self.v_proj(x), self.num_kv_heads)  # (B, h_kv, T, d_k)
+        q = self._split_heads(self.q_proj(x))  # (B, h, T, d_k)
+        k = self._split_heads(self.k_proj(x))  # (B, h_kv, T, d_k)
+        v = self._split_heads(self.v_proj(x))  # (B, h_kv, T, d_k)
         if self.rope is not None:
             if token_positions is None:
                 token_positions = torch.arange(start, start + T, device=x.device)  # (T,)
@@ -168,7 +170,7 @@ class MultiHeadSelfAttention(nn.Module):
                                                  enable_gqa=self.num_kv_heads != self.num_heads)
         else:
             out = scaled_dot_product_attention(q, self._share_kv(k), self._share_kv(v), mask)
-        out = out.transpose(-3, -2).reshape(*x.shape[:-1], self.d_model)  # (B, T, d)
+        out = out.transpose(-3, -2).flatten(-2)  # (B, T, d)
         return self.output_proj(out)  # (B, T, d)
 
     def extra_repr(self) -> str:

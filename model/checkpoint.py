@@ -77,7 +77,14 @@ def save_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer | N
 
 
 def read_checkpoint(src: PathOrFile, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The raw checkpoint dict (weights_only load); clear errors for a missing or foreign file."""
+    """The raw checkpoint dict (weights_only load); clear errors for a missing or foreign file.
+    A sharded run's DCP folder (model.dcp_checkpoint) reads as the same dict, its full weights
+    gathered in this process and "optimizer" None."""
+    if isinstance(src, (str, os.PathLike)) and os.path.isdir(src):
+        from model.dcp_checkpoint import is_sharded_checkpoint, read_sharded
+
+        if is_sharded_checkpoint(src):
+            return read_sharded(src, map_location)
     if isinstance(src, (str, os.PathLike)) and not os.path.isfile(src):
         raise MissingFileError(f"checkpoint not found: {os.fspath(src)}")
     try:

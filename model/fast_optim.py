@@ -57,21 +57,24 @@ class FastAdamW(AdamW):
         """Update one group bucket by bucket (same device, dtype and step count)."""
         lr, (beta1, beta2) = group["lr"], group["betas"]
         eps, wd = group["eps"], group["weight_decay"]
-        for t, (params, grads, ms, vs) in self._buckets(group).items():
+        for key, (params, grads, ms, vs) in self._buckets(group).items():
             if self.implementation == "fused" and lr * wd < 1:
-                _fused(params, grads, ms, vs, t[2], lr, beta1, beta2, eps, wd)
+                _fused(params, grads, ms, vs, key[2], lr, beta1, beta2, eps, wd)
             else:
-                _foreach(params, grads, ms, vs, t[2], lr, beta1, beta2, eps, wd)
+                _foreach(params, grads, ms, vs, key[2], lr, beta1, beta2, eps, wd)
 
     def _buckets(self, group: dict) -> dict[tuple, tuple[list, list, list, list]]:
-        """Advance each parameter's step; bucket (p, g, m, v) by (device, dtype, new step)."""
+        """Advance each parameter's step; bucket (p, g, m, v) by (device, dtype, new step) and,
+        for sharded parameters (DTensors, model/parallelize.py), by mesh and placements: torch's
+        multi-tensor ops take one kind of tensor per call."""
         buckets: dict[tuple, tuple[list, list, list, list]] = {}
         for p in group["params"]:
             if p.grad is None:
                 continue
             t = self._advance(p)
             state = self.state[p]
-            lists = buckets.setdefault((p.device, p.dtype, t), ([], [], [], []))
+            sharding = (getattr(p, "device_mesh", None), tuple(getattr(p, "placements", ())))
+            lists = buckets.setdefault((p.device, p.dtype, t, *sharding), ([], [], [], []))
             for seq, item in zip(lists, (p, p.grad, state["exp_avg"], state["exp_avg_sq"])):
                 seq.append(item)
         return buckets

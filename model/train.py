@@ -10,8 +10,12 @@ Writes `OUT/ckpt.pt` (every --checkpoint-interval steps and at the end, atomical
 as one JSON line, and a tqdm bar runs on stderr.
 
 Distributed: under `torchrun --nproc-per-node N` (RANK / WORLD_SIZE / LOCAL_RANK in the
-environment) it trains data-parallel (nccl on CUDA, gloo on CPU); the effective batch per step is
-batch_size * N sequences; rank 0 logs and checkpoints.
+environment; nccl on CUDA, gloo on CPU) it trains in the layout `--parallel ddp|zero2|zero3`
+(DDP, or FSDP2 with reshard_after_forward False / True) over N / K data-parallel ranks x
+`--tensor-parallel K` (Megatron's split of the attention and FFN projections; model/parallelize.py).
+`--batch-size` is PER DATA-PARALLEL RANK: the global batch is batch_size x N / K sequences (the
+start-up line says so). Rank 0 logs; DDP checkpoints to OUT/ckpt.pt, sharded layouts to the
+DCP folder OUT/ckpt.dcp/; `--resume` takes either, under any layout.
 
 MFU (the `mfu` of step events): accounting.train_step_flops (matmul FLOPs, 2mnp, forward +
 backward) per step x steps/s over a peak FLOP/s: `--peak-flops` when given (any device), else on
@@ -82,12 +86,23 @@ def resolve_configs(args: argparse.Namespace, stored: dict[str, Any] | None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except UserError:
+        if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 alone says it
+            raise SystemExit(2) from None
+        raise
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     stored = None
     if args.resume:
         from model.checkpoint import read_checkpoint
+        from model.dcp_checkpoint import is_sharded_checkpoint, read_meta
 
-        payload = read_checkpoint(args.resume)
+        payload = read_meta(args.resume) if is_sharded_checkpoint(args.resume) \
+            else read_checkpoint(args.resume)
         extra = payload.get("extra") or {}
         stored = {"model_config": payload.get("model_config"), "train_config": extra.get("train_config")}
         if not stored["model_config"]:
@@ -95,6 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.peak_flops is not None and not (0 < args.peak_flops < float("inf")):
         raise UserError(f"--peak-flops must be a positive number, got {args.peak_flops}")
     model_cfg, train_cfg = resolve_configs(args, stored)
+    from model.trainer import run_layout
+
+    layout = run_layout(model_cfg, train_cfg, int(os.environ.get("WORLD_SIZE", "1")))
     out = args.out or (str(Path(args.resume).parent) if args.resume else None)
     if out is None:
         raise UserError("--out DIR is required (checkpoints and log.jsonl go there)")
@@ -103,16 +121,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     train_data = load_tokens(args.train_data, args.data_dtype)
     val_data = load_tokens(args.val_data, args.data_dtype) if args.val_data else None
-    return _run(model_cfg, train_cfg, train_data, val_data, out, args)
+    return _run(model_cfg, train_cfg, train_data, val_data, out, args, layout)
 
 
-def _run(model_cfg, train_cfg, train_data, val_data, out, args) -> int:
+def layout_line(layout, batch_size: int, context_length: int) -> str:
+    """The start-up line: the layout and the global batch (per-rank batch x data-parallel ranks)."""
+    dp, tokens = layout.data_parallel, batch_size * layout.data_parallel * context_length
+    if layout.world_size == 1:
+        return f"layout: one process; batch {batch_size} sequences ({tokens:,} tokens per step)"
+    return (f"layout: {layout.describe()}; global batch {batch_size * dp} sequences = "
+            f"{batch_size} per data-parallel rank (--batch-size) x {dp} data-parallel rank"
+            f"{'s' if dp != 1 else ''} ({tokens:,} tokens per step)")
+
+
+def _run(model_cfg, train_cfg, train_data, val_data, out, args, layout) -> int:
     from model.trainer import train
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = layout.world_size
     if world > 1:
         train_cfg = _init_distributed(train_cfg)
     rank = int(os.environ.get("RANK", "0"))
+
+    def on_start(layout, global_batch: int) -> None:
+        sys.stderr.write(f"{PROG}: {layout_line(layout, train_cfg.batch_size, model_cfg.context_length)}\n")
 
     said = []
 
@@ -129,7 +160,7 @@ def _run(model_cfg, train_cfg, train_data, val_data, out, args) -> int:
         result = train(model_cfg, train_cfg, train_data, val_data, out_dir=out,
                        resume_from=args.resume, on_event=on_event, stop_event=stop,
                        progress=not args.no_progress, peak_flops_per_s=args.peak_flops,
-                       check_memory=not args.force)
+                       check_memory=not args.force, on_start=on_start)
         if world > 1:  # rank 0 may still be writing the checkpoint: leave the group together
             dist.barrier()  # (a rank that tears down first can make its gloo peer abort)
     finally:

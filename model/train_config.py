@@ -13,6 +13,7 @@ from accounting.config import config_field
 from accounting.conventions import OPTIMIZERS, TRAINING_DTYPES
 from accounting.errors import UserError
 from accounting.json_io import read_json_file
+from accounting.layout import RUNNABLE_STRATEGIES
 
 
 
@@ -37,9 +38,15 @@ class TrainConfig:
       None = model.trainer.default_threads(): half the CPUs this process may use, shared among the
       node's torchrun ranks, at least 1 (torch's own default takes every core, which
       oversubscribes a busy machine).
+    - parallel, tensor_parallel: the layout under torchrun (accounting.layout, model/parallelize.py):
+      "ddp", "zero2" or "zero3" over the N / K data-parallel ranks, K = tensor_parallel ranks
+      splitting the attention and FFN projections. batch_size is per data-parallel rank: the
+      global batch is batch_size x N / K.
     """
 
-    batch_size: int = config_field(32, "sequences per optimizer step (per process under torchrun)")
+    batch_size: int = config_field(
+        32, "sequences per optimizer step PER DATA-PARALLEL RANK: under torchrun the global batch "
+            "is batch_size x world size / tensor-parallel degree")
     steps: int = config_field(1_000, "optimizer steps to train (the run's total)")
     max_lr: float = config_field(1e-3, "peak learning rate (after warmup)")
     min_lr: float = config_field(1e-4, "learning rate at and after the end of the cosine decay")
@@ -68,11 +75,18 @@ class TrainConfig:
     threads: int | None = config_field(
         None, "torch CPU threads while training (default: half the CPUs this process may use, "
         "divided among the node's torchrun ranks, at least 1)", type=int)
+    parallel: str = config_field(
+        "ddp", "under torchrun: ddp (DistributedDataParallel), zero2 / zero3 (FSDP2 fully_shard, "
+               "reshard_after_forward False / True) over the data-parallel ranks",
+        choices=RUNNABLE_STRATEGIES)
+    tensor_parallel: int = config_field(
+        1, "under torchrun: tensor-parallel degree K (Megatron split of the attention and FFN "
+           "projections); must divide the world size, the heads, the key/value heads and d_ff")
 
     def __post_init__(self) -> None:
         if isinstance(self.betas, list):
             object.__setattr__(self, "betas", tuple(self.betas))
-        for name in ("batch_size", "steps", "eval_batches", "log_interval"):
+        for name in ("batch_size", "steps", "eval_batches", "log_interval", "tensor_parallel"):
             _check_int(name, getattr(self, name), minimum=1)
         for name in ("warmup_iters", "eval_interval", "checkpoint_interval", "seed"):
             _check_int(name, getattr(self, name), minimum=0)
@@ -88,6 +102,9 @@ class TrainConfig:
             raise UserError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         if self.dtype not in TRAINING_DTYPES:
             raise UserError(f"dtype must be one of {', '.join(TRAINING_DTYPES)}; got {self.dtype!r}")
+        if self.parallel not in RUNNABLE_STRATEGIES:
+            raise UserError(f"parallel must be one of {', '.join(RUNNABLE_STRATEGIES)}; "
+                            f"got {self.parallel!r}")
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
         for name in ("compile", "activation_checkpointing"):

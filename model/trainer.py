@@ -29,11 +29,16 @@ exist during the forward. Before building anything `train` checks that the predi
 step (accounting.timeline) fits the memory free on the device (model.guard), raising
 model.guard.InsufficientMemory (a ValueError) otherwise, unless check_memory=False.
 
-Distributed data parallel: if torch.distributed is initialized, the model is wrapped in
-DistributedDataParallel; each rank samples `batch_size` sequences from its own generator
-(`batch_generator(seed, rank)`), so the effective (global) batch per step is
-batch_size * world_size sequences, with gradients averaged over ranks. Only rank 0 emits events
-and writes files; the logged loss is the mean over ranks.
+Parallel layouts: if torch.distributed is initialized, the model is laid out as
+`train_cfg.parallel` ("ddp", "zero2", "zero3") over the data-parallel ranks times
+`train_cfg.tensor_parallel` K (accounting.layout.Layout; applied by model/parallelize.py on a
+("dp", "tp") device mesh). Each data-parallel rank samples `batch_size` sequences from its own
+generator (`batch_generator(seed, dp_rank)`; the K ranks of a tensor-parallel group read the same
+ones), so the global batch per step is batch_size x world_size / K sequences, with gradients
+averaged over the data-parallel ranks. Rank 0 emits events and writes the log; the logged loss is
+the mean over ranks. DDP and single-process runs checkpoint to ckpt.pt; sharded layouts (zero2,
+zero3, K > 1) to the DCP folder ckpt.dcp/ (model.dcp_checkpoint), and either kind resumes under
+any layout.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ from accounting.atomic import atomic_write_text
 from accounting.config import ModelConfig
 from accounting.errors import UserError
 from accounting.hardware import match_gpu, matmul_dtype
+from accounting.layout import Layout
 from model.checkpoint import checkpoint_model_config, read_checkpoint, save_checkpoint
 from model.data import check_length, get_batch, resolve_device
 from model.loss import clip_gradients, cross_entropy
@@ -66,6 +72,7 @@ from model.train_config import TrainConfig
 
 Event = dict[str, Any]
 CHECKPOINT_NAME = "ckpt.pt"
+SHARDED_CHECKPOINT_NAME = "ckpt.dcp"  # a folder (model.dcp_checkpoint)
 LOG_NAME = "log.jsonl"
 _RANK_SEED_STRIDE = 1_000_003  # keeps rank streams apart for any realistic seed
 _EVAL_SEED_OFFSET = 7_919  # validation batches use their own fixed stream
@@ -152,9 +159,12 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_data: npt.NDArra
           resume_from: str | Path | None = None, on_event: Callable[[Event], None] | None = None,
           stop_event: threading.Event | None = None, progress: bool = False,
           flops_per_step: int | None = None, peak_flops_per_s: float | None = None,
-          check_memory: bool = True) -> TrainResult:
+          check_memory: bool = True,
+          on_start: Callable[[Layout, int], None] | None = None) -> TrainResult:
     """Train a TransformerLM built from `model_cfg`; see the module docstring for the contract.
 
+    on_start(layout, global_batch) is called on rank 0 once the run is set up (configs, data and
+    layout checked, model laid out, checkpoint loaded), before the first step.
     val_data None: the tail `train_cfg.val_fraction` of `train_data` is held out (0 = no eval).
     flops_per_step overrides the FLOPs used for `mfu` (default: accounting's exact count);
     peak_flops_per_s is the device's peak for `mfu` (default: the CUDA GPU table, else no MFU).
@@ -175,6 +185,8 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_data: npt.NDArra
             run.resume(resume_from)
         if flops_per_step is not None:
             run.flops_per_step = flops_per_step
+        if on_start is not None and run.rank == 0:
+            on_start(run.layout, run.global_batch)
         return run.loop(progress)
 
 
@@ -242,15 +254,19 @@ class _Run:
             check_length(val_data, model_cfg.context_length, "validation data")
             check_vocab(val_data, model_cfg.vocab_size, "validation data")
         self.rank, self.world = _dist_rank_world()
+        self.layout = run_layout(model_cfg, train_cfg, self.world)
         self.saving = out_dir is not None  # known on every rank: checkpoints gather RNG states
-        self.out_dir = Path(out_dir) if self.saving and self.rank == 0 else None
+        self.out_root = Path(out_dir) if self.saving else None  # every rank (sharded checkpoints)
+        self.out_dir = self.out_root if self.rank == 0 else None
         self.on_event, self.stop_event = on_event, stop_event
         torch.manual_seed(train_cfg.seed)  # identical init on every rank
         self.model = TransformerLM(
             model_cfg, device=self.device, activation_checkpointing=train_cfg.activation_checkpointing)
-        self.optimizer = _optimizer(self.model, train_cfg)
-        self.sampler = batch_generator(train_cfg.seed, self.rank)
-        self.start_step = 0
+        self.wrapped, self.dp_rank = self._parallelize()
+        self.optimizer = _optimizer(self.model, train_cfg)  # over the (sharded) parameters
+        self.sampler = batch_generator(train_cfg.seed, self.dp_rank)
+        self.start_step = self.tokens_at_start = 0
+        self.last_eval_step: int | None = None
         self.events: list[Event] = []
         self._loss = cross_entropy
         if peak_flops_per_s is not None:
@@ -258,32 +274,58 @@ class _Run:
         else:
             self.peak, self.peak_source = cuda_peak(self.device, train_cfg.dtype) or (None, None)
         # MFU only with a known peak; skip the (sympy) FLOP count otherwise
-        self.flops_per_step = _default_flops(model_cfg, train_cfg.batch_size * self.world) \
+        self.flops_per_step = _default_flops(model_cfg, self.global_batch) \
             if self.peak is not None else None
 
+    @property
+    def global_batch(self) -> int:
+        """Sequences per step over all data-parallel ranks."""
+        return self.tcfg.batch_size * self.layout.data_parallel
+
+    def _parallelize(self) -> tuple[torch.nn.Module, int]:
+        """(the module to call, this rank's data-parallel index): the layout applied in place."""
+        if self.world == 1:
+            return self.model, 0
+        from model.parallelize import init_mesh, parallelize
+
+        mesh = init_mesh(self.layout, self.device.type)
+        return parallelize(self.model, self.layout, mesh, self.device), mesh["dp"].get_local_rank()
+
     def resume(self, path: str | Path) -> None:
-        payload = read_checkpoint(path, map_location=self.device)
+        """Continue from a ckpt.pt or a ckpt.dcp/ folder written under any layout."""
+        from model.dcp_checkpoint import is_sharded_checkpoint, load_training_state, read_meta
+
+        sharded = is_sharded_checkpoint(path)
+        payload = read_meta(path) if sharded else read_checkpoint(path, map_location=self.device)
         saved = checkpoint_model_config(payload)
         if saved != self.cfg:
             diff = [f"{k}={v!r}" for k, v in saved.to_dict().items() if getattr(self.cfg, k) != v]
             raise UserError(f"checkpoint {path} was trained with {', '.join(diff)}")
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
         self.start_step = int(payload["iteration"])
         if self.start_step >= self.tcfg.steps:
             raise UserError(f"checkpoint {path} is at step {self.start_step} and steps = "
                             f"{self.tcfg.steps} is the run's total: nothing left to train "
                             f"(pass --steps above {self.start_step})")
+        if sharded or self.layout.sharded:
+            load_training_state(self.model, self.optimizer, path, payload)
+        else:
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
         extra = payload.get("extra") or {}
         rng = extra.get("rng") or {}
         if "torch" in rng:
             torch.set_rng_state(rng["torch"].cpu())
         if "numpy" in rng:
             np.random.set_state(_decode_np_legacy(rng["numpy"]))
-        samplers = rng.get("samplers") or []
-        if self.rank < len(samplers):
-            self.sampler.bit_generator.state = json.loads(samplers[self.rank])
+        samplers = rng.get("samplers") or []  # one per data-parallel rank of the saving run
+        if self.dp_rank < len(samplers):
+            self.sampler.bit_generator.state = json.loads(samplers[self.dp_rank])
         self.events = [e for e in extra.get("events", []) if e.get("step", 0) <= self.start_step]
+        self.last_eval_step = next((e["step"] for e in reversed(self.events) if e["type"] == "eval"),
+                                   None)
+        last = next((e for e in reversed(self.events) if e["type"] == "step"
+                     and e["step"] == self.start_step), None)  # a resume may change the batch
+        self.tokens_at_start = last["tokens"] if last else self._tokens(self.start_step)
 
     # ---- the loop -------------------------------------------------------------------------
     def loop(self, progress: bool) -> TrainResult:
@@ -305,7 +347,7 @@ class _Run:
                 reason = "diverged"
                 message = f"loss became {loss} at step {step} (lr {lr:.3g}); stopped"
                 self._emit({"type": "step", "step": step, "loss": loss, "lr": lr,
-                            "grad_norm": grad_norm, "tokens": self._tokens(step),
+                            "grad_norm": grad_norm, "tokens": self._tokens_seen(step),
                             "tokens_per_s": None, "wall_s": time.perf_counter() - t0, "mfu": None})
                 break
             if step % tcfg.log_interval == 0 or step == steps or it == self.start_step:
@@ -313,7 +355,7 @@ class _Run:
                 tps = self._tokens(step - last_step) / max(now - last_t, 1e-9)
                 last_t, last_step = now, step
                 event = {"type": "step", "step": step, "loss": loss, "lr": lr,
-                         "grad_norm": grad_norm, "tokens": self._tokens(step),
+                         "grad_norm": grad_norm, "tokens": self._tokens_seen(step),
                          "tokens_per_s": tps, "wall_s": now - t0, "mfu": self._mfu(tps)}
                 if self.peak is not None:  # say what the MFU is relative to
                     event.update(peak_flops_per_s=self.peak, peak_source=self.peak_source)
@@ -332,9 +374,13 @@ class _Run:
         x, y = get_batch(self.train_data, self.tcfg.batch_size, self.cfg.context_length,
                          self.device, generator=self.sampler)  # (B, T) each
         max_norm = self.tcfg.grad_clip if self.tcfg.grad_clip > 0 else math.inf
+        if self.layout.sharded:  # DTensor gradients: the norm from local shards, one all-reduce
+            from model.parallelize import clip_gradients as clip
+        else:
+            clip = clip_gradients
         loss, grad_norm = training_step(model, self.optimizer, x, y, loss_fn=self._loss,
                                         autocast=self._autocast, max_norm=max_norm,
-                                        parameters=self.model.parameters())
+                                        parameters=self.model.parameters(), clip=clip)
         value = loss.detach()
         if self.world > 1:
             dist.all_reduce(value)
@@ -343,7 +389,8 @@ class _Run:
 
     @torch.no_grad()
     def _evaluate(self, model: torch.nn.Module, step: int) -> None:
-        if self.val_data is None or self.rank != 0:
+        # a sharded model's forward is collective: every rank evaluates, rank 0 reports
+        if self.val_data is None or (self.rank != 0 and not self.layout.sharded):
             return
         model.eval()
         rng = np.random.default_rng(self.tcfg.seed + _EVAL_SEED_OFFSET)  # same batches every eval
@@ -354,14 +401,14 @@ class _Run:
             with self._autocast():
                 total += float(cross_entropy(self.model(x), y))
         model.train()
+        self.last_eval_step = step
         val_loss = total / self.tcfg.eval_batches
         self._emit({"type": "eval", "step": step, "val_loss": val_loss,
                     "val_perplexity": math.exp(min(val_loss, 700.0))})
 
     def _finish(self, reason: str, message: str, step: int, loss: float | None) -> TrainResult:
-        last_eval = next((e for e in reversed(self.events) if e["type"] == "eval"), None)
-        if reason == "done" and self.val_data is not None and (
-                last_eval is None or last_eval["step"] != step):
+        # decided alike on every rank (only rank 0 keeps events; a sharded eval is collective)
+        if reason == "done" and self.val_data is not None and self.last_eval_step != step:
             self._evaluate(self.model, step)
         ckpt = self._checkpoint(step) if reason != "diverged" else None
         self._emit({"type": "end", "step": step, "reason": reason, "message": message})
@@ -373,12 +420,7 @@ class _Run:
 
     # ---- helpers --------------------------------------------------------------------------
     def _wrapped_model(self) -> torch.nn.Module:
-        model = self.model
-        if self.world > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            model = DistributedDataParallel(model, device_ids=ids)
+        model = self.wrapped
         if self.tcfg.compile:
             model = torch.compile(model)
             self._loss = torch.compile(cross_entropy)  # a chain of elementwise ops over (B, T, V)
@@ -391,7 +433,11 @@ class _Run:
         return nullcontext()
 
     def _tokens(self, steps: int) -> int:
-        return steps * self.tcfg.batch_size * self.cfg.context_length * self.world
+        return steps * self.global_batch * self.cfg.context_length
+
+    def _tokens_seen(self, step: int) -> int:
+        """Tokens trained up to `step`, counting the steps before a resume at their own batch."""
+        return self.tokens_at_start + self._tokens(step - self.start_step)
 
     def _due(self, step: int, interval: int) -> bool:
         return step == self.tcfg.steps or (interval > 0 and step % interval == 0)
@@ -413,11 +459,20 @@ class _Run:
         if not self.saving:
             return None
         rng = self._rng_states()  # a collective under DDP: every rank takes part
-        if self.out_dir is None:
-            return None
-        path = self.out_dir / CHECKPOINT_NAME
-        save_checkpoint(self.model, self.optimizer, step, path, model_config=self.cfg,
-                        train_config=self.tcfg.to_dict(), rng=rng, events=list(self.events))
+        extra = dict(train_config=self.tcfg.to_dict(), rng=rng, events=list(self.events))
+        if self.layout.sharded:  # every rank writes its shards
+            from model.dcp_checkpoint import save_sharded
+
+            path = self.out_root / SHARDED_CHECKPOINT_NAME
+            save_sharded(self.model, self.optimizer, path, {
+                "iteration": step, "model_config": self.cfg.to_dict(), "extra": extra})
+            if self.out_dir is None:
+                return None
+        else:
+            if self.out_dir is None:
+                return None
+            path = self.out_dir / CHECKPOINT_NAME
+            save_checkpoint(self.model, self.optimizer, step, path, model_config=self.cfg, **extra)
         self._emit({"type": "checkpoint", "step": step, "path": str(path)})
         self._write_log()
         return path
@@ -427,7 +482,8 @@ class _Run:
         if self.world > 1:
             gathered: list[Any] = [None] * self.world
             dist.all_gather_object(gathered, samplers[0])
-            samplers = gathered
+            # one per data-parallel rank (ranks r = dp_rank * K + tp_rank share a sampler)
+            samplers = gathered[::self.layout.tensor_parallel]
         return {"torch": torch.get_rng_state(), "numpy": _encode_np_legacy(np.random.get_state()),
                 "samplers": samplers}
 
@@ -436,6 +492,26 @@ class _Run:
         if self.out_dir is not None:
             text = "".join(json.dumps(e) + "\n" for e in self.events)
             atomic_write_text(self.out_dir / LOG_NAME, text)
+
+
+def run_layout(model_cfg: ModelConfig, train_cfg: TrainConfig, world: int) -> Layout:
+    """The layout of a run on `world` processes; UserError (before anything starts) for one that
+    cannot run: a tensor-parallel degree not dividing the heads, the key/value heads or d_ff, a
+    parallel layout without torchrun, a degree not dividing the world, ZeRO-1, DDP x TP on a 2-D
+    mesh, torch.compile of a sharded model."""
+    k, strategy = train_cfg.tensor_parallel, train_cfg.parallel
+    Layout(k, strategy, k).check_model(model_cfg)  # a config error first
+    if world == 1 and k > 1:
+        raise UserError(f"--tensor-parallel {k} needs torchrun with a multiple of {k} processes: "
+                        f"torchrun --nproc-per-node {k} -m model.train ...")
+    if world == 1 and strategy != "ddp":
+        raise UserError(f"--parallel {strategy} needs torchrun with several processes: "
+                        f"torchrun --nproc-per-node N -m model.train ...")
+    layout = Layout(world, strategy, k)
+    layout.check_runnable()
+    if layout.sharded and train_cfg.compile:
+        raise UserError("--compile is not supported with zero2 / zero3 / --tensor-parallel")
+    return layout
 
 
 def _dist_rank_world() -> tuple[int, int]:

@@ -13,6 +13,10 @@ Public API:
   ComparisonRow (quantity, component, unit, symbolic, measured, convention, reason; .rel_diff)
   measure_tokenizer(text=None, tokenizer=None, *, vocab_size=4096) -> TokenizerMeasurement (.rows)
   load_results(directory=None) -> list[Measurement]   (validation/results/*.json)
+  validation.distributed.measure(cfg, *, layout, batch_size=None, context_length=None,
+          device="cpu") -> Measurement   (spawns layout.world_size ranks; per-rank bytes and
+          every collective beside accounting.parallel / accounting.communication);
+  validation.distributed.measure_layouts(cfg, layouts, *, batch_size) -> {layout: [RankResult]}
   render(measurement, fmt="table"|"markdown"|"json") -> str
   hf_parameters / hf_training_step / hf_kv_cache(hf_config, ...): ground truth from Hugging Face
           transformers on the meta device (validation.hf_reference; needs the `dev` extra)

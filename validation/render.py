@@ -56,7 +56,9 @@ def _header(m: Measurement) -> list[str]:
         f"python {hw.get('python')}, load {_fmt_load(hw.get('load_average_1min'))})",
         "FLOPs: 2*m*n*p per matmul; bytes: saved-for-backward tensors deduplicated by storage, "
         "no parameters; symbolic = accounting, measured = instruments",
-    ]
+    ] + ([f"layout: {s['layout']}, {s.get('per_rank_batch')} sequence(s) per data-parallel rank, "
+          f"{s.get('backend')}; step {s.get('measured_step')} of {s.get('steps')} measured"]
+         if s.get("layout") else [])
 
 
 def to_table(m: Measurement) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from accounting.cli_support import OneLineArgumentParser, run_cli
 from accounting.atomic import check_writable
