@@ -133,13 +133,12 @@ class Attention(Layers):
             probs = self.dropout_fwd(f"{p}.attn_dropout", probs, BT * h * T, s)
         self.save(probs)
         mine["probs"] = probs
-        if v.gqa:
-            pass
-        elif self.fold_copy:
-            mine["v_op"] = lg.new(f"{p}.v_c", s * BT * d, ACT, f"{p}: V contiguous (bmm operand)")
-        else:
-            mine["v_op"] = mine["v"]
-            self.save(mine["v"])
+        if not v.gqa:  # (a repeated v is the operand already)
+            if self.fold_copy:
+                mine["v_op"] = lg.new(f"{p}.v_c", s * BT * d, ACT, f"{p}: V contiguous (bmm operand)")
+            else:
+                mine["v_op"] = mine["v"]
+                self.save(mine["v"])
         out = lg.new(f"{p}.pv", s * BT * d, TMP, f"{p}: probs @ V")
         lg.free(scores)
         return out
