@@ -18,9 +18,11 @@ aggregated over layers, e.g. "layers.attn.q_proj"):
   checkpointed_activation_bytes(...), checkpoint_recompute_flops(cfg, batch_size, context_length)
   adamw_state_bytes(cfg, dtype="float32"), adamw_step_flops(cfg), adamw_flops_per_element()
   memory_timeline(cfg, batch_size, context_length=None, dtype="float32", optimizer="reference",
-                  checkpointing=False) -> Timeline (.events: TimelineEvent, .peak, .phase_peak(p))
+                  checkpointing=False, sdpa_backend="fused"|"math")
+                  -> Timeline (.events: TimelineEvent, .peak, .phase_peak(p))
   memory_rows / peak_memory_bytes(cfg, batch_size, context_length=None, dtype="float32",
-                                  optimizer="reference", checkpointing=False)   (the timeline's peak)
+                                  optimizer="reference", checkpointing=False)   (the timeline's peak;
+                                  peak_memory_bytes also takes sdpa_backend)
   largest_batch_size(cfg, memory_budget_bytes, context_length=None, dtype="float32", ...) -> BatchFit
   check_fits(cfg, batch_size, free_bytes, ...) -> FitCheck;  InsufficientMemory (a ValueError)
   GPUS, get_gpu(name) -> GPU, custom_gpu(peak_flops_per_s, memory_bytes)

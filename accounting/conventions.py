@@ -126,12 +126,16 @@ class Conventions:
     memory_units: str = "bytes; GB = 10^9 bytes, GiB = 2^30 bytes"
     memory_peak: str = ("peak = the maximum of one steady-state step's memory timeline (forward, "
                         "loss, backward, clip, AdamW step, zero_grad(set_to_none=True)): live bytes "
-                        "after every allocating call, by category (accounting.timeline)")
+                        "after every allocating call, by category (accounting.timeline); "
+                        "attention=sdpa as torch's fused kernel (with dropout torch's CPU kernel "
+                        "falls back to its math decomposition: accounting.timeline's "
+                        "sdpa_backend=\"math\")")
     transient: str = ("a live tensor that is not a weight, buffer, batch, bf16 weight copy, "
                       "gradient, optimizer state or saved activation: call outputs not yet saved or "
                       "consumed, gradients of activations, clipping's and AdamW's temporaries")
     precision: str = ("bfloat16 = torch.autocast(bfloat16) over float32 weights, gradients and AdamW "
-                      "state: each Linear keeps a bf16 copy of its weight and of a float32 input")
+                      "state: each Linear keeps a bf16 copy of its weight and of a float32 input "
+                      "(and casts its bias to bf16 for the add)")
     elementwise_flops: Mapping[str, int] = field(default_factory=lambda: ELEMENTWISE_FLOPS,
                                                  repr=False, compare=False)
 

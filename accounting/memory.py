@@ -110,13 +110,17 @@ def memory_rows(cfg: ModelConfig, batch_size: int, context_length: int | None = 
 
 def peak_memory_bytes(cfg: ModelConfig, batch_size: int, context_length: int | None = None,
                       dtype: str = "float32", convention: str = "implementation",
-                      optimizer: str = "reference", checkpointing: bool = False) -> int:
-    """The step's peak bytes: the timeline's maximum (textbook: the static sum)."""
+                      optimizer: str = "reference", checkpointing: bool = False,
+                      sdpa_backend: str = "fused") -> int:
+    """The step's peak bytes: the timeline's maximum (textbook: the static sum). `sdpa_backend`
+    (accounting.timeline.memory_timeline): "math" for attention="sdpa" run as torch's math
+    decomposition (CPU with dropout)."""
     _check(dtype, convention)
     if convention == "textbook":
         subs = values(cfg, batch_size, context_length)
         return sum(evaluate(f, subs) for _, f, _ in _textbook_terms(cfg, dtype))
-    return memory_timeline(cfg, batch_size, context_length, dtype, optimizer, checkpointing).peak_bytes
+    return memory_timeline(cfg, batch_size, context_length, dtype, optimizer, checkpointing,
+                           sdpa_backend).peak_bytes
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,8 @@ class BatchFit:
 
 def largest_batch_size(cfg: ModelConfig, memory_budget_bytes: int, context_length: int | None = None,
                        dtype: str = "float32", convention: str = "implementation",
-                       optimizer: str = "reference", checkpointing: bool = False) -> BatchFit:
+                       optimizer: str = "reference", checkpointing: bool = False,
+                       sdpa_backend: str = "fused") -> BatchFit:
     """The largest B with peak(B) <= budget. The peak is the maximum of the timeline's events, each
     linear in B, so the peak fits iff every event does: B = min over events of
     floor((budget - fixed) / per_sequence), exact integer arithmetic (textbook: one line, solved).
@@ -149,7 +154,8 @@ def largest_batch_size(cfg: ModelConfig, memory_budget_bytes: int, context_lengt
         raise UserError(f"memory budget must be positive, got {memory_budget_bytes}")
     if convention == "textbook":
         return _textbook_fit(cfg, memory_budget_bytes, context_length, dtype)
-    bound = largest_batch(cfg, memory_budget_bytes, context_length, dtype, optimizer, checkpointing)
+    bound = largest_batch(cfg, memory_budget_bytes, context_length, dtype, optimizer, checkpointing,
+                          sdpa_backend)
     return BatchFit(bound.batch_size, bound.exact_solution, memory_budget_bytes, bound.fixed_bytes,
                     bound.bytes_per_sequence,
                     f"{bound.fixed_bytes} + {bound.bytes_per_sequence}*B <= {memory_budget_bytes}",

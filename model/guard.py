@@ -47,6 +47,8 @@ def guard_step(cfg: ModelConfig, batch_size: int, device: str | torch.device, *,
         return None
     if dev.type not in ("cpu", "cuda") or dev.type == "cuda" and not torch.cuda.is_available():
         return None
+    # torch's CPU flash kernel has no dropout: sdpa with dropout runs its math decomposition there
+    math_sdpa = dev.type == "cpu" and cfg.attention == "sdpa" and cfg.dropout > 0
     return require_fit(cfg, batch_size, free_memory_bytes(dev), context_length=context_length,
                        dtype=dtype, optimizer=optimizer, checkpointing=checkpointing,
-                       where=describe(dev))
+                       where=describe(dev), sdpa_backend="math" if math_sdpa else "fused")

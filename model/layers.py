@@ -28,7 +28,9 @@ def _trunc_normal(shape: tuple[int, ...], std: float, device, dtype) -> nn.Param
 class Linear(nn.Module):
     """y = x W^T (+ b when `bias`). `weight` has shape (out_features, in_features), `bias`
     (out_features,) or None. The bias is its own add after the matmul: a non-matmul op (1 FLOP per
-    output element) that saves nothing for backward."""
+    output element) that saves nothing for backward. Under autocast the bias is cast to the
+    matmul's dtype first (as nn.Linear's kernel does), so y stays bf16: a float32 bias would
+    promote the sum, and everything downstream, to float32."""
 
     def __init__(self, in_features: int, out_features: int, device=None, dtype=None,
                  bias: bool = False):
@@ -50,7 +52,8 @@ class Linear(nn.Module):
             weight = weight.to(torch.get_autocast_dtype(device))
         # (..., in) @ (in, out) -> (..., out); autograd saves x (for dW) and W (for dx).
         y = x @ weight.T
-        return y if self.bias is None else y + self.bias  # the add saves nothing
+        # the add saves nothing; .to is a no-op outside autocast (same dtype)
+        return y if self.bias is None else y + self.bias.to(y.dtype)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

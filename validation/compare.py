@@ -115,7 +115,8 @@ def timeline_rows(cfg: ModelConfig, measured, batch_size: int, context_length: i
     (validation.memtrack.MeasuredTimeline): at the start, each phase's maximum and end, the peak."""
     from accounting.timeline import memory_timeline
 
-    tl = memory_timeline(cfg, batch_size, context_length, ctx.dtype, ctx.optimizer, ctx.checkpointing)
+    tl = memory_timeline(cfg, batch_size, context_length, ctx.dtype, ctx.optimizer, ctx.checkpointing,
+                         ctx.sdpa_backend)
     symbolic = {"start": tl.events[0].total, "end": tl.events[-1].total, "peak": tl.peak_bytes}
     got = {"start": measured.start, "end": measured.boundaries[-1][1], "peak": measured.peak}
     for phase in ("forward", "loss", "backward", "clip", "optimizer"):
@@ -125,8 +126,10 @@ def timeline_rows(cfg: ModelConfig, measured, batch_size: int, context_length: i
             symbolic[f"{phase} end"] = tl.phase_end(phase).total
             got[f"{phase} end"] = measured.phase_end(phase)
     convention = (f"live bytes of one steady-state step of model.trainer.training_step ({ctx.optimizer} "
-                  f"AdamW{', checkpointed blocks' if ctx.checkpointing else ''}): accounting.timeline vs "
-                  f"MemTracker on {ctx.device}; the accounting's peak: {tl.peak.phase}, {tl.peak.name}")
+                  f"AdamW{', checkpointed blocks' if ctx.checkpointing else ''}"
+                  f"{f', sdpa kernel: {ctx.sdpa_backend}' if cfg.attention == 'sdpa' else ''}): "
+                  f"accounting.timeline vs MemTracker on {ctx.device}; the accounting's peak: "
+                  f"{tl.peak.phase}, {tl.peak.name}")
     return [ComparisonRow("memory timeline", name, "bytes", symbolic[name], got[name], convention,
                           reason_for("memory timeline", name, ctx, symbolic[name], got[name]))
             for name in TIMELINE_ROWS]

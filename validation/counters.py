@@ -11,6 +11,7 @@ count alike by construction.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -96,15 +97,18 @@ def storage_key(t: torch.Tensor) -> int:
 
 class WeightCasts(TorchDispatchMode):
     """Records the storages of every cast of a parameter (aten._to_copy of a parameter's storage):
-    under autocast, the bf16 working copies each Linear makes of its weight. `keys` fills as the
-    forward runs; `saved_bytes` counts the ones autograd saved (pass `keys` to
-    saved_bytes_by_component as `skip`)."""
+    under autocast, the bf16 working copies each Linear makes of its weight (and of its bias).
+    `keys` fills as the forward runs and holds only live casts: a cast's key goes when the cast
+    dies (a bias's copy dies with its add, and a later tensor may reuse its storage's address;
+    a weight's copy lives while autograd keeps a view of it); pass `keys` to
+    saved_bytes_by_component as `skip`."""
 
     def __init__(self, parameters: list[torch.Tensor]):
         super().__init__()
         self._params = {storage_key(p) for p in parameters}
         self.keys: set[int] = set()
         self.nbytes: dict[int, int] = {}
+        self._alive: dict[int, weakref.ref] = {}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -113,7 +117,13 @@ class WeightCasts(TorchDispatchMode):
             key = storage_key(out)
             self.keys.add(key)
             self.nbytes[key] = out.untyped_storage().nbytes()
+            # views (W.T, saved by the matmul) keep their base, the cast, alive
+            self._alive[key] = weakref.ref(out, lambda _, k=key: self._dead(k))
         return out
+
+    def _dead(self, key: int) -> None:
+        self.keys.discard(key)
+        self._alive.pop(key, None)
 
 
 @contextlib.contextmanager

@@ -52,7 +52,8 @@ def cuda_memory_rows(cfg: ModelConfig, mem, batch_size: int, context_length: int
                                         "peak": None, "reserved": None}
     tl = None
     if not pure:
-        tl = memory_timeline(cfg, batch_size, context_length, ctx.dtype, ctx.optimizer, ctx.checkpointing)
+        tl = memory_timeline(cfg, batch_size, context_length, ctx.dtype, ctx.optimizer, ctx.checkpointing,
+                             ctx.sdpa_backend)
         batch = 16 * batch_size * context_length  # token ids and targets, int64, before the baseline
         predicted["activations"] = tl.phase_end("loss").total - tl.events[0].total
         predicted["peak"] = tl.peak_bytes - batch

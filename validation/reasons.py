@@ -26,8 +26,6 @@ CUBLAS_WORKSPACE = "cuBLAS workspace, allocated on the first matmul and kept"
 CHECKPOINT_FORWARD = ("activation checkpointing: the timeline keeps a checkpointed block's tensors to "
                       "the block's end; torch frees each at its last use (the timeline's forward "
                       "is an upper bound by the difference shown)")
-META_SDPA_MEMORY = ("the meta device runs sdpa as torch's math decomposition (float32 q, k, v, "
-                    "scores and softmax), whose tensors are not the fused kernel's the timeline counts")
 MEMTRACKER_ROUNDING = "MemTracker on CUDA rounds every storage up to the caching allocator's 512-byte block"
 CUDA_RESIDUALS = ("max_memory_allocated beside the timeline's peak plus the measured residuals (cuBLAS "
                   "workspace, 512-byte rounding); what remains is workspace inside kernels (fused "
@@ -93,8 +91,6 @@ def timeline_reason(component: str, ctx: RunContext) -> str:
     parts = []
     if ctx.checkpointing and component in ("forward peak", "peak"):
         parts.append(CHECKPOINT_FORWARD)
-    if ctx.device == "meta" and ctx.attention == "sdpa" and not ctx.fake:
-        parts.append(META_SDPA_MEMORY)
     if ctx.device == "cuda":
         parts.append(MEMTRACKER_ROUNDING)
         if ctx.attention == "sdpa":

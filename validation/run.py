@@ -109,7 +109,10 @@ def build(cfg, device: str | Placement, dtype: str | None = None,
         with unset_fake_temporarily():
             model = TransformerLM(cfg, device="meta", dtype=MODEL_DTYPES[where.dtype],
                                   activation_checkpointing=checkpointing)
-        return model.to_empty(device="cpu")
+        model = model.to_empty(device="cpu")
+        if cfg.tie_embeddings:  # to_empty gives each module its own tensor: tie them again
+            model.lm_head.weight = model.token_embeddings.weight
+        return model
     return TransformerLM(cfg, device=where.device, dtype=MODEL_DTYPES[where.dtype],
                          activation_checkpointing=checkpointing)
 

@@ -15,6 +15,7 @@ from types import MappingProxyType
 
 import sympy as sp
 
+from accounting.activations_impl import SDPA_BACKENDS
 from accounting.config import ModelConfig
 from accounting.errors import UserError
 from accounting.timeline.layers import Variant
@@ -56,6 +57,7 @@ class Timeline:
     optimizer: str
     checkpointing: bool
     events: tuple[TimelineEvent, ...]
+    sdpa_backend: str = "fused"
 
     @property
     def peak(self) -> TimelineEvent:
@@ -78,49 +80,43 @@ class Timeline:
         """The event's bytes (one category's, or the total) as a sympy expression in the
         accounting's symbols (accounting.symbols), linear in B; exact at this timeline's sizes
         (and any B >= 2, or B = 1 when this timeline is at B = 1)."""
-        key = _key(self.config, self.batch_size, self.dtype, self.optimizer, self.checkpointing)
+        key = _key(self.config, self.batch_size, self.dtype, self.optimizer, self.checkpointing,
+                   self.sdpa_backend)
         live = step_points(key)[event.index].live
         polys = [live[CATEGORIES.index(category)]] if category else live
         return sp.expand(sum((to_sympy(p, self.config) for p in polys), sp.Integer(0)))
 
 
 def to_sympy(poly: PolyElement, cfg: ModelConfig) -> sp.Expr:
-    """A ledger polynomial as a sympy expression in accounting.symbols (d_k = d / h; the RoPE
-    tables' rows C = the config's context length, a number)."""
-    from accounting.symbols import B, L, T, V, d, d_ff, h
+    """A ledger polynomial as a sympy expression in accounting.symbols (d_k = d / h; C, the rows
+    of the RoPE tables and of a learned position table, is n_ctx)."""
+    from accounting.symbols import B, L, T, V, d, d_ff, h, h_kv, n_ctx
 
-    return poly.as_expr(B, T, L, d, h, d / h, d_ff, V, sp.Integer(cfg.context_length))
+    return poly.as_expr(B, T, L, d, h, d / h, d_ff, V, n_ctx, h_kv)
 
 
-def _check(dtype: str, optimizer: str) -> None:
+def _check(dtype: str, optimizer: str, sdpa_backend: str = "fused") -> None:
     if dtype not in TIMELINE_DTYPES:
         raise UserError(f"dtype must be one of {', '.join(TIMELINE_DTYPES)}, got {dtype!r}")
     if optimizer not in OPTIMIZERS:
         raise UserError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    if sdpa_backend not in SDPA_BACKENDS:
+        raise UserError(f"sdpa_backend must be one of {', '.join(SDPA_BACKENDS)}, got {sdpa_backend!r}")
 
 
-def _unmodelled(cfg: ModelConfig) -> list[str]:
-    """The config's features the step's programs do not replay yet."""
-    checks = (("LayerNorm", cfg.norm == "layernorm"), ("learned positions", cfg.positions == "learned"),
-              ("the GELU MLP", cfg.ffn == "gelu"), ("projection biases", cfg.bias != "none"),
-              ("dropout", cfg.dropout > 0), ("grouped-query attention", cfg.kv_heads != cfg.num_heads))
-    return [name for name, present in checks if present]
-
-
-def _key(cfg: ModelConfig, batch_size: int, dtype: str, optimizer: str, checkpointing: bool) -> StepKey:
-    missing = _unmodelled(cfg)
-    if missing:
-        raise UserError(f"the memory timeline does not model {', '.join(missing)} yet")
+def _key(cfg: ModelConfig, batch_size: int, dtype: str, optimizer: str, checkpointing: bool,
+         sdpa_backend: str = "fused") -> StepKey:
     v = Variant(cfg.norm, cfg.norm_position, cfg.positions, cfg.ffn, cfg.tie_embeddings,
-                cfg.attention, dtype == "bfloat16")
+                cfg.attention, dtype == "bfloat16", cfg.bias, cfg.dropout > 0,
+                cfg.kv_heads < cfg.num_heads, cfg.attention == "sdpa" and sdpa_backend == "math")
     return StepKey(v, optimizer, bool(checkpointing), min(cfg.num_layers, 3), batch_size > 1,
-                   cfg.num_heads > 1)
+                   cfg.num_heads > 1, cfg.kv_heads > 1)
 
 
 def _sizes(cfg: ModelConfig, t: int) -> tuple[int, ...]:
-    """Values of the ledger's generators except B (T, L, d, h, d_k, d_ff, V, C)."""
+    """Values of the ledger's generators except B (T, L, d, h, d_k, d_ff, V, C, h_kv)."""
     return (t, cfg.num_layers, cfg.d_model, cfg.num_heads, cfg.head_dim, cfg.d_ff,
-            cfg.vocab_size, cfg.context_length)
+            cfg.vocab_size, cfg.context_length, cfg.kv_heads)
 
 
 @lru_cache(maxsize=256)
@@ -144,30 +140,31 @@ def _linear_points(key: StepKey, sizes: tuple[int, ...]) -> tuple[tuple[Linear, 
 
 def memory_timeline(cfg: ModelConfig, batch_size: int, context_length: int | None = None,
                     dtype: str = "float32", optimizer: str = "reference",
-                    checkpointing: bool = False) -> Timeline:
+                    checkpointing: bool = False, sdpa_backend: str = "fused") -> Timeline:
     """The memory timeline of one steady-state training step of model/trainer.py (see the
-    package docstring for the loop, the events and the categories)."""
+    package docstring for the loop, the events and the categories; `sdpa_backend`:
+    SDPA_BACKENDS)."""
     from accounting.symbols import values
 
-    _check(dtype, optimizer)
+    _check(dtype, optimizer, sdpa_backend)
     t = cfg.context_length if context_length is None else context_length
     values(cfg, batch_size, t)  # validates the sizes
-    key = _key(cfg, batch_size, dtype, optimizer, checkpointing)
+    key = _key(cfg, batch_size, dtype, optimizer, checkpointing, sdpa_backend)
     points = step_points(key)
     events = tuple(
         TimelineEvent(i, p.label, p.phase, p.boundary, MappingProxyType(
             {c: a + b * batch_size for c, (a, b) in zip(CATEGORIES, lin)}))
         for i, (p, lin) in enumerate(zip(points, _linear_points(key, _sizes(cfg, t)))))
-    return Timeline(cfg, batch_size, t, dtype, optimizer, bool(checkpointing), events)
+    return Timeline(cfg, batch_size, t, dtype, optimizer, bool(checkpointing), events, sdpa_backend)
 
 
 def timeline_peak_bytes(cfg: ModelConfig, batch_size: int, context_length: int | None = None,
                         dtype: str = "float32", optimizer: str = "reference",
-                        checkpointing: bool = False) -> int:
+                        checkpointing: bool = False, sdpa_backend: str = "fused") -> int:
     """The step's peak bytes (the timeline's maximum), without building the events."""
-    _check(dtype, optimizer)
+    _check(dtype, optimizer, sdpa_backend)
     t = cfg.context_length if context_length is None else context_length
-    key = _key(cfg, batch_size, dtype, optimizer, checkpointing)
+    key = _key(cfg, batch_size, dtype, optimizer, checkpointing, sdpa_backend)
     return max(sum(a + b * batch_size for a, b in lin) for lin in _linear_points(key, _sizes(cfg, t)))
 
 
@@ -185,15 +182,15 @@ class Bound:
 
 def largest_batch(cfg: ModelConfig, budget: int, context_length: int | None = None,
                   dtype: str = "float32", optimizer: str = "reference",
-                  checkpointing: bool = False) -> Bound:
+                  checkpointing: bool = False, sdpa_backend: str = "fused") -> Bound:
     """The largest B whose peak fits `budget` bytes: every event is a line a + b*B (B >= 2), so
     the peak fits iff every line does; B = min over events of floor((budget - a) / b) (exact
     integer arithmetic). B = 1 is checked with its own program. Raises ValueError when even the
     batch-independent part of some event (B -> 0) exceeds the budget."""
-    _check(dtype, optimizer)
+    _check(dtype, optimizer, sdpa_backend)
     t = cfg.context_length if context_length is None else context_length
     sizes = _sizes(cfg, t)
-    key = _key(cfg, 2, dtype, optimizer, checkpointing)
+    key = _key(cfg, 2, dtype, optimizer, checkpointing, sdpa_backend)
     points = step_points(key)
     lines = [(sum(a for a, _ in lin), sum(b for _, b in lin)) for lin in _linear_points(key, sizes)]
     fixed = max(a for a, _ in lines)
@@ -207,5 +204,6 @@ def largest_batch(cfg: ModelConfig, budget: int, context_length: int | None = No
     a, b = lines[index]
     batch = (budget - a) // b
     if batch < 2:  # the lines hold for B >= 2; B = 1 runs another program
-        batch = 1 if timeline_peak_bytes(cfg, 1, t, dtype, optimizer, checkpointing) <= budget else 0
+        batch = 1 if timeline_peak_bytes(cfg, 1, t, dtype, optimizer, checkpointing,
+                                         sdpa_backend) <= budget else 0
     return Bound(batch, float(solution), a, b, points[index].label, points[index].phase)

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from sympy.polys.domains import ZZ
 from sympy.polys.rings import PolyElement, ring
 
-RING, B, T, L, d, h, d_k, d_ff, V, C = ring("B,T,L,d,h,d_k,d_ff,V,C", ZZ)
+RING, B, T, L, d, h, d_k, d_ff, V, C, h_kv = ring("B,T,L,d,h,d_k,d_ff,V,C,h_kv", ZZ)
 ZERO = RING.zero
+kv = h_kv * d_k  # the width of k_proj's and v_proj's outputs
 
 CATEGORIES: tuple[str, ...] = ("weights", "buffers", "batch", "weights_bf16_copy", "gradients",
                                "optimizer_state", "activations", "transients")

@@ -18,7 +18,7 @@ from functools import lru_cache
 from accounting.errors import UserError
 from accounting.conventions import OPTIMIZERS
 from accounting.timeline.ledger import (
-    INDEX, RING, B, C, L, Ledger, Point, PolyElement, T, V, d, d_ff, d_k, difference, scaled,
+    INDEX, RING, B, C, L, Ledger, Point, PolyElement, T, V, d, d_ff, d_k, difference, kv, scaled,
 )
 from accounting.timeline.layers import BT, F32, GRAD, TMP, Variant
 from accounting.timeline.model import Model
@@ -33,20 +33,35 @@ class StepKey:
     optimizer: str = "reference"
     checkpointing: bool = False
     layers: int = 3
-    batch: bool = True   # B > 1
-    heads: bool = True   # h > 1
+    batch: bool = True     # B > 1
+    heads: bool = True     # h > 1
+    kv_heads: bool = True  # h_kv > 1
 
 
 def parameter_list(v: Variant) -> list[tuple[str, PolyElement, bool]]:
     """(name, elements, repeated in every block) in model.parameters() order (tied: once)."""
-    rms = v.norm == "rmsnorm"
-    block = [(f"layers.*.attn.{n}.weight", d * d, True) for n in ("q_proj", "k_proj", "v_proj", "output_proj")]
-    block += [("layers.*.ln1.weight", d, True)] if rms else []
-    block += [("layers.*.ffn.w1.weight", d_ff * d, True), ("layers.*.ffn.w2.weight", d * d_ff, True)]
-    block += [("layers.*.ffn.w3.weight", d_ff * d, True)] if v.ffn == "swiglu" else []
-    block += [("layers.*.ln2.weight", d, True)] if rms else []
-    out = [("token_embeddings.weight", V * d, False), *block]
-    out += [("ln_final.weight", d, False)] if rms and v.norm_position == "pre" else []
+    def linear(name: str, n_in: PolyElement, n_out: PolyElement, bias: bool) -> list:
+        return [(f"{name}.weight", n_out * n_in, True)] + ([(f"{name}.bias", n_out, True)]
+                                                          if bias else [])
+
+    def norm(name: str, repeated: bool = True) -> list:
+        if not v.normed:
+            return []
+        return [(f"{name}.weight", d, repeated)] + ([(f"{name}.bias", d, repeated)]
+                                                    if v.norm == "layernorm" else [])
+
+    attn = "layers.*.attn"
+    block = linear(f"{attn}.q_proj", d, d, v.qkv_bias) + linear(f"{attn}.k_proj", d, kv, v.qkv_bias)
+    block += linear(f"{attn}.v_proj", d, kv, v.qkv_bias)
+    block += linear(f"{attn}.output_proj", d, d, v.out_bias)
+    block += norm("layers.*.ln1")
+    block += linear("layers.*.ffn.w1", d, d_ff, v.ffn_bias) + linear("layers.*.ffn.w2", d_ff, d, v.ffn_bias)
+    block += linear("layers.*.ffn.w3", d, d_ff, v.ffn_bias) if v.ffn == "swiglu" else []
+    block += norm("layers.*.ln2")
+    out = [("token_embeddings.weight", V * d, False)]
+    out += [("position_embeddings.weight", C * d, False)] if v.positions == "learned" else []
+    out += block
+    out += norm("ln_final", False) if v.pre_norm else []
     out += [] if v.tie_embeddings else [("lm_head.weight", V * d, False)]
     return out
 
@@ -67,7 +82,7 @@ def step_points(key: StepKey) -> tuple[Point, ...]:
     lg.new("ids", 8 * BT, "batch", label="")
     lg.new("targets", 8 * BT, "batch", label="")
     lg.boundary("start: weights, AdamW state, batch")
-    m = Model(lg, v, key.batch, key.heads)
+    m = Model(lg, v, key.batch, key.heads, key.kv_heads)
     lg.phase = "forward"
     m.checkpointing = key.checkpointing
     logits, inputs = _forward(m, key)
@@ -101,7 +116,7 @@ def _forward(m: Model, key: StepKey) -> tuple[str, tuple[str, str]]:
     x0 = m.embedding_fwd()
     x = block("layers[0]", x0)
     if key.layers >= 3:
-        fwd, _ = _block_deltas(key.variant, key.batch, key.heads, key.checkpointing)
+        fwd, _ = _block_deltas(key.variant, key.batch, key.heads, key.kv_heads, key.checkpointing)
         lg.forget(x)  # layer 0's output: the first middle block's input, inside the aggregate
         lg.bulk(scaled(fwd, L - 2))
         out = F32 * B * T * d  # the last middle block's output is named: layer L-1's input
@@ -126,7 +141,7 @@ def _backward(m: Model, key: StepKey, g: str, inputs: tuple[str, str]) -> None:
     if key.layers >= 2:
         g = block("layers[L-1]", inputs[1], g)
     if key.layers >= 3:
-        _, bwd = _block_deltas(key.variant, key.batch, key.heads, key.checkpointing)
+        _, bwd = _block_deltas(key.variant, key.batch, key.heads, key.kv_heads, key.checkpointing)
         lg.bulk(scaled(bwd, L - 2))  # their gradient in, the same-sized gradient out: renamed
         g = lg.rename(g, "layers[1].g_x")
         lg.boundary("layers[L-2..1] backward (each as layers[L-1])")
@@ -138,13 +153,13 @@ def _only(category: str, size: PolyElement) -> list[PolyElement]:
 
 
 @lru_cache(maxsize=64)
-def _block_deltas(v: Variant, batch: bool, heads: bool, checkpointing: bool
+def _block_deltas(v: Variant, batch: bool, heads: bool, kv_heads: bool, checkpointing: bool
                   ) -> tuple[tuple[PolyElement, ...], tuple[PolyElement, ...]]:
     """One block's net change in the forward (its saved tensors and output; its input exists)
     and in the backward (its gradients in, its saved tensors and input out; the output's
     gradient replaced by the input's)."""
     lg = Ledger()
-    m = Model(lg, v, batch, heads)
+    m = Model(lg, v, batch, heads, kv_heads)
     m.checkpointing = checkpointing
     x = lg.new("x", F32 * B * T * d, TMP, label="")
     before = lg.snapshot()

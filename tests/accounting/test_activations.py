@@ -29,6 +29,32 @@ def test_sdpa_math_backend(instruments, positions, dtype):
     assert activation_bytes(cfg, 2, 6, dtype=dtype) != measured  # the fused kernel saves less
 
 
+AUTOCAST_VARIANTS = [  # the original GPT-2 block, a Llama block, and the new switches otherwise mixed
+    dict(norm="layernorm", positions="learned", ffn="gelu", bias="all", dropout=0.1, tie_embeddings=True),
+    dict(norm="layernorm", positions="learned", ffn="gelu", bias="all", dropout=0.1, attention="sdpa"),
+    dict(num_heads=4, num_kv_heads=2, bias="qkv", attention="sdpa"),
+    dict(num_heads=4, num_kv_heads=1, ffn="gelu", positions="none", bias="attention"),
+    dict(norm="layernorm", norm_position="post", ffn="silu", bias="all", attention="sdpa"),
+    dict(norm="none", dropout=0.1, num_heads=4, num_kv_heads=2),
+]
+
+
+@pytest.mark.parametrize("variant", AUTOCAST_VARIANTS, ids=["gpt2", "gpt2-sdpa", "llama-sdpa", "gelu-gqa1",
+                                                            "layernorm-post-sdpa", "dropout-gqa"])
+def test_new_variants_under_autocast(instruments, variant):
+    """Under the trainer's autocast every biased Linear adds its bias cast to bf16 (model/layers.py),
+    so its output and what follows stay bf16: the bfloat16 formulas hold for LayerNorm, learned
+    positions, GELU, biases, dropout (CPU sdpa with dropout: the math kernel) and grouped-query
+    attention."""
+    pytest.importorskip("torch")
+    variant = dict(variant)
+    heads = {k: variant.pop(k) for k in ("num_heads", "num_kv_heads") if k in variant}
+    cfg = instruments.tiny(**variant).replace(**heads)
+    backend = "math" if cfg.attention == "sdpa" and cfg.dropout else "fused"
+    measured = instruments.saved_bytes(cfg, 2, 6, "bfloat16")
+    assert activation_bytes(cfg, 2, 6, dtype="bfloat16", sdpa_backend=backend) == measured
+
+
 def test_implementation_second_shape(instruments):
     pytest.importorskip("torch")
     cfg = instruments.tiny().replace(num_layers=3, num_heads=4, d_model=32, d_ff=24)

@@ -22,16 +22,30 @@ def tiny(**variants) -> ModelConfig:
 
 
 def measured(cfg: ModelConfig, batch_size: int, dtype: str = "float32", optimizer: str = "reference",
-             checkpointing: bool = False):
+             checkpointing: bool = False, device: str = "cpu"):
     torch = pytest.importorskip("torch")
     from validation.memtrack import measure_timeline
     from validation.run import batch, build, placement
 
     torch.set_num_threads(1)
-    with placement("cpu", dtype) as where:
+    with placement(device, dtype) as where:
         model = build(cfg, where, checkpointing=checkpointing)
         x, y = batch(cfg, batch_size, cfg.context_length, where)
-        return measure_timeline(model, x, y, optimizer=optimizer, autocast=where.autocast)
+        return measure_timeline(model, x, y, optimizer=optimizer, autocast=where.autocast,
+                                values=device != "meta")
+
+
+def sdpa_backend(cfg: ModelConfig, device: str = "cpu", dtype: str = "float32") -> str:
+    """The kernel torch runs for attention="sdpa": its math decomposition on the meta device (not
+    its fake CPU tensors under autocast) and on CPU with dropout, else the fused kernel."""
+    meta = device == "meta" and dtype == "float32"
+    return "math" if cfg.attention == "sdpa" and (meta or cfg.dropout > 0) else "fused"
+
+
+def _calls(tl, m, phases=CALLS):
+    """(timeline, MemTracker): every allocating call's (phase, live bytes) in `phases`."""
+    return ([(e.phase, e.total) for e in tl.events if not e.boundary and e.phase in phases],
+            [p for p in m.points if p[0] in phases])
 
 
 def _phases_equal(tl, m, phases=PHASES[1:]) -> None:
@@ -85,6 +99,114 @@ def test_checkpointing_is_exact_but_its_forward_an_upper_bound(dtype):
     assert tl.phase_peak("forward").total > m.phase_peak("forward")  # blocks' tensors kept to their end
     _phases_equal(tl, m, ("loss", "backward", "clip", "optimizer"))
     assert tl.peak_bytes == m.peak  # the peak is in the backward (the top block's recompute)
+    cfg = tiny(num_layers=2)  # two blocks, both replayed: every call of the loss and the backward
+    m, tl = measured(cfg, 3, dtype, checkpointing=True), memory_timeline(cfg, 3, dtype=dtype, checkpointing=True)
+    timeline_calls, tracked_calls = _calls(tl, m, ("loss", "backward"))
+    assert timeline_calls == tracked_calls
+
+
+GPT2_BLOCK = dict(norm="layernorm", positions="learned", ffn="gelu", bias="all", dropout=0.1,
+                  tie_embeddings=True)
+LLAMA_BLOCK = dict(norm="rmsnorm", ffn="swiglu", positions="rope", num_heads=4, num_kv_heads=2, bias="qkv")
+
+
+def _gqa(kv):
+    return {} if kv is None else {"num_heads": 4, "num_kv_heads": kv}
+
+
+# Every new switch value (layernorm, learned, gelu, each bias, dropout, h_kv = 2 and 1 of h = 4)
+# meets every value of every other switch (the old ones, dtype, each other) at least once: a
+# greedy pairwise cover (173 pairs in 15 configs), then the two published blocks.
+# (norm, norm_position, positions, ffn, tie, attention, dtype, bias, dropout, h_kv, B)
+NEW_VARIANTS = [
+    ("layernorm", "pre", "learned", "gelu", False, "naive", "bfloat16", "all", 0.1, 2, 2),
+    ("layernorm", "post", "learned", "gelu", True, "sdpa", "float32", "attention", 0.1, 1, 3),
+    ("rmsnorm", "pre", "learned", "swiglu", False, "naive", "bfloat16", "qkv", 0.1, 1, 1),
+    ("layernorm", "post", "none", "gelu", True, "sdpa", "float32", "qkv", 0.0, 2, 2),
+    ("none", "post", "rope", "silu", True, "sdpa", "float32", "all", 0.1, 1, 3),
+    ("rmsnorm", "pre", "rope", "gelu", False, "naive", "bfloat16", "attention", 0.0, 2, 1),
+    ("layernorm", "pre", "learned", "gelu", True, "sdpa", "float32", "none", 0.1, None, 2),
+    ("none", "pre", "learned", "silu", True, "sdpa", "float32", "qkv", 0.0, 2, 3),
+    ("layernorm", "pre", "none", "swiglu", True, "sdpa", "bfloat16", "all", 0.0, 1, 1),
+    ("none", "pre", "none", "silu", False, "sdpa", "bfloat16", "attention", 0.1, None, 2),
+    ("layernorm", "pre", "rope", "silu", False, "sdpa", "bfloat16", "qkv", 0.0, None, 3),
+    ("none", "pre", "rope", "gelu", False, "sdpa", "bfloat16", "none", 0.1, 1, 1),
+    ("layernorm", "post", "none", "swiglu", True, "naive", "float32", "none", 0.0, 2, 2),
+    ("rmsnorm", "post", "rope", "swiglu", True, "sdpa", "float32", "all", 0.0, None, 3),
+    ("rmsnorm", "post", "rope", "swiglu", True, "sdpa", "bfloat16", "attention", 0.1, None, 2),
+]
+BLOCKS = [(GPT2_BLOCK, "naive", "float32", 2), (GPT2_BLOCK, "sdpa", "bfloat16", 3),
+          (LLAMA_BLOCK, "sdpa", "bfloat16", 3), (LLAMA_BLOCK | {"num_kv_heads": 1}, "naive", "float32", 1)]
+
+
+def _new_variant(v) -> tuple[ModelConfig, str, int]:
+    norm, position, positions, ffn, tie, attention, dtype, bias, dropout, kv, batch_size = v
+    cfg = tiny(norm=norm, norm_position=position, positions=positions, ffn=ffn, tie_embeddings=tie,
+               attention=attention, bias=bias, dropout=dropout, **_gqa(kv))
+    return cfg, dtype, batch_size
+
+
+def _case_id(case) -> str:
+    cfg, dtype, batch_size = case
+    default = tiny()
+    changed = [f"{f}={getattr(cfg, f)}" for f in ("norm", "norm_position", "positions", "ffn", "bias",
+                                                   "tie_embeddings", "attention", "dropout", "num_heads",
+                                                   "num_kv_heads") if getattr(cfg, f) != getattr(default, f)]
+    return "-".join(changed + [dtype, f"B={batch_size}"])
+
+
+@pytest.mark.parametrize("case", [_new_variant(v) for v in NEW_VARIANTS]
+                         + [(tiny(attention=a, **b), dt, bs) for b, a, dt, bs in BLOCKS], ids=_case_id)
+def test_every_call_of_every_variant_equals_memtracker(case):
+    """The variants the model gained (LayerNorm, learned positions, GELU, biases, dropout,
+    grouped-query attention), each against every other switch and the dtype, and the original
+    GPT-2 block (LayerNorm, learned positions, GELU, every bias, dropout, tied) and a Llama block
+    (RMSNorm, SwiGLU, RoPE, grouped-query, q/k/v biases): every call of forward, loss and
+    backward, every phase, the peak. sdpa with dropout runs torch's math path on CPU."""
+    cfg, dtype, batch_size = case
+    m = measured(cfg, batch_size, dtype)
+    tl = memory_timeline(cfg, batch_size, dtype=dtype, sdpa_backend=sdpa_backend(cfg, "cpu", dtype))
+    timeline_calls, tracked_calls = _calls(tl, m)
+    assert timeline_calls == tracked_calls
+    _phases_equal(tl, m)
+    assert tl.peak_bytes == m.peak
+
+
+@pytest.mark.parametrize("variant", [{}, {"positions": "none", "norm_position": "post", "num_heads": 4,
+                                          "num_kv_heads": 1, "bias": "all", "tie_embeddings": True}],
+                         ids=["rope", "post-gqa-biases-tied"])
+def test_math_sdpa_on_meta_every_call(variant):
+    """The meta device runs sdpa as torch's math decomposition, dropout or not: the timeline's
+    sdpa_backend="math" program, call by call (MemTracker on meta tensors)."""
+    cfg = tiny(attention="sdpa", **variant)
+    m = measured(cfg, 2, device="meta")
+    tl = memory_timeline(cfg, 2, sdpa_backend="math")
+    timeline_calls, tracked_calls = _calls(tl, m)
+    assert timeline_calls == tracked_calls and tl.peak_bytes == m.peak
+    assert tl.peak_bytes > memory_timeline(cfg, 2).peak_bytes  # float32 (B,h,T,T) weights saved
+
+
+@pytest.mark.parametrize("block,attention,dtype,optimizer", [
+    (GPT2_BLOCK, "naive", "bfloat16", "foreach"), (GPT2_BLOCK, "sdpa", "float32", "fused"),
+    (LLAMA_BLOCK, "sdpa", "bfloat16", "reference"), (LLAMA_BLOCK, "naive", "float32", "foreach"),
+], ids=["gpt2-naive-bfloat16-foreach", "gpt2-sdpa-float32-fused", "llama-sdpa-bfloat16-reference",
+        "llama-naive-float32-foreach"])
+def test_new_variants_aggregated_blocks_optimizers_and_checkpointing(block, attention, dtype, optimizer):
+    """Four blocks (two replayed, two aggregated) with each AdamW: every phase's maximum and end;
+    checkpointed, two blocks: every call of the loss and the backward, the forward an upper
+    bound."""
+    cfg = tiny(num_layers=4, attention=attention, **block)
+    backend = sdpa_backend(cfg, "cpu", dtype)
+    m = measured(cfg, 2, dtype, optimizer)
+    tl = memory_timeline(cfg, 2, dtype=dtype, optimizer=optimizer, sdpa_backend=backend)
+    _phases_equal(tl, m)
+    assert tl.peak_bytes == m.peak
+    cfg = cfg.replace(num_layers=2)
+    m = measured(cfg, 3, dtype, checkpointing=True)
+    tl = memory_timeline(cfg, 3, dtype=dtype, checkpointing=True, sdpa_backend=backend)
+    timeline_calls, tracked_calls = _calls(tl, m, ("loss", "backward"))
+    assert timeline_calls == tracked_calls and tl.peak_bytes == m.peak
+    assert tl.phase_peak("forward").total >= m.phase_peak("forward")
 
 
 ISSUE = ModelConfig(vocab_size=1000, context_length=64, d_model=96, num_layers=2, num_heads=4, d_ff=256)

@@ -109,7 +109,8 @@ def test_overview_in_chromium(server, tmp_path):
             page.get_by_test_id("stSelectbox").filter(has_text="Preset").click()
             page.get_by_role("option", name="cs336-gpt2-medium", exact=True).click()
             _wait_metric(page, "Parameters", acc.fmt_int(acc.total_parameters(medium)))
-            assert _metric(page, "Peak training memory") == acc.fmt_bytes(acc.peak_memory_bytes(medium, 8))
+            # the rerun renders the metrics in order: the peak may still show XL's for a moment
+            _wait_metric(page, "Peak training memory", acc.fmt_bytes(acc.peak_memory_bytes(medium, 8)))
             page.wait_for_url("**preset=cs336-gpt2-medium**", timeout=30_000)
             page.screenshot(path=str(shots / "overview-gpt2-medium.png"), full_page=True)
         finally:

@@ -37,6 +37,21 @@ def test_check_fits_names_both_numbers_and_the_largest_batch():
     assert nothing.largest_batch is None and "the largest batch that fits: none" in nothing.message
 
 
+def test_guard_predicts_the_kernel_that_runs(monkeypatch):
+    """On CPU, sdpa with dropout runs torch's math decomposition (the CPU flash kernel has no
+    dropout): the guard checks that program's peak, larger than the fused kernel's; on CUDA the
+    fused kernel's."""
+    import model.guard
+
+    cfg = TINY.replace(attention="sdpa", dropout=0.1)
+    math, fused = (peak_memory_bytes(cfg, 4, sdpa_backend=b) for b in ("math", "fused"))
+    assert math > fused
+    monkeypatch.setattr(model.guard, "free_memory_bytes", lambda device: 10**12)
+    assert model.guard.guard_step(cfg, 4, "cpu").peak_bytes == math
+    assert model.guard.guard_step(cfg.replace(dropout=0.0), 4, "cpu").peak_bytes == peak_memory_bytes(
+        cfg.replace(dropout=0.0), 4)
+
+
 def test_train_refuses_before_building_anything(tmp_path, monkeypatch):
     import model.guard
     from model.trainer import train

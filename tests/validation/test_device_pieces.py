@@ -69,7 +69,8 @@ def test_reason_naming():
     assert reason_for("memory timeline", "forward peak", RunContext("cpu", "naive", checkpointing=True), 5, 4
                       ) == reasons.CHECKPOINT_FORWARD
     assert reason_for("memory timeline", "loss peak", RunContext("cpu", "naive"), 5, 4) == reasons.UNEXPLAINED
-    assert reason_for("memory timeline", "peak", meta_sdpa, 5, 4) == reasons.META_SDPA_MEMORY
+    # the timeline replays the meta device's math sdpa too: a difference there is a bug
+    assert reason_for("memory timeline", "peak", meta_sdpa, 5, 4) == reasons.UNEXPLAINED
     assert reasons.MEMTRACKER_ROUNDING in reason_for("memory timeline", "peak", RunContext("cuda", "naive"), 4, 5)
     fake = RunContext("meta", "sdpa", "bfloat16")  # autocast on meta runs fake CPU tensors: fused sdpa
     assert fake.fake and fake.fused_sdpa and fake.sdpa_backend == "fused"
