@@ -6,6 +6,12 @@ Default text: the corpus the project builds from Python's own documentation
 `vocab_size` tokens trained on that same text, so the compression is in-sample (optimistic).
 Compression = UTF-8 bytes per token over the documents (split at "<|endoftext|>"); throughput =
 UTF-8 bytes encoded per second on the first, timed pass (tokenizer.tokenizer_stats).
+
+The dataset rows are a prediction put to the test, made as a user sizes a corpus: the compression
+of a sample (every other document, the first, third, ...) gives accounting.dataset_estimate of the
+whole text's tokens and storage, beside the whole text encoded and its ids stored. They differ by
+how much the sample's compression differs from the whole text's (equal only when the text is one
+document, the sample then being the whole).
 """
 
 from __future__ import annotations
@@ -20,14 +26,16 @@ SPECIAL = "<|endoftext|>"
 
 @dataclass(frozen=True)
 class TokenizerMeasurement:
-    """Measured tokenizer numbers (`stats`: tokenizer.TokenizerStats) and the accounting's
-    DatasetEstimate for `dataset.text_bytes` of text at that compression and throughput."""
+    """Measured tokenizer numbers on the whole text (`stats`: tokenizer.TokenizerStats) and on the
+    sample (`sample_stats`), and the accounting's DatasetEstimate of the whole text from the
+    sample's compression and throughput (`dataset`)."""
 
     stats: object
     vocab_size: int
     trained_on_text: bool
     measured_storage_bytes: int
     dataset: object
+    sample_stats: object
 
     @property
     def bytes_per_token(self) -> float:
@@ -48,11 +56,21 @@ class TokenizerMeasurement:
             ComparisonRow("tokenizer", "throughput", "bytes/s", None, s.bytes_per_second,
                           "UTF-8 bytes encoded per second, one process, first pass"),
             ComparisonRow("dataset", "tokens", "tokens", ds.tokens, s.n_tokens,
-                          "accounting.dataset_estimate: round(bytes / compression)"),
+                          f"symbolic: accounting.dataset_estimate, round(bytes / compression), with "
+                          f"{s.utf8_bytes:,} bytes at the sample's {self.sample_stats.bytes_per_token:.4g} "
+                          f"bytes/token; measured: the whole text encoded", self._sample_reason(ds.tokens)),
             ComparisonRow("dataset", "storage", "bytes", ds.storage_bytes, self.measured_storage_bytes,
-                          f"token ids as {ds.token_dtype} (accounting.token_dtype) vs the encoded ids "
-                          "in tokenizer.ids_dtype"),
+                          f"symbolic: the estimated tokens as {ds.token_dtype} (accounting.token_dtype); "
+                          "measured: the encoded ids in tokenizer.ids_dtype",
+                          self._sample_reason(ds.tokens)),
         ]
+
+    def _sample_reason(self, estimated_tokens: int) -> str:
+        if estimated_tokens == self.stats.n_tokens:
+            return ""
+        sample, whole = self.sample_stats, self.stats
+        return (f"the sample ({sample.n_documents} of {whole.n_documents} documents) compresses at "
+                f"{sample.bytes_per_token:.4g} bytes/token, the whole text at {whole.bytes_per_token:.4g}")
 
 
 def measure_tokenizer(text: str | None = None, tokenizer=None, *, vocab_size: int = 4096,
@@ -71,8 +89,10 @@ def measure_tokenizer(text: str | None = None, tokenizer=None, *, vocab_size: in
         vocab, merges = train_bpe_from_text(text, vocab_size, [SPECIAL])
         tokenizer = Tokenizer(vocab, merges, [SPECIAL])
     stats = tokenizer_stats(tokenizer, text, max_documents=max_documents)
-    ids = [i for doc in sample_documents(text, max_documents) for i in tokenizer.encode(doc)]
+    documents = sample_documents(text, max_documents)
+    ids = [i for doc in documents for i in tokenizer.encode(doc)]
     storage = np.asarray(ids, dtype=ids_dtype(tokenizer.vocab_size)).nbytes
-    dataset = acc.dataset_estimate(stats.utf8_bytes, stats.bytes_per_token, tokenizer.vocab_size,
-                                   stats.bytes_per_second)
-    return TokenizerMeasurement(stats, tokenizer.vocab_size, trained, int(storage), dataset)
+    sample = tokenizer_stats(tokenizer, SPECIAL.join(documents[::2]))
+    dataset = acc.dataset_estimate(stats.utf8_bytes, sample.bytes_per_token, tokenizer.vocab_size,
+                                   sample.bytes_per_second)
+    return TokenizerMeasurement(stats, tokenizer.vocab_size, trained, int(storage), dataset, sample)

@@ -130,21 +130,31 @@ def test_cuda_peak_with_measured_residuals_within_3_percent():
     assert row.reason == reasons.CUDA_RESIDUALS and f"{rounding:,}" in row.convention
 
 
-def test_tokenizer_measurement_feeds_the_dataset_formulas():
+def test_tokenizer_measurement_predicts_the_dataset_from_a_sample():
     from tokenizer import Tokenizer, train_bpe_from_text
     from validation import measure_tokenizer
 
-    text = "<|endoftext|>".join(["the cat sat on the mat. " * 20, "a dog ate the hat! " * 30,
-                                 "héllo wörld " * 9])
+    docs = ["the cat sat on the mat. " * 20, "a dog ate the hat! " * 30, "héllo wörld " * 9]
+    text = "<|endoftext|>".join(docs)
     vocab, merges = train_bpe_from_text(text, 300, ["<|endoftext|>"])
-    m = measure_tokenizer(text, Tokenizer(vocab, merges, ["<|endoftext|>"]))
-    n_tokens = m.stats.n_tokens
-    assert m.stats.utf8_bytes == len(text.replace("<|endoftext|>", "").encode("utf-8"))
-    assert m.bytes_per_token == pytest.approx(m.stats.utf8_bytes / n_tokens) and m.bytes_per_s > 0
+    tok = Tokenizer(vocab, merges, ["<|endoftext|>"])
+    m = measure_tokenizer(text, tok)
+    # by hand: each document's bytes and its encoded ids; the sample is documents 0 and 2
+    b = [len(d.encode("utf-8")) for d in docs]
+    n = [len(tok.encode(d)) for d in docs]
+    assert m.stats.n_tokens == sum(n) and m.stats.utf8_bytes == sum(b)
+    assert m.bytes_per_token == pytest.approx(sum(b) / sum(n)) and m.bytes_per_s > 0
+    # the estimate: the whole text's bytes at the sample's compression, (b0 + b2) / (n0 + n2)
+    estimate = round(sum(b) / ((b[0] + b[2]) / (n[0] + n[2])))
     rows = {(r.quantity, r.component): r for r in m.rows}
-    assert rows[("dataset", "tokens")].equal and rows[("dataset", "tokens")].measured == n_tokens
-    assert rows[("dataset", "storage")].equal and rows[("dataset", "storage")].measured == 2 * n_tokens
+    tokens, storage = rows[("dataset", "tokens")], rows[("dataset", "storage")]
+    assert (tokens.symbolic, tokens.measured) == (estimate, sum(n))
+    assert (storage.symbolic, storage.measured) == (2 * estimate, 2 * sum(n))  # uint16 ids (V = 300)
+    assert estimate != sum(n) and "2 of 3 documents" in tokens.reason
     assert not m.trained_on_text
+    # one document: the sample is the whole text, and the estimate is exact
+    one = measure_tokenizer(docs[1], tok)
+    assert {(r.symbolic, r.measured) for r in one.rows if r.component == "tokens"} == {(n[1], n[1])}
     with pytest.raises(ValueError):
         measure_tokenizer("<|endoftext|>", Tokenizer(vocab, merges, ["<|endoftext|>"]))
 
