@@ -9,6 +9,8 @@ from accounting import activation_bytes, activation_rows, checkpointed_activatio
 from accounting.activations import checkpoint_recompute_flops
 from accounting.flops import forward_flops
 
+from .conftest import saved_bytes_by_hand
+
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "bfloat16-pure"])
 def test_implementation_equals_saved_tensors(instruments, variant_cfg, dtype):
@@ -84,12 +86,16 @@ def test_textbook_gpt2_small_by_hand():
 
 
 def test_checkpointing_keeps_block_inputs_plus_one_block():
+    """cs336-gpt2-medium (d=1024, h=16, d_ff=4096, L=24), B=4, T=1024, float32: the 24 blocks'
+    float32 inputs (B*T*d*4 bytes each), one block's tensors (alive while it is recomputed in the
+    backward) and everything outside the blocks, each counted by hand (saved_bytes_by_hand)."""
     cfg = get_preset("cs336-gpt2-medium")
-    full = activation_bytes(cfg, 4, 1024)
-    one_layer = activation_bytes(cfg.replace(num_layers=1), 4, 1024)
-    zero_blocks = one_layer - (activation_bytes(cfg.replace(num_layers=2), 4, 1024) - one_layer)
-    per_block = one_layer - zero_blocks
-    expected = 24 * 4 * 1024 * 1024 * 4 + per_block + zero_blocks
+    sizes = dict(B=4, T=1024, d=1024, h=16, d_ff=4096, V=50257)
+    one_block = saved_bytes_by_hand(4, L=1, outside=False, **sizes)
+    outside = saved_bytes_by_hand(4, L=24, blocks=False, **sizes)
+    full = saved_bytes_by_hand(4, L=24, **sizes)
+    assert activation_bytes(cfg, 4, 1024) == full
+    expected = 24 * 4 * 1024 * 1024 * 4 + one_block + outside
     assert checkpointed_activation_bytes(cfg, 4, 1024) == expected < full
     blocks_forward = forward_flops(cfg, 4, 1024) - 2 * 4 * 1024 * 1024 * 50257
     w2 = 24 * 2 * (4 * 1024) * 4096 * 1024  # L x 2mnp of (B*T x d_ff) @ (d_ff x d)
