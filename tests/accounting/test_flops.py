@@ -75,6 +75,28 @@ def test_train_step_matches_flop_counter_mode(instruments, variant):
     assert counter.get_total_flops() == train_step_flops(cfg, 2, 7)
 
 
+def test_nonmatmul_forward_by_hand():
+    """cs336-gpt2-small (naive attention), B=1, T=1024, read op by op from the model's code, one
+    FLOP per element of each pointwise op and per input element of each reduction; n = B*T = 1024.
+      RMSNorm: x.pow(2), mean over d, *rms, *weight on n*d; +eps, rsqrt on n: 4*786,432 + 2*1,024
+               = 3,147,776 (twice per block)
+      RoPE: q and k, each x1*cos, x2*sin, x1*sin, x2*cos on n*d/2 and a sub and an add: 3*n*d each,
+            4,718,592 for both
+      attention: scores*scale, amax, -max, exp, sum, /sum on (1, 12, 1024, 1024): 75,497,472
+      SwiGLU: sigmoid, x*sigmoid, *W3x on n*d_ff: 9,437,184
+      residual adds: 2*n*d = 1,572,864
+      a block: 2*3,147,776 + 4,718,592 + 75,497,472 + 9,437,184 + 1,572,864 = 97,521,664; 12 blocks
+      1,170,259,968; the final RMSNorm 3,147,776; the loss: amax, -max, exp, sum on (n, V) 4*n*V
+      = 205,852,672, and log, -target, mean on n 3,072. Total 1,379,263,488.
+    (The dispatch counter applies the same cost table to every aten call of the real model:
+    test_nonmatmul_forward_matches_dispatch_counter.)"""
+    cfg = get_preset("cs336-gpt2-small")
+    block = 2 * 3_147_776 + 4_718_592 + 75_497_472 + 9_437_184 + 1_572_864
+    assert block == 97_521_664
+    assert nonmatmul_forward_flops(cfg, 1, 1024) == 12 * block + 3_147_776 + 205_852_672 + 3_072 \
+        == 1_379_263_488
+
+
 def test_nonmatmul_forward_matches_dispatch_counter(instruments, variant_cfg):
     torch = pytest.importorskip("torch")
     from model.loss import cross_entropy
