@@ -95,35 +95,45 @@ def storage_key(t: torch.Tensor) -> int:
     return t.untyped_storage()._cdata
 
 
+class LiveStorages(set):
+    """Storage keys (storage_key) of tensors that are still alive: a key leaves the set when its
+    tensor dies, so a later tensor that reuses the address is not taken for it. Views keep their
+    base alive (and so its key)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._refs: dict[int, weakref.ref] = {}
+
+    def track(self, t: torch.Tensor) -> int:
+        key = storage_key(t)
+        self.add(key)
+        self._refs[key] = weakref.ref(t, lambda _, k=key: self._dead(k))
+        return key
+
+    def _dead(self, key: int) -> None:
+        self.discard(key)
+        self._refs.pop(key, None)
+
+
 class WeightCasts(TorchDispatchMode):
     """Records the storages of every cast of a parameter (aten._to_copy of a parameter's storage):
     under autocast, the bf16 working copies each Linear makes of its weight (and of its bias).
-    `keys` fills as the forward runs and holds only live casts: a cast's key goes when the cast
-    dies (a bias's copy dies with its add, and a later tensor may reuse its storage's address;
-    a weight's copy lives while autograd keeps a view of it); pass `keys` to
+    `keys` (a LiveStorages) fills as the forward runs and holds only live casts (a bias's copy dies
+    with its add, a weight's copy lives while autograd keeps a view of it); pass `keys` to
     saved_bytes_by_component as `skip`."""
 
     def __init__(self, parameters: list[torch.Tensor]):
         super().__init__()
         self._params = {storage_key(p) for p in parameters}
-        self.keys: set[int] = set()
+        self.keys = LiveStorages()
         self.nbytes: dict[int, int] = {}
-        self._alive: dict[int, weakref.ref] = {}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         if func is _aten._to_copy.default and isinstance(args[0], torch.Tensor) \
                 and storage_key(args[0]) in self._params:
-            key = storage_key(out)
-            self.keys.add(key)
-            self.nbytes[key] = out.untyped_storage().nbytes()
-            # views (W.T, saved by the matmul) keep their base, the cast, alive
-            self._alive[key] = weakref.ref(out, lambda _, k=key: self._dead(k))
+            self.nbytes[self.keys.track(out)] = out.untyped_storage().nbytes()
         return out
-
-    def _dead(self, key: int) -> None:
-        self.keys.discard(key)
-        self._alive.pop(key, None)
 
 
 @contextlib.contextmanager

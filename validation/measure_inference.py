@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from accounting.atomic import atomic_write_text
+from accounting.atomic import atomic_write_text, check_writable
 from accounting.cli_support import OneLineArgumentParser, run_cli
 from accounting.conventions import TRAINING_DTYPES
 from accounting.flags import add_model_flags, flag_type, model_config_from_args
@@ -44,6 +44,8 @@ def build_parser() -> OneLineArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.out:
+        check_writable(args.out)  # before the measurement, not after it
     from validation.inference import measure_inference
     from validation.inference_render import render_inference_measurement
 

@@ -28,7 +28,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from validation.counters import storage_key
+from validation.counters import LiveStorages, storage_key
 
 _aten = torch.ops.aten
 GATHERS = {_aten.index.Tensor, _aten.embedding.default, _aten.index_select.default}
@@ -73,7 +73,7 @@ class TrafficCounter(TorchDispatchMode):
         super().__init__()
         self._parameters = {storage_key(p) for p in parameters}
         self._cache = {storage_key(c) for c in cache_tensors}
-        self._copies: set[int] = set()
+        self._copies = LiveStorages()  # live copies only: a dead copy's address is reused
         self.bytes: dict[str, int] = defaultdict(int)
 
     def _part(self, func, name: str, key: int, written: set[str]) -> str:
@@ -99,7 +99,7 @@ class TrafficCounter(TorchDispatchMode):
         for (part, _), size in charged.items():
             self.bytes[part] += size
         if func in _COPY_OPS and any(p in ("KV cache read", COPIES) for p, _ in charged):
-            self._copies.add(storage_key(out))
+            self._copies.track(out)
         return out
 
 

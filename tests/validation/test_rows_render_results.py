@@ -69,6 +69,45 @@ def test_committed_results_load_and_are_exact():
         assert {"device", "name", "torch", "cuda", "python"} <= set(m.hardware)
 
 
+_COMMITTED_META = sorted(p.name for p in RESULTS_DIR.glob("*_meta_*.json"))
+
+
+@pytest.mark.parametrize("name", _COMMITTED_META)
+def test_committed_meta_results_are_what_the_code_measures_now(name):
+    """Regenerate each committed meta result with today's code and compare every row (symbolic,
+    measured, reason): a file left stale by a change to the model, the accounting or the
+    instruments fails here. Regenerate with the command in validation/results/README or
+    `python -m validation.measure --device meta ... --format json --out <file>`."""
+    from accounting.config import ModelConfig
+    from validation.core import measure
+
+    committed = Measurement.from_dict(json.loads((RESULTS_DIR / name).read_text(encoding="utf-8")))
+    s = committed.settings
+    now = measure(ModelConfig(**committed.config), device="meta", batch_size=s["batch_size"],
+                  context_length=s["context_length"], dtype=s["dtype"], steps=s["steps"],
+                  optimizer=s.get("optimizer", "reference"),
+                  checkpointing=s.get("activation_checkpointing", False))
+    rows = lambda m: {(r.quantity, r.component): (r.unit, r.symbolic, r.measured, r.reason) for r in m.rows}  # noqa: E731
+    assert rows(now) == rows(committed), f"{name} is stale: regenerate it"
+    assert now.settings == committed.settings
+
+
+_COMMITTED_INFERENCE_META = sorted(p.name for p in (RESULTS_DIR / "inference").glob("*_meta_*.json"))
+
+
+@pytest.mark.parametrize("name", _COMMITTED_INFERENCE_META)
+def test_committed_meta_inference_results_are_what_the_code_measures_now(name):
+    from accounting.config import ModelConfig
+    from validation.inference import measure_inference
+
+    committed = Measurement.from_dict(json.loads((RESULTS_DIR / "inference" / name).read_text(encoding="utf-8")))
+    s = committed.settings
+    now = measure_inference(ModelConfig(**committed.config), device="meta", batch_size=s["batch_size"],
+                            prompt_tokens=s["prompt_tokens"], new_tokens=s["new_tokens"], dtype=s["dtype"])
+    rows = lambda m: {(r.quantity, r.component): (r.unit, r.symbolic, r.measured, r.reason) for r in m.rows}  # noqa: E731
+    assert rows(now) == rows(committed), f"{name} is stale: regenerate it"
+
+
 def test_load_results_names_a_bad_file(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps(_measurement().to_dict()))
     assert len(load_results(tmp_path)) == 1
