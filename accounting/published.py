@@ -132,10 +132,14 @@ def measured_answers(measurement: dict) -> dict[str, str]:
     settings = measurement.get("settings", {})
     b = settings.get("batch_size", 1)
     out: dict[str, str] = {}
+    symbolic = {(r["quantity"], r["component"]): r.get("symbolic") for r in measurement.get("rows", [])}
     peak = rows.get(("memory timeline", "peak"))
     if peak is not None:
+        predicted = symbolic.get(("memory timeline", "peak"))
+        verdict = ("equal to the timeline's, which the batch above solves on" if peak == predicted
+                   else f"the timeline says {predicted:,}" if predicted is not None else "")
         out["largest batch in 80 GB (float32, AdamW)"] = (
-            f"peak at B={b}: {peak:,} bytes (MemTracker), the timeline's value")
+            f"peak at B={b}: {peak:,} bytes (MemTracker), {verdict}".rstrip(", "))
     steps, params = rows.get(("AdamW step FLOPs", "total")), rows.get(("parameters", "total"))
     if steps and params:
         out["AdamW FLOPs per parameter"] = f"{steps / params:g} (dispatched ops, counted)"
