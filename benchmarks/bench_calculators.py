@@ -158,33 +158,49 @@ def ours_column(hf_config: dict, ledger: Ledger) -> Column:
     """The project's own accounting of the same config.json (accounting.hf_config), sdpa attention
     as HF runs it by default."""
     from accounting import (
-        forward_flops, largest_batch_size, memory_rows, peak_memory_bytes, total_parameters, train_step_flops,
+        activation_bytes, adamw_state_bytes, forward_flops, kv_cache_bytes, largest_batch_size,
+        memory_timeline, total_parameters, train_step_flops, weight_bytes,
     )
     from accounting.config import ModelConfig
 
     cfg = ModelConfig.from_hf_config(hf_config)
-    col: Column = {("parameters", MODEL): Cell(total_parameters(cfg))}
+    n = total_parameters(cfg)
+    col: Column = {("parameters", MODEL): Cell(n)}
     for t in ledger.trainings:
         cfg_t = cfg.replace(context_length=max(cfg.context_length, t.seq_len))
         col[("forward_flops", MODEL)] = Cell(forward_flops(cfg_t, t.batch_size, t.seq_len))
         col[("train_step_flops", MODEL)] = Cell(train_step_flops(cfg_t, t.batch_size, t.seq_len), (
             "forward + backward matmuls (2 x forward); the fused kernels' QK^T recompute in backward is "
             "reported apart (attention_recompute_flops), not in the step"))
-        rows = {r.name: r.value for r in memory_rows(cfg_t, t.batch_size, t.seq_len, dtype=t.dtype)}
-        weights = sum(v for k, v in rows.items() if k.startswith("weights"))
+        weights, gradients = 4 * n, 4 * n  # float32 master weights and their gradients
+        timeline = memory_timeline(cfg_t, t.batch_size, t.seq_len, t.dtype)
+        copies = max(e.bytes["weights_bf16_copy"] for e in timeline.events)  # autocast's working copy
+        optimizer = adamw_state_bytes(cfg_t)
         col.update({
-            ("weight_bytes", t.label): Cell(weights),
-            ("gradient_bytes", t.label): Cell(rows["gradients"]),
-            ("optimizer_bytes", t.label): Cell(rows["optimizer_state"]),
-            ("model_state_bytes", t.label): Cell(weights + rows["gradients"] + rows["optimizer_state"]),
-            ("activation_bytes", t.label): Cell(rows["activations"], _OURS_ACTIVATIONS),
-            ("peak_bytes", t.label): Cell(peak_memory_bytes(cfg_t, t.batch_size, t.seq_len, dtype=t.dtype)),
+            ("weight_bytes", t.label): Cell(weights + copies, None if not copies else (
+                "float32 master weights + autocast's bf16 copy of the matmul weights (the embedding "
+                "is gathered, not cast)")),
+            ("gradient_bytes", t.label): Cell(gradients),
+            ("optimizer_bytes", t.label): Cell(optimizer),
+            ("model_state_bytes", t.label): Cell(weights + copies + gradients + optimizer),
+            ("activation_bytes", t.label): Cell(activation_bytes(cfg_t, t.batch_size, t.seq_len, dtype=t.dtype),
+                                                _OURS_ACTIVATIONS),
+            ("peak_bytes", t.label): Cell(timeline.peak_bytes, (
+                "the step's memory timeline: the most bytes alive at once (gradients are created in the "
+                "backward and freed by zero_grad, so not all of them coexist with all activations)")),
         })
         try:
             fit = largest_batch_size(cfg_t, BUDGET_BYTES, t.seq_len, dtype=t.dtype).batch_size
         except ValueError:  # the budget cannot hold the model states
             fit = 0
         col[("largest_batch", t.label)] = Cell(fit)
+    if ledger.inference is not None:
+        i = ledger.inference
+        cfg_i = cfg.replace(context_length=max(cfg.context_length, i.tokens))
+        w, kv = weight_bytes(cfg_i, "bfloat16"), kv_cache_bytes(cfg_i, i.batch_size, i.tokens, "bfloat16")
+        col.update({("inference_weight_bytes", i.label): Cell(w),
+                    ("kv_cache_bytes", i.label): Cell(kv, "accounting.inference: 2 L B S d h_kv/h x 2 bytes"),
+                    ("inference_bytes", i.label): Cell(w + kv)})
     return col
 
 
