@@ -57,21 +57,33 @@ def curves_for_chart(runs: dict[str, Curve]) -> tuple[list[tuple], str, bool, li
     return curves, "tokens trained" if by_tokens else "optimizer step", log_y, colors
 
 
+def findings_table(mapping: dict) -> pd.DataFrame:
+    """A mapping of runs (name -> mapping of fields, or name -> one value) as rows; a column that
+    mixes numbers and text becomes text (Arrow needs one type per column)."""
+    frame = pd.DataFrame([{"run": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in mapping.items()])
+    for column in frame.columns:
+        kinds = {type(v) for v in frame[column] if v is not None}
+        if len(kinds) > 1 and not kinds <= {int, float}:
+            frame[column] = frame[column].map(lambda v: "" if v is None else _fmt(v))
+    return frame
+
+
 def _show_findings(findings: object) -> None:
-    """Scalars as a list; a mapping of mappings (per run) or of scalars as a table."""
+    """A mapping of runs as one table; else scalars as a list and each per-run mapping as a table."""
     if not isinstance(findings, dict):
         st.write(findings)
         return
-    scalars = {k: v for k, v in findings.items() if not isinstance(v, (dict, list))}
-    if scalars:
-        st.markdown("\n".join(f"- **{k.replace('_', ' ')}**: {_fmt(v)}" for k, v in scalars.items()))
+    if findings and all(isinstance(v, dict) for v in findings.values()):
+        st.dataframe(findings_table(findings), hide_index=True, width="stretch")
+        return
+    lines = [f"- **{k.replace('_', ' ')}**: {', '.join(map(_fmt, v)) or 'none' if isinstance(v, list) else _fmt(v)}"
+             for k, v in findings.items() if not isinstance(v, dict)]
+    if lines:
+        st.markdown("\n".join(lines))
     for key, value in findings.items():
-        if isinstance(value, list):
-            st.markdown(f"- **{key.replace('_', ' ')}**: {', '.join(map(_fmt, value)) or 'none'}")
-        elif isinstance(value, dict) and value:
-            rows = ({"run": k, **v} if isinstance(v, dict) else {"run": k, key: v} for k, v in value.items())
+        if isinstance(value, dict) and value:
             st.caption(key.replace("_", " "))
-            st.dataframe(pd.DataFrame(list(rows)), hide_index=True, width="stretch")
+            st.dataframe(findings_table(value), hide_index=True, width="stretch")
 
 
 def _fmt(value: object) -> str:
