@@ -11,9 +11,8 @@ from explorer.state import Settings
 
 CONVENTIONS = (
     "**Conventions.** FLOPs: 2·m·n·p per matmul, causal attention counted dense, backward = 2× "
-    "forward, non-matmul work not counted. Memory: bytes, GiB = 2³⁰ bytes, GB = 10⁹ bytes; the peak "
-    "and the largest batch under the sidebar's memory accounting: {memory} Training time = steps × "
-    "step FLOPs / (MFU × dense peak FLOP/s)."
+    "forward, non-matmul work not counted. Memory: the peak and the largest batch under the sidebar's "
+    "memory accounting: {memory} Training time = steps × step FLOPs / (MFU × dense peak FLOP/s)."
 )
 
 

@@ -92,15 +92,16 @@ def _throughput(run: runs.RunState, peak: float) -> None:
     c[1].metric("train loss", f"{step['loss']:.3f}")
     val = run.last("eval")
     c[2].metric("val loss", "–" if val is None else f"{val['val_loss']:.3f}")
-    c[3].metric(f"tokens/s (last {rates.WINDOW_S:.0f} s)", _rate(rate.recent_tokens_per_s),
+    c[3].metric(f"tokens/s ({rates.WINDOW_S:.0f} s)", _rate(rate.recent_tokens_per_s),
                 help=f"Tokens trained over the last {rates.WINDOW_S:.0f} s of wall clock (evaluations "
                      "included), not the last logging interval, which jumps with the machine's load.")
-    c[4].metric("tokens/s (run average)", _rate(rate.average_tokens_per_s),
-                help=f"{acc.fmt_int(rate.tokens)} tokens in {rate.elapsed_s:,.1f} s of wall clock.")
+    c[4].metric("tokens/s (mean)", _rate(rate.average_tokens_per_s),
+                help=f"The run's average: {acc.fmt_int(rate.tokens)} tokens in {rate.elapsed_s:,.1f} s of wall "
+                     "clock.")
     recent = rates.mfu(rate.recent_tokens_per_s, per_token, peak)
     average = rates.mfu(rate.average_tokens_per_s, per_token, peak)
-    c[5].metric("MFU (last 10 s)", "–" if recent is None else f"{recent:.1%}",
-                help=f"run average {'–' if average is None else f'{average:.1%}'}: tokens/s × "
+    c[5].metric(f"MFU ({rates.WINDOW_S:.0f} s)", "–" if recent is None else f"{recent:.1%}",
+                help=f"Over the last {rates.WINDOW_S:.0f} s; run average {'–' if average is None else f'{average:.1%}'}: tokens/s × "
                      f"{acc.fmt_flops(per_token)} per token (exact matmul FLOPs, accounting) over the assumed "
                      f"peak {acc.fmt_flops_per_s(peak)} of the run's threads.")
     if run.status not in ("running", "queued"):
@@ -135,7 +136,7 @@ def _live(job_id: str, peak: float) -> None:
     current = next((r for r in snapshot if r.status == "running"), None) or \
         next((r for r in reversed(snapshot) if r.events), None)
     if current is not None:
-        st.caption(f"{current.label}:")
+        st.markdown(f"**{current.label}**" + (" (training now)" if current.status == "running" else ""))
         _throughput(current, peak)
     st.plotly_chart(charts.loss_curves([(r.label, *r.losses()) for r in snapshot if r.events]),
                     width="stretch", key="train_loss_chart")

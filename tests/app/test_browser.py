@@ -113,8 +113,8 @@ def shots(tmp_path_factory) -> Path:
     return folder
 
 
-def _page(browser, errors: list[str] | None = None):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+def _page(browser, errors: list[str] | None = None, height: int = 1000):
+    page = browser.new_page(viewport={"width": 1400, "height": height})
     if errors is not None:
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
@@ -236,7 +236,7 @@ def _losses(page, labels: list[str], timeout: float = 180) -> dict[str, list[flo
 
 def test_two_concurrent_runs_reproduce_their_solo_losses(browser, server, shots):
     variants = ["baseline", "no RoPE"]
-    solo_page = _page(browser)
+    solo_page = _page(browser, height=2800)  # tall: the screenshot shows the loss chart
     _fill_training_form(solo_page, server, variants)
     _start(solo_page)
     solo = _losses(solo_page, variants)

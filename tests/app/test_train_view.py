@@ -65,7 +65,7 @@ def test_tiny_run_completes_with_falling_loss(ui, trained):
     last = states[1].last("step")  # the page shows the last variant that trained
     steps = [e for e in states[1].events if e["type"] == "step"]
     # the run's average: every token over the whole wall clock (not the last logging interval)
-    assert shown["tokens/s (run average)"] == f"{last['tokens'] / last['wall_s']:,.0f}"
+    assert shown["tokens/s (mean)"] == f"{last['tokens'] / last['wall_s']:,.0f}"
     assert last["tokens"] == 40 * 8 * 32 and len(steps) > 2
     assert shown["train loss"] == f"{last['loss']:.3f}"
     table = next(d.value for d in at.dataframe if "variant" in d.value.columns)
