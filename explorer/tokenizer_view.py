@@ -72,6 +72,8 @@ def visible(text: str) -> str:
 
 
 _BOX = "padding:2px 1px;margin:0 1px;border-radius:3px;white-space:pre-wrap;"
+_GROUP = ("display:inline-flex;flex-direction:column;align-items:center;vertical-align:middle;"
+          "outline:1px dashed #888;border-radius:3px;margin:0 2px;padding:0 2px")
 _SPECIAL = ("background:#3d3d5c;color:#fff;font-weight:bold;border:2px solid #e76f51;padding:1px 4px;"
             "margin:0 2px;border-radius:4px;")
 
@@ -97,10 +99,8 @@ def token_html(pieces: list[bytes], special: frozenset[int] = frozenset(), ids: 
         parts = "".join(f'<span title="token {j}: {len(pieces[j])} bytes" style="background:'
                         f'{_PALETTE[j % len(_PALETTE)]};{_BOX}font-size:0.7em">{html.escape(token_label(pieces[j])[0])}'
                         f'</span>' for j in group)
-        spans.append(f'<span title="{html.escape(text)}: one character in {len(group)} tokens" style="display:inline-flex;'
-                     f'flex-direction:column;align-items:center;vertical-align:middle;outline:1px dashed #888;'
-                     f'border-radius:3px;margin:0 2px;padding:0 2px"><span style="font-size:1.2em">'
-                     f'{html.escape(text)}</span><span>{parts}</span></span>')
+        spans.append(f'<span title="{html.escape(text)}: one character in {len(group)} tokens" style="{_GROUP}">'
+                     f'<span style="font-size:1.2em">{html.escape(text)}</span><span>{parts}</span></span>')
     return '<div style="font-family:monospace;line-height:2.4">' + "".join(spans) + "</div>"
 
 

@@ -100,8 +100,9 @@ def _throughput(run: runs.RunState, peak: float) -> None:
                      "clock.")
     recent = rates.mfu(rate.recent_tokens_per_s, per_token, peak)
     average = rates.mfu(rate.average_tokens_per_s, per_token, peak)
+    mean = "–" if average is None else f"{average:.1%}"
     c[5].metric(f"MFU ({rates.WINDOW_S:.0f} s)", "–" if recent is None else f"{recent:.1%}",
-                help=f"Over the last {rates.WINDOW_S:.0f} s; run average {'–' if average is None else f'{average:.1%}'}: tokens/s × "
+                help=f"Over the last {rates.WINDOW_S:.0f} s; run average {mean}: tokens/s × "
                      f"{acc.fmt_flops(per_token)} per token (exact matmul FLOPs, accounting) over the assumed "
                      f"peak {acc.fmt_flops_per_s(peak)} of the run's threads.")
     if run.status not in ("running", "queued"):
