@@ -24,23 +24,22 @@ def component_bar(frame: pd.DataFrame, title: str, unit: str) -> go.Figure:
 
 def shares_vs_context(frame: pd.DataFrame, crossover: float, current: int, title: str) -> go.Figure:
     """Forward FLOP share of each group against T (log axis), the crossover T marked."""
-    fig = go.Figure()
-    for group, part in frame.groupby("group", sort=False):
-        fig.add_trace(go.Scatter(x=part["context_length"], y=part["share"], name=group,
-                                 mode="lines+markers",
-                                 hovertemplate="T=%{x:,}: %{y:.1%}<extra>" + group + "</extra>"))
-    top = dict(y=1.0, yref="paper", yanchor="bottom", showarrow=False, font=dict(size=11))
-    fig.add_vline(x=crossover, line_dash="dash", line_color="crimson")
-    fig.add_annotation(x=math.log10(crossover), text=f"attention core = FFN<br>at T ≈ {crossover:,.0f}",
-                       **{**top, "font": dict(size=11, color="crimson")})
-    fig.add_vline(x=current, line_dash="dot", line_color="gray")
-    fig.add_annotation(x=math.log10(current), text=f"your T = {current:,}", xanchor="right", **top)
+    traces = [go.Scatter(x=part["context_length"], y=part["share"], name=group, mode="lines+markers",
+                         hovertemplate="T=%{x:,}: %{y:.1%}<extra>" + group + "</extra>")
+              for group, part in frame.groupby("group", sort=False)]
+    top = dict(y=1.0, yref="paper", yanchor="bottom", showarrow=False)
+    shapes = [dict(type="line", x0=x, x1=x, yref="paper", y0=0, y1=1, line=dict(color=color, dash=dash))
+              for x, color, dash in ((crossover, "crimson", "dash"), (current, "gray", "dot"))]
+    notes = [dict(x=math.log10(crossover), text=f"attention core = FFN<br>at T ≈ {crossover:,.0f}",
+                  font=dict(size=11, color="crimson"), **top),  # an annotation on a log axis takes log10
+             dict(x=math.log10(current), text=f"your T = {current:,}", xanchor="right", font=dict(size=11), **top)]
     ticks = sorted(set(frame["context_length"]))
-    fig.update_layout(title=title, xaxis=dict(type="log", title="context length T (tokens)", tickvals=ticks,
-                                              ticktext=[f"{t // 1024}k" if t >= 1024 else str(t) for t in ticks]),
-                      yaxis=dict(title="share of forward matmul FLOPs", tickformat=".0%"), height=440,
-                      **{**_LAYOUT, "margin": dict(l=10, r=10, t=90, b=10)})
-    return fig
+    return go.Figure(traces, layout=dict(
+        title=title, shapes=shapes, annotations=notes, height=440,
+        xaxis=dict(type="log", title="context length T (tokens)", tickvals=ticks,
+                   ticktext=[f"{t // 1024}k" if t >= 1024 else str(t) for t in ticks]),
+        yaxis=dict(title="share of forward matmul FLOPs", tickformat=".0%"),
+        **{**_LAYOUT, "margin": dict(l=10, r=10, t=90, b=10)}))
 
 
 def shares_across_sizes(frame: pd.DataFrame, title: str) -> go.Figure:
@@ -54,53 +53,145 @@ def shares_across_sizes(frame: pd.DataFrame, title: str) -> go.Figure:
     return fig
 
 
-_FIXED_COLORS = {"weights": "#1f3b73", "weights_bf16_copy": "#3a6fb0", "gradients": "#7fa7d9",
-                 "optimizer_state": "#8c8c8c"}
-_ACTIVATION_COLORS = ("#f4a261", "#e76f51", "#e9c46a", "#2a9d8f", "#8ab17d", "#b5838d", "#6d597a",
-                      "#ffb4a2", "#bc6c25", "#90be6d", "#f9844a", "#577590", "#43aa8b", "#f94144",
-                      "#277da1", "#cdb4db")
+PART_COLORS: dict[str, str] = {
+    # weights (blues), gradients (purple), optimizer (grey), transients (red), overhead (black)
+    "weights": "#1f3b73", "buffers": "#6b8fc7", "weights_bf16_copy": "#3a6fb0", "gradients": "#8e6bbf",
+    "optimizer_state": "#8c8c8c", "batch": "#f2c14e", "activations": "#f08a24", "transients": "#d1495b",
+    "overhead": "#222222"}
+"""Fixed colours of the memory parts (accounting.timeline's categories and the textbook's terms)."""
+ACTIVATION_COLORS = ("#f08a24", "#2a9d8f", "#e9c46a", "#c0392b", "#6a994e", "#b5838d", "#4d908e",
+                     "#f9844a", "#9c6644", "#90be6d", "#e56b6f", "#277da1", "#bc6c25", "#43aa8b")
+"""Distinct hues (no blue/grey of the weights, gradients and optimizer) for activations by
+component, ordered so that neighbours in a stack differ in hue."""
+GROUP_TITLES = {"weights": "weights", "gradients": "gradients", "optimizer": "optimizer (AdamW m, v)",
+                "activations": "activations", "transients": "transients", "overhead": "overhead margin"}
+"""Legend groups, bottom of the stack first."""
 
 
-def memory_vs_batch(frame: pd.DataFrame, budget_bytes: int, budget_label: str, largest: int,
-                    title: str) -> go.Figure:
-    """Stacked bytes per component against B, the memory budget as a line, the largest B marked.
-    Weights, gradients and optimizer state in blues/grey at the bottom; activations above."""
+def _part_color(part: str, activation_index: int) -> str:
+    return PART_COLORS.get(part) or ACTIVATION_COLORS[activation_index % len(ACTIVATION_COLORS)]
+
+
+def _hline(y: float, color: str, text: str, where: str) -> tuple[dict, dict]:
+    """A dashed horizontal line across the plot and its label (a shape and an annotation: built as
+    plain dicts, one layout update for all, since add_hline costs milliseconds per call)."""
+    shape = dict(type="line", xref="paper", x0=0, x1=1, y0=y, y1=y, line=dict(color=color, dash="dash"))
+    label = dict(xref="paper", x=0 if where == "left" else 1, xanchor=where, y=y, yanchor="bottom", text=text,
+                 showarrow=False, font=dict(color=color))
+    return shape, label
+
+
+def memory_vs_batch(frame: pd.DataFrame, gpu_bytes: int, gpu_label: str, overhead: Sequence[tuple[str, int]],
+                    current: int, largest: int, title: str) -> go.Figure:
+    """The peak's parts (frame: batch_size, group, part, bytes) stacked per batch size on a
+    categorical axis, the overhead margin on top, the GPU's memory as a line; the user's B and the
+    largest B labelled above their stacks. Legend grouped (weights, gradients, optimizer,
+    activations, transients, overhead)."""
     gib = 2**30
-    fig = go.Figure()
     batches = sorted(set(frame["batch_size"]))
+    labels = [f"{b:,}" for b in batches]
+    traces = []
     activation = 0
-    for component, part in frame.groupby("component", sort=False):
-        color = _FIXED_COLORS.get(component)
-        if color is None:
-            color = _ACTIVATION_COLORS[activation % len(_ACTIVATION_COLORS)]
-            activation += 1
-        fig.add_trace(go.Bar(x=part["batch_size"], y=part["bytes"] / gib, name=component, marker_color=color,
-                             hovertemplate="B=%{x}: %{y:.3g} GiB<extra>" + component + "</extra>"))
-    fig.add_hline(y=budget_bytes / gib, line_dash="dash", line_color="crimson",
-                  annotation_text=budget_label, annotation_position="top left",
-                  annotation_font_color="crimson")
-    if largest > 0:
-        fig.add_vline(x=largest, line_dash="dot", line_color="green", annotation_text=f"largest batch B = {largest:,}",
-                      annotation_position="top", annotation_font_color="green")
-    fig.update_layout(barmode="stack", title=title, height=540, bargap=0.15,
-                      xaxis=dict(title="batch size B (sequences)", tickvals=batches),
-                      yaxis=dict(title="GiB (2³⁰ bytes)"), legend=dict(font=dict(size=10), traceorder="reversed"),
-                      margin=dict(l=10, r=10, t=70, b=10))
-    return fig
+    order = list(GROUP_TITLES)
+    parts = sorted(frame.groupby(["group", "part"], sort=False), key=lambda item: order.index(item[0][0]))
+    for (group, part), rows in parts:  # stable sort: parts keep their order within a group
+        color = _part_color(part, activation)
+        activation += part not in PART_COLORS
+        by_batch = dict(zip(rows["batch_size"], rows["bytes"]))
+        traces.append(go.Bar(
+            x=labels, y=[by_batch.get(b, 0) / gib for b in batches], name=part, marker_color=color,
+            legendgroup=group, legendgrouptitle_text=GROUP_TITLES.get(group, group),
+            hovertemplate="B=%{x}: %{y:.4g} GiB<extra>" + part + "</extra>"))
+    for name, size in overhead:
+        traces.append(go.Bar(x=labels, y=[size / gib] * len(batches), name=name, legendgroup="overhead",
+                             legendgrouptitle_text=GROUP_TITLES["overhead"],
+                             marker=dict(color="rgba(0,0,0,0)", line=dict(color=PART_COLORS["overhead"], width=1),
+                                         pattern=dict(shape="/", fgcolor=PART_COLORS["overhead"])),
+                             hovertemplate="%{y:.4g} GiB<extra>" + name + "</extra>"))
+    line, label = _hline(gpu_bytes / gib, "crimson", gpu_label, "left")
+    totals = frame.groupby("batch_size")["bytes"].sum() + sum(b for _, b in overhead)
+    marks = {current: "your B"} | ({largest: "largest B"} if largest else {})
+    if largest == current:
+        marks[current] = "your B = largest B"
+    notes = [label] + [  # x: the category's position (numeric-looking labels would be read as one)
+        dict(x=batches.index(b), y=totals[b] / gib, text=f"<b>{text}</b>", showarrow=True, arrowhead=2, ay=-28,
+             font=dict(color="green" if "largest" in text else "black")) for b, text in marks.items()]
+    ticks = [f"<b>{t}</b>" if b in marks else t for b, t in zip(batches, labels)]
+    return go.Figure(traces, layout=dict(
+        barmode="stack", title=title, height=560, bargap=0.2, shapes=[line], annotations=notes,
+        xaxis=dict(title="batch size B (sequences; categories, not to scale)", type="category",
+                   tickmode="array", tickvals=labels, ticktext=ticks),
+        yaxis=dict(title="GiB (2³⁰ bytes)"),
+        legend=dict(font=dict(size=11), groupclick="toggleitem", tracegroupgap=8,
+                    traceorder="grouped+reversed"),  # read top-down like the stack
+        margin=dict(l=10, r=10, t=70, b=10)))
+
+
+def timeline_figure(frame: pd.DataFrame, usable_bytes: int, title: str) -> go.Figure:
+    """Live bytes by category over the events of one step (frame from explorer.compute.
+    timeline_frame), stacked; phases labelled at their first event; the peak and the usable
+    memory marked."""
+    gib = 2**30
+    traces = []
+    for category, rows in frame.groupby("category", sort=False):
+        if not rows["bytes"].any():
+            continue
+        traces.append(go.Scatter(
+            x=rows["index"], y=rows["bytes"] / gib, name=category, stackgroup="live", mode="lines",
+            line=dict(width=0.5, color=PART_COLORS.get(category)), customdata=rows[["name", "phase"]],
+            hovertemplate="%{customdata[1]}: %{customdata[0]}<br>%{y:.4g} GiB<extra>" + category + "</extra>"))
+    totals = frame.groupby("index")["bytes"].sum()
+    peak = int(totals.idxmax())
+    line, label = _hline(usable_bytes / gib, "crimson", "usable memory", "right")
+    shapes, notes = [line], [label, dict(x=peak, y=totals[peak] / gib, text=f"<b>peak {totals[peak] / gib:.4g} GiB</b>",
+                                         showarrow=True, arrowhead=2, ay=-30)]
+    events = frame.drop_duplicates("index")
+    starts = [(p, i) for p, i in events.groupby("phase", sort=False)["index"].min().items() if p != "start"]
+    for k, (phase, first) in enumerate(starts):  # labels on two rows: short phases sit close together
+        shapes.append(dict(type="line", x0=first, x1=first, yref="paper", y0=0, y1=1,
+                           line=dict(color="gray", dash="dot", width=1)))
+        notes.append(dict(x=first, y=1.0 + 0.07 * (k % 2), yref="paper", yanchor="bottom", xanchor="left",
+                          text=phase, showarrow=False, font=dict(size=10, color="gray")))
+    return go.Figure(traces, layout=dict(
+        title=title, height=440, shapes=shapes, annotations=notes,
+        xaxis=dict(title="event of the step (allocating calls, in order)"), yaxis=dict(title="GiB (2³⁰ bytes)"),
+        **{**_LAYOUT, "margin": dict(l=10, r=10, t=100, b=10)}))
+
+
+LINE_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+               "#7f7f7f", "#bcbd22")
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross", "triangle-down", "pentagon",
+           "hexagon")
 
 
 def loss_curves(curves: Sequence[tuple[str, list[int], list[float], list[int], list[float]]],
-                title: str = "Loss (cross-entropy, nats/token)") -> go.Figure:
-    """Train (solid) and validation (dashed, markers) loss per run: (label, steps, losses,
-    val_steps, val_losses)."""
+                title: str = "Loss (cross-entropy, nats/token)", *, x_title: str = "optimizer step",
+                colors: Sequence[str] | None = None, log_y: bool = False) -> go.Figure:
+    """Train (lines) and validation (markers, dotted) loss per run: (label, xs, losses, val_xs,
+    val_losses). Each run has its own colour, dash pattern and marker symbol, so a run whose line
+    lies under another's still shows (its markers and dashes). `colors` overrides the palette
+    (e.g. a sequential scale for a numeric sweep)."""
     fig = go.Figure()
-    palette = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
     for i, (label, steps, losses, vsteps, vlosses) in enumerate(curves):
-        color = palette[i % len(palette)]
-        fig.add_trace(go.Scatter(x=steps, y=losses, name=f"{label} train", mode="lines",
-                                 line=dict(color=color)))
+        color = colors[i] if colors else LINE_COLORS[i % len(LINE_COLORS)]
+        symbol, dash = SYMBOLS[i % len(SYMBOLS)], DASHES[i % len(DASHES)]
+        fig.add_trace(go.Scatter(x=steps, y=losses, name=f"{label} train", mode="lines+markers",
+                                 legendgroup=label, line=dict(color=color, dash=dash, width=2),
+                                 marker=dict(symbol=symbol, size=7, maxdisplayed=12, color=color)))
         if vsteps:
             fig.add_trace(go.Scatter(x=vsteps, y=vlosses, name=f"{label} val", mode="lines+markers",
-                                     line=dict(color=color, dash="dash")))
-    fig.update_layout(title=title, xaxis_title="optimizer step", yaxis_title="loss", height=400, **_LAYOUT)
+                                     legendgroup=label, line=dict(color=color, dash="dot", width=1),
+                                     marker=dict(symbol=f"{symbol}-open", size=10, color=color,
+                                                 line=dict(width=2))))
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis=dict(title="loss", type="log" if log_y else "linear"),
+                      height=420, **_LAYOUT)
     return fig
+
+
+def sequential_colors(count: int) -> list[str]:
+    """`count` colours along a perceptually ordered scale (Viridis, its light end cut off), for
+    runs of a numeric sweep: neighbours in the sweep have neighbouring colours, none repeats."""
+    from plotly.colors import sample_colorscale
+
+    return sample_colorscale("Viridis", [0.9 * i / max(count - 1, 1) for i in range(count)])

@@ -2,12 +2,16 @@
 
 The sympy work is cached per (config, step, device) with functools.lru_cache (ModelConfig is a
 frozen, hashable dataclass), so a widget change costs a dict look-up or one fresh report (a few ms).
-Bytes per batch size use the fact that the accounting's memory is linear in B (accounting.memory):
-two exact evaluations (B = 1, 2) give every B exactly.
+One truth per number: every view draws `report(settings)`, the accounting report at the sidebar's
+settings (the activation convention, checkpointing and the overhead margin included), and the
+Memory view's chart is the same peak evaluated at other batch sizes (`peak_by_batch`), so the
+chart at the user's B, the tables and the Overview agree by construction.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -15,6 +19,8 @@ import pandas as pd
 
 import accounting as acc
 from accounting.config import GPT2_PRESETS, ModelConfig, get_preset
+from accounting.errors import UserError
+from explorer.overhead import Overhead, default_overhead, given
 from explorer.state import CUSTOM, Settings
 
 CONTEXTS: tuple[int, ...] = tuple(2**k for k in range(8, 16))  # 256 .. 32,768 tokens
@@ -22,17 +28,57 @@ GROUP_LABELS = {"attention_projections": "attention projections (QKV, output)",
                 "attention_core": "attention core (QKᵀ, softmax·V)", "ffn": "FFN", "lm_head": "LM head"}
 
 
+@dataclass(frozen=True)
+class Budget:
+    """The GPU's memory (bytes, 2^30 = 1 GiB), the overhead margin the step cannot use, and what
+    is left for the step (`usable_bytes`, the budget the largest batch is solved against)."""
+
+    gpu: str
+    gpu_bytes: int
+    overhead: Overhead
+
+    @property
+    def usable_bytes(self) -> int:
+        return self.gpu_bytes - self.overhead.total_bytes
+
+
+def _device(gpu: str, peak_tflops: float, memory_gib: float) -> acc.GPU:
+    return acc.custom_gpu(peak_tflops * 1e12, int(memory_gib * 2**30)) if gpu == CUSTOM else acc.get_gpu(gpu)
+
+
+def overhead(settings: Settings) -> Overhead:
+    """The overhead margin of `settings`: the user's, else explorer.overhead's default."""
+    if settings.overhead_gib is not None:
+        return given(settings.overhead_gib)
+    return default_overhead(settings.gpu)
+
+
+def budget(settings: Settings) -> Budget:
+    """The memory budget of `settings` (UserError when the margin leaves nothing)."""
+    device = _device(settings.gpu, settings.peak_tflops, settings.memory_gib)
+    out = Budget(device.name, device.memory_bytes, overhead(settings))
+    if out.usable_bytes <= 0:
+        raise UserError(f"the overhead margin ({acc.fmt_bytes(out.overhead.total_bytes)}) leaves nothing of "
+                        f"{device.name}'s {acc.fmt_bytes(out.gpu_bytes)}")
+    return out
+
+
 @lru_cache(maxsize=256)
-def _report(cfg: ModelConfig, batch_size: int, dtype: str, gpu: str, peak_tflops: float,
-            memory_gib: float, mfu: float, steps: int) -> acc.Report:
-    device = acc.custom_gpu(peak_tflops * 1e12, int(memory_gib * 2**30)) if gpu == CUSTOM else gpu
-    return acc.build_report(cfg, batch_size=batch_size, dtype=dtype, gpu=device, mfu=mfu, steps=steps)
+def _report(cfg: ModelConfig, batch_size: int, dtype: str, gpu: str, peak_tflops: float, memory_gib: float,
+            usable_bytes: int, mfu: float, steps: int, checkpointing: bool, activations: str) -> acc.Report:
+    device = dataclasses.replace(_device(gpu, peak_tflops, memory_gib), memory_bytes=usable_bytes)
+    return acc.build_report(cfg, batch_size=batch_size, dtype=dtype, gpu=device, mfu=mfu, steps=steps,
+                            checkpointing=checkpointing, activations=activations)
 
 
 def report(settings: Settings) -> acc.Report:
-    """The accounting report of `settings` (ValueError for an invalid config or setting)."""
+    """The accounting report of `settings`: the peak and the largest batch under the settings'
+    activation convention and checkpointing, solved against the GPU's memory less the overhead
+    margin (report.memory.budget_bytes is that usable memory). ValueError (UserError) for an
+    invalid config or setting, and for what the accounting does not model yet."""
     s = settings
-    return _report(s.config(), s.batch_size, s.dtype, s.gpu, s.peak_tflops, s.memory_gib, s.mfu, s.steps)
+    return _report(s.config(), s.batch_size, s.dtype, s.gpu, s.peak_tflops, s.memory_gib,
+                   budget(s).usable_bytes, s.mfu, s.steps, s.checkpointing, s.activations)
 
 
 def rows_frame(rows: list[acc.Row], fmt) -> pd.DataFrame:
@@ -82,50 +128,49 @@ def shares_across_sizes(context_length: int) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-@dataclass(frozen=True)
-class MemoryLine:
-    """Bytes of one memory component as a + b*B (exact ints; B = batch size in sequences)."""
-
-    name: str
-    fixed: int
-    per_sequence: int
-
-    def at(self, batch_size: int) -> int:
-        return self.fixed + self.per_sequence * batch_size
+def batch_axis(current: int, largest: int, points: int = 12) -> list[int]:
+    """Batch sizes for the memory chart (a categorical axis): powers of two from 1 to past both
+    the current and the largest batch (thinned to about `points`), plus those two."""
+    top = max(current, math.ceil(1.25 * largest), 2)
+    powers = [2**k for k in range(top.bit_length() + 1) if 2**k <= 2 * top]
+    stride = max(1, math.ceil(len(powers) / points))
+    return sorted({*powers[::stride], current, *([largest] if largest else [])})
 
 
-def _line(name: str, at1: int, at2: int) -> MemoryLine:
-    return MemoryLine(name, 2 * at1 - at2, at2 - at1)
+def _peak_parts(cfg: ModelConfig, batch_size: int, t: int, dtype: str, convention: str,
+                checkpointing: bool) -> list[tuple[str, str, int]]:
+    """(group, part, bytes) of the peak at one batch size: the peak event's categories of the
+    memory timeline (implementation), or the textbook's static terms with its activations by
+    component. Sums to accounting.peak_memory_bytes at these settings."""
+    if convention == "implementation":
+        peak = acc.memory_timeline(cfg, batch_size, t, dtype, checkpointing=checkpointing).peak
+        return [(CATEGORY_GROUPS[c], c, b) for c, b in peak.bytes.items() if b]
+    out = [(CATEGORY_GROUPS[r.name], r.name, r.value) for r in
+           acc.memory_rows(cfg, batch_size, t, dtype, "textbook") if r.name != "activations"]
+    out += [("activations", r.name, r.value) for r in
+            acc.activation_rows(cfg, batch_size, t, "textbook", dtype) if r.value]
+    return out
+
+
+CATEGORY_GROUPS: dict[str, str] = {
+    "weights": "weights", "buffers": "weights", "weights_bf16_copy": "weights", "gradients": "gradients",
+    "optimizer_state": "optimizer", "batch": "activations", "activations": "activations",
+    "transients": "transients"}
+"""Legend group of each memory part (timeline categories; textbook rows use the same names)."""
 
 
 @lru_cache(maxsize=128)
-def memory_lines(cfg: ModelConfig, dtype: str, convention: str, checkpointing: bool) -> tuple[MemoryLine, ...]:
-    """Peak-memory components as exact lines in B: weights, [bf16 copy], gradients, AdamW state,
-    then activations by component (or one checkpointed-activations line)."""
-    one, two = acc.memory_rows(cfg, 1, dtype=dtype, convention=convention), \
-        acc.memory_rows(cfg, 2, dtype=dtype, convention=convention)
-    lines = [_line(a.name, a.value, b.value) for a, b in zip(one, two) if a.name != "activations"]
-    if checkpointing:
-        lines.append(_line("activations (per-block checkpointing)",
-                           acc.checkpointed_activation_bytes(cfg, 1, convention=convention, dtype=dtype),
-                           acc.checkpointed_activation_bytes(cfg, 2, convention=convention, dtype=dtype)))
-    else:
-        act1 = acc.activation_rows(cfg, 1, convention=convention, dtype=dtype)
-        act2 = acc.activation_rows(cfg, 2, convention=convention, dtype=dtype)
-        lines += [_line(f"activations: {a.name}", a.value, b.value) for a, b in zip(act1, act2)]
-    return tuple(lines)
+def peak_by_batch(cfg: ModelConfig, t: int, dtype: str, convention: str, checkpointing: bool,
+                  batches: tuple[int, ...]) -> pd.DataFrame:
+    """Long form (batch_size, group, part, bytes): the peak's composition at each batch size."""
+    return pd.DataFrame([{"batch_size": b, "group": g, "part": p, "bytes": n}
+                         for b in batches for g, p, n in _peak_parts(cfg, b, t, dtype, convention, checkpointing)])
 
 
-def largest_batch(lines: tuple[MemoryLine, ...], budget_bytes: int) -> int:
-    """Largest B with sum(lines at B) <= budget (0 if even B = 1 does not fit; exact integer math)."""
-    fixed = sum(line.fixed for line in lines)
-    per = sum(line.per_sequence for line in lines)
-    if fixed > budget_bytes or per <= 0:
-        return 0
-    return (budget_bytes - fixed) // per
-
-
-def memory_frame(lines: tuple[MemoryLine, ...], batches: list[int]) -> pd.DataFrame:
-    """Long-form bytes per component per batch size."""
-    return pd.DataFrame([{"batch_size": b, "component": line.name, "bytes": line.at(b)}
-                         for b in batches for line in lines])
+@lru_cache(maxsize=64)
+def timeline_frame(cfg: ModelConfig, batch_size: int, t: int, dtype: str, checkpointing: bool) -> pd.DataFrame:
+    """The step's memory timeline at one batch size, long form (index, name, phase, category,
+    bytes): every event of accounting.memory_timeline."""
+    tl = acc.memory_timeline(cfg, batch_size, t, dtype, checkpointing=checkpointing)
+    return pd.DataFrame([{"index": e.index, "name": e.name, "phase": e.phase, "category": c, "bytes": b}
+                         for e in tl.events for c, b in e.bytes.items()])

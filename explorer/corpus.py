@@ -1,21 +1,24 @@
 """Train view, part 1: pick a corpus and train a byte-level BPE tokenizer on it.
 
 Corpora: Python's own documentation (tokenizer.corpus.stdlib_corpus_text, built from this Python
-install, nothing downloaded), an uploaded text file, or a local text file. Sizes are UTF-8 bytes.
+install, nothing downloaded), an uploaded text file (at most 20 MiB), or a file of the server's
+data directory, offered only when the operator names one (explorer.datadir:
+LM_ACCOUNTING_DATA_DIR; only files inside it are read). Sizes are UTF-8 bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import streamlit as st
 
+from explorer.datadir import DATA_DIR_ENV, data_dir, resolve_inside
 from tokenizer import DOCUMENT_SEPARATOR, Tokenizer, tokenizer_stats, train_bpe_from_text
 
 MAX_UPLOAD_BYTES = 20 * 2**20
-SOURCES = ("Python documentation (built from this Python install)", "Upload a text file", "Local text file")
+SOURCES = ("Python documentation (built from this Python install)", "Upload a text file",
+           "A file of the server's data directory")
 _TOKENIZER = "train_tokenizer"
 
 
@@ -65,21 +68,29 @@ def _source_text(source: str) -> tuple[str, str] | None:
     if source == SOURCES[1]:
         upload = st.file_uploader("Text file (UTF-8, at most 20 MiB)", key="w_train_upload")
         return None if upload is None else (upload.name, read_text(upload.getvalue(), upload.name))
-    path_text = st.text_input("Path of a UTF-8 text file on this machine", key="w_train_path")
+    folder = data_dir()
+    if folder is None:  # not offered; a link or an old session may still ask for it
+        raise ValueError(f"reading files on the server is off ({DATA_DIR_ENV} is not set)")
+    path_text = st.text_input(f"File in the data directory {folder} (UTF-8 text)", key="w_train_path")
     if not path_text:
         return None
-    path = Path(path_text).expanduser()
-    if not path.is_file():
-        raise ValueError(f"{path} is not a file")
+    path = resolve_inside(path_text, folder)
     if path.stat().st_size > MAX_UPLOAD_BYTES:
-        raise ValueError(f"{path} is larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
+        raise ValueError(f"{path_text} is larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
     return path.name, read_text(path.read_bytes(), path.name)
 
 
 def pick_corpus() -> Corpus | None:
     """The corpus widgets; the chosen corpus cut to its first `kB` (None, with a message, if none)."""
     c = st.columns([3, 1])
-    source = c[0].radio("Corpus", SOURCES, key="w_train_source")
+    try:
+        offered = SOURCES if data_dir() is not None else SOURCES[:2]
+    except ValueError as exc:  # the operator's variable names no directory
+        st.error(f"The server's data directory is misconfigured: {exc}; local files are off.")
+        offered = SOURCES[:2]
+    source = c[0].radio("Corpus", offered, key="w_train_source")
+    if len(offered) < len(SOURCES):
+        c[0].caption(f"Files on the server are off: the operator can name a data directory with {DATA_DIR_ENV}.")
     kilobytes = c[1].number_input("Use the first … kB", 10, 20_000, 300, step=50, key="w_train_kb",
                                   help="UTF-8 kilobytes (10³ bytes) of the corpus to train on.")
     try:

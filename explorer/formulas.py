@@ -1,5 +1,10 @@
 """Formulas: every accounting expression rendered with st.latex from the sympy objects, the
-symbols' meanings, and each formula's LaTeX source in a copyable code block."""
+symbols' meanings, and each formula's LaTeX source in a copyable code block.
+
+Long sums are typeset over several lines (`display_latex`); the copyable source is sympy's one-line
+LaTeX. The peak-memory formula is the report's: the sidebar's activation convention and
+checkpointing, at its batch size (the peak is a maximum over the step's events, so which event's
+formula it is depends on the sizes)."""
 
 from __future__ import annotations
 
@@ -19,12 +24,51 @@ from accounting.symbols import MEANINGS, SIZE_SYMBOLS, values
 from explorer.state import Settings
 
 STEPS, MFU, PEAK = sp.symbols("S MFU P", positive=True)
+_SCROLL = "<style>.katex-display { overflow-x: auto; overflow-y: hidden; padding-bottom: 4px; }</style>"
+"""A display formula wider than the page scrolls instead of being cut off."""
+
+
+LINE_CHARS = 110
+"""Display lines of a long sum hold about this many LaTeX characters."""
+
+
+def display_latex(expr: sp.Expr) -> str:
+    """LaTeX for display: sympy's, with a long sum broken over aligned lines (KaTeX does not wrap
+    display math); the training time as S·F / (MFU·P), MFU upright."""
+    if MFU in expr.free_symbols:  # S * F / (MFU * P): sympy would print the denominator "MFU P"
+        flops = sp.fraction(expr)[0] / STEPS
+        return rf"\frac{{S \cdot \left({latex(flops)}\right)}}{{\mathrm{{MFU}} \cdot P}}"
+    source = latex(expr)
+    if len(source) <= LINE_CHARS or not isinstance(expr, sp.Add):
+        return source
+    lines, line = [], ""
+    for term in sp.Add.make_args(expr):
+        text = latex(term)
+        piece = text if not line or text.startswith("-") else f"+ {text}"
+        if line and len(line) + len(piece) > LINE_CHARS:
+            lines.append(line)
+            line = text if text.startswith("-") else f"+ {text}"
+        else:
+            line = f"{line} {piece}".strip()
+    lines.append(line)
+    return r"\begin{aligned}" + r" \\ ".join(f"&{x}" for x in lines) + r"\end{aligned}"
+
+
+def _peak_unit(convention: str, checkpointing: bool, event: str) -> str:
+    if convention == "textbook":
+        return "bytes; textbook: weights + gradients + AdamW m, v + the textbook activations, all at once"
+    return (f"bytes; the step's memory timeline at its peak ({event}){', checkpointed' if checkpointing else ''}; "
+            "this event's formula, valid while it stays the peak")
 
 
 @lru_cache(maxsize=64)
-def formulas(cfg: acc.ModelConfig, dtype: str) -> list[tuple[str, str, sp.Expr, str]]:
-    """(section, name, formula, unit/convention) for `cfg`'s variant switches (sizes stay symbols)."""
+def formulas(cfg: acc.ModelConfig, dtype: str, batch_size: int = 1, context_length: int | None = None,
+             convention: str = "implementation",
+             checkpointing: bool = False) -> list[tuple[str, str, sp.Expr, str]]:
+    """(section, name, formula, unit/convention) for `cfg`'s variant switches (sizes stay symbols);
+    the peak's at `batch_size` x `context_length` under `convention` and `checkpointing`."""
     step = train_step_flops_formula(cfg)
+    peak_event = acc.memory_timeline(cfg, batch_size, context_length, dtype, checkpointing=checkpointing).peak
     out = [
         ("Parameters", "total parameters N", total_parameters_formula(cfg), "params; tied matrix once"),
         ("Parameters", "non-embedding (Kaplan)", non_embedding_parameters_formula(cfg),
@@ -40,9 +84,11 @@ def formulas(cfg: acc.ModelConfig, dtype: str) -> list[tuple[str, str, sp.Expr, 
          f"bytes; CS336 list × {acc.DTYPE_BYTES[dtype]} bytes"),
         ("Memory", "activations, per-block checkpointing", checkpointed_activation_bytes_formula(cfg, dtype=dtype),
          "bytes"),
-        ("Memory", "peak training memory", peak_memory_formula(cfg, dtype),
-         "bytes; weights + gradients + AdamW m, v + activations"),
-        ("Time", "training time", STEPS * step / (MFU * PEAK), "seconds; S steps, P dense peak FLOP/s"),
+        ("Memory", "peak training memory",
+         peak_memory_formula(cfg, dtype, convention, batch_size, context_length, checkpointing=checkpointing),
+         _peak_unit(convention, checkpointing, f"{peak_event.phase}, {peak_event.name}")),
+        ("Time", "training time", STEPS * step / (MFU * PEAK), "seconds; S steps, P dense peak FLOP/s, "
+         "MFU model FLOPs utilization"),
     ]
     for row in acc.parameter_rows(cfg):
         out.append(("Parameters by component", row.name, row.formula, "params"))
@@ -74,14 +120,16 @@ def render(report: acc.Report, settings: Settings) -> None:
         st.dataframe([{"symbol": str(s), "meaning": MEANINGS[s], "value now": now[s]} for s in SIZE_SYMBOLS],
                       hide_index=True, width="stretch")
         st.caption("S: training steps, MFU: model FLOPs utilization, P: dense peak FLOP/s of the GPU.")
+    st.markdown(_SCROLL, unsafe_allow_html=True)
     section = None
-    for sec, name, expr, unit in formulas(cfg, report.dtype):
+    for sec, name, expr, unit in formulas(cfg, report.dtype, report.batch_size, report.context_length,
+                                          settings.activations, settings.checkpointing):
         if sec != section:
             st.subheader(sec)
             section = sec
         source = latex(expr)
         st.markdown(f"**{name}** — {unit} · now **{value_now(expr, report, unit)}**")
-        st.latex(source)
+        st.latex(display_latex(expr))
         with st.expander("LaTeX source (copy)"):
             st.code(source, language="latex")
     _published_answers(settings)

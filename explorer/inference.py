@@ -5,8 +5,8 @@ accounting.build_inference_report.
 
 Settings: the model, batch size B and GPU come from the sidebar (the sidebar's context length is
 the model's context_length, the most tokens a sequence can feed). Prompt tokens P, new tokens G,
-the serving dtype and, for a custom GPU, its HBM bandwidth are this view's own widgets (not in the
-URL yet).
+the serving dtype and, for a custom GPU, its HBM bandwidth are this view's own widgets; like every
+setting they live in the URL (explorer.state: prompt_tokens, new_tokens, serving_dtype, hbm_tbps).
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ import accounting as acc
 from accounting.inference import INFERENCE_CONVENTIONS, SERVING_DTYPES
 from accounting.inference_report import InferenceReport, build_inference_report
 from accounting.render_json import latex
-from explorer.state import CUSTOM, Settings
+from explorer.sidebar import widget_key
+from explorer.state import CUSTOM, Settings, request_tokens
 
-_P, _G, _DTYPE, _BW = "w_inf_prompt_tokens", "w_inf_new_tokens", "w_inf_dtype", "w_inf_hbm_tbps"
+_P, _G, _DTYPE, _BW = (widget_key(n) for n in ("prompt_tokens", "new_tokens", "serving_dtype", "hbm_tbps"))
 _LAYOUT = dict(margin=dict(l=10, r=10, t=60, b=10), legend=dict(orientation="h", y=-0.2))
 
 
@@ -158,26 +159,20 @@ def throughput_figure(frame: pd.DataFrame, current: int, title: str) -> go.Figur
 
 
 # ---- the page ---------------------------------------------------------------------------------
-def _clamp(key: str, default: int, top: int) -> None:
-    value = st.session_state.get(key, default)
-    st.session_state[key] = min(max(1, int(value)), top)
-
-
 def _widgets(settings: Settings, context: int) -> tuple[int, int, str, float]:
-    _clamp(_G, min(256, max(1, context // 4)), context)
+    ss = st.session_state
+    ss[_P], ss[_G] = request_tokens(context, settings.prompt_tokens, settings.new_tokens)  # clamped
+    ss[_DTYPE], ss[_BW] = settings.serving_dtype, settings.hbm_tbps
     c = st.columns(4)
     new = int(c[1].number_input("New tokens G", min_value=1, max_value=context, step=1, key=_G,
                                 help="Tokens generated per sequence (G - 1 decode steps after the prefill)."))
-    _clamp(_P, context - new + 1, context - new + 1)
     prompt = int(c[0].number_input("Prompt tokens P", min_value=1, max_value=context - new + 1, step=1, key=_P,
                                    help="Prompt tokens per sequence; P + G - 1 ≤ context_length (the sidebar)."))
-    st.session_state.setdefault(_DTYPE, "bfloat16")
     dtype = c[2].selectbox("Serving dtype", tuple(SERVING_DTYPES), key=_DTYPE,
                            help="Weights' dtype. int8 / int4: weight-only what-ifs (no scales counted); "
                                 "their matmuls and KV cache in bfloat16.")
-    bandwidth = 3.35
+    bandwidth = settings.hbm_tbps
     if settings.gpu == CUSTOM:
-        st.session_state.setdefault(_BW, bandwidth)
         bandwidth = float(c[3].number_input("HBM bandwidth, TB/s (10¹² B/s)", min_value=0.001, format="%g",
                                             key=_BW))
     else:

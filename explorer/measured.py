@@ -1,6 +1,11 @@
-"""Measured vs analytic: run the validation for the current config (meta device at any size, CPU
-for small models, CUDA when present) and show its table; also the committed results, labelled
-with their hardware. `validation` (and with it torch) is imported when the view is drawn."""
+"""Measured vs analytic: run the validation for the sidebar's configuration (model, T, B, dtype,
+checkpointing) and show its table; also the committed results, labelled with their hardware.
+`validation` (and with it torch) is imported when the view is drawn.
+
+Devices: meta at any size (shapes only: parameters, FLOPs, saved bytes; no time), CPU for models
+up to CPU_PARAMETER_LIMIT parameters, CUDA when present. On CPU and CUDA the batch is the
+sidebar's B unless the step's predicted peak (accounting.check_fits, the memory timeline) exceeds
+the device's free memory: then the largest batch that fits, and the page says so."""
 
 from __future__ import annotations
 
@@ -75,14 +80,43 @@ def _devices(cfg: acc.ModelConfig) -> list[str]:
     return devices
 
 
+def batch_that_fits(settings: Settings, cfg: acc.ModelConfig, device: str) -> tuple[int, str]:
+    """(B to measure with, why): the sidebar's B, or on CPU / CUDA the largest batch whose predicted
+    peak fits the device's free memory when B does not (ValueError when not even B = 1 fits)."""
+    if device == "meta":
+        return settings.batch_size, "the sidebar's B (the meta device holds no memory)"
+    from model.guard import describe, free_memory_bytes
+
+    free = free_memory_bytes(device)
+    fit = acc.check_fits(cfg, settings.batch_size, free, dtype=settings.dtype,
+                         checkpointing=settings.checkpointing, where=describe(device))
+    if fit.fits:
+        return settings.batch_size, f"the sidebar's B; its predicted peak {acc.fmt_bytes(fit.peak_bytes)} fits"
+    if not fit.largest_batch:
+        raise ValueError(f"not even B = 1 fits: {fit.message}")
+    return fit.largest_batch, (f"the largest batch that fits: the sidebar's B = {settings.batch_size:,} "
+                               f"would peak at {acc.fmt_bytes(fit.peak_bytes)}, more than the "
+                               f"{acc.fmt_bytes(free)} free on {describe(device)}")
+
+
 def _run(settings: Settings, cfg: acc.ModelConfig) -> None:
     devices = _devices(cfg)
-    c = st.columns(3)
+    c = st.columns([1, 1, 3])
     device = c[0].selectbox("Device", devices, key="w_measure_device",
                             help="meta: shapes only (any size, FLOPs and saved bytes, no time); cpu: only "
                                  f"models up to {CPU_PARAMETER_LIMIT:,} parameters.")
-    batch = int(c[1].number_input("Batch", 1, 64, 1, key="w_measure_batch"))
-    steps = int(c[2].number_input("Steps", 1, 10, 1, key="w_measure_steps"))
+    steps = int(c[1].number_input("Timed steps", 1, 10, 1, key="w_measure_steps"))
+    if "cpu" not in devices:
+        c[2].caption(f"No CPU run: {acc.fmt_int(acc.total_parameters(cfg))} parameters is more than the "
+                     f"{CPU_PARAMETER_LIMIT:,} this view runs on CPU (minutes and many GiB).")
+    try:
+        batch, why = batch_that_fits(settings, cfg, device)
+    except ValueError as exc:
+        st.error(f"Cannot measure on {device}: {exc}.")
+        return
+    st.markdown(f"Measures the sidebar's model at **B = {batch:,}** ({why}), **T = {cfg.context_length:,}**, "
+                f"**{settings.dtype}**, checkpointing **{'on' if settings.checkpointing else 'off'}**, "
+                f"on **{device}**.")
     if not st.button("Run the validation", key="w_measure_go", type="primary"):
         return
     bar = st.progress(0.0, text="starting…")
@@ -93,8 +127,8 @@ def _run(settings: Settings, cfg: acc.ModelConfig) -> None:
     from validation.core import measure
 
     try:
-        measurement = measure(cfg, device=device, batch_size=batch, dtype=settings.dtype,
-                              steps=steps, progress=progress)
+        measurement = measure(cfg, device=device, batch_size=batch, dtype=settings.dtype, steps=steps,
+                              checkpointing=settings.checkpointing, progress=progress)
     except (ValueError, RuntimeError, MemoryError) as exc:
         bar.empty()
         st.error(f"The validation could not run: {exc}")

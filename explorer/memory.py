@@ -1,10 +1,14 @@
-"""Memory: the peak-training-memory stack against batch size, the GPU budget and the largest batch;
-textbook vs implementation activation conventions side by side; fused-attention and activation-
-checkpointing toggles."""
+"""Memory: the training step's peak against batch size (the peak's parts stacked, the overhead
+margin on top, the GPU's memory as a line, your B and the largest B labelled), the step's memory
+timeline at your B, the peak's composition, and what the forward saves for backward under both
+activation conventions.
+
+Every number is the report's (explorer.compute.report) or the same accounting evaluated at other
+batch sizes: the chart at your B, the tables and the Overview agree. The convention,
+checkpointing and the overhead margin are sidebar settings (in the URL).
+"""
 
 from __future__ import annotations
-
-import math
 
 import streamlit as st
 
@@ -14,7 +18,7 @@ from explorer.sidebar import widget_key
 from explorer.state import Settings
 from explorer.tables import component_table
 
-_FUSED, _CKPT, _CONV = "w_mem_fused", "w_mem_checkpointing", "w_mem_convention"
+_FUSED = "w_mem_fused"
 
 
 def _on_fused() -> None:
@@ -22,71 +26,83 @@ def _on_fused() -> None:
     st.session_state[widget_key("attention")] = "sdpa" if st.session_state[_FUSED] else "naive"
 
 
-def _on_checkpointing() -> None:
-    st.session_state["checkpointing"] = st.session_state[_CKPT]
+def convention_text(report: acc.Report, settings: Settings) -> str:
+    """One line: under which convention the peak and the largest batch hold."""
+    cfg = report.config
+    if settings.activations == "textbook":
+        what = ("textbook convention: weights + gradients + AdamW m, v + CS336's activation list, all "
+                "counted at once (a static sum; checkpointing not modelled in it)")
+    else:
+        what = ("implementation convention: the maximum of the step's memory timeline (forward, loss, "
+                "backward, clipping, AdamW, zero_grad; live bytes after every allocating call)")
+    return (f"{what}; {report.dtype}, attention={cfg.attention}, "
+            f"checkpointing {'on' if settings.checkpointing else 'off'}. Bytes; GiB = 2³⁰ bytes.")
 
 
-def batch_axis(current: int, largest: int, points: int = 12) -> list[int]:
-    """About `points` batch sizes from 1 to past both the current and the largest batch."""
-    top = max(current, math.ceil(1.25 * largest), 2)
-    step = max(1, math.ceil(top / points))
-    return sorted({1, current, *(b for b in range(step, top + 1, step)), *([largest] if largest else [])})
-
-
-def _toggles(report: acc.Report) -> tuple[bool, str]:
-    st.session_state[_FUSED] = report.config.attention == "sdpa"
-    st.session_state[_CKPT] = bool(st.session_state.get("checkpointing", False))
-    c = st.columns(3)
-    c[0].toggle("Fused attention (sdpa)", key=_FUSED, on_change=_on_fused,
-                help="torch's scaled_dot_product_attention keeps no (T, T) matrices for backward "
-                     "(it recomputes the scores); sets the sidebar's attention field.")
-    checkpointing = c[1].toggle("Activation checkpointing (per block)", key=_CKPT, on_change=_on_checkpointing,
-                                help="Keep only each block's input; recompute one block at a time in "
-                                     "backward (one extra forward of the blocks).")
-    convention = c[2].radio("Activations counted as", ("implementation", "textbook"), horizontal=True,
-                            key=_CONV, help="implementation: the tensors this model really saves "
-                            "(checked with saved_tensors_hooks); textbook: the CS336 list, in the run dtype.")
-    return checkpointing, convention
-
-
-def _stack(report: acc.Report, checkpointing: bool, convention: str) -> None:
+def _chart(report: acc.Report, settings: Settings, budget: compute.Budget) -> None:
     m = report.memory
-    lines = compute.memory_lines(report.config, report.dtype, convention, checkpointing)
-    largest = compute.largest_batch(lines, m.budget_bytes)
-    frame = compute.memory_frame(lines, batch_axis(report.batch_size, largest))
-    label = f"{report.training.gpu}: {acc.fmt_bytes(m.budget_bytes)}"
+    largest = m.largest_batch.batch_size if m.largest_batch else 0
+    batches = tuple(compute.batch_axis(report.batch_size, largest))
+    frame = compute.peak_by_batch(report.config, report.context_length, report.dtype, settings.activations,
+                                  settings.checkpointing, batches)
+    label = f"{budget.gpu}: {acc.fmt_bytes(budget.gpu_bytes)}"
     st.plotly_chart(charts.memory_vs_batch(
-        frame, m.budget_bytes, label, largest,
-        f"Peak training memory vs batch size ({report.dtype}, {convention} activations"
-        f"{', checkpointed' if checkpointing else ''})"), width="stretch")
-    need = sum(line.at(report.batch_size) for line in lines)
-    text = (f"Largest batch in {acc.fmt_bytes(m.budget_bytes)}: **B = {largest:,}**" if largest else
-            "Not even B = 1 fits in the GPU's memory.")
-    st.markdown(f"{text}. Your batch B = {report.batch_size:,} needs **{acc.fmt_bytes(need)}** "
-                f"({acc.fmt_int(need)} bytes).")
-    if need > m.budget_bytes:
+        frame, budget.gpu_bytes, label, [p for p in budget.overhead.parts if p[1]], report.batch_size, largest,
+        f"Peak training memory vs batch size ({settings.activations} convention, {report.dtype}"
+        f"{', checkpointed' if settings.checkpointing else ''})"), width="stretch")
+    need = m.peak_bytes + budget.overhead.total_bytes
+    fit = (f"Largest batch in {acc.fmt_bytes(m.budget_bytes)} usable: **B = {largest:,}**" if largest else
+           f"Not even B = 1 fits in {acc.fmt_bytes(m.budget_bytes)} usable")
+    over = f" + overhead {acc.fmt_bytes(budget.overhead.total_bytes)}" if budget.overhead.total_bytes else ""
+    st.markdown(f"{fit}. Your batch B = {report.batch_size:,} peaks at **{acc.fmt_bytes(m.peak_bytes)}** "
+                f"({acc.fmt_int(m.peak_bytes)} bytes){over}.")
+    st.caption(convention_text(report, settings) + f" Overhead margin: {budget.overhead.source}.")
+    if need > budget.gpu_bytes:
         st.error(f"B = {report.batch_size:,} overflows the GPU: {acc.fmt_bytes(need)} > "
-                 f"{acc.fmt_bytes(m.budget_bytes)}.")
-    if checkpointing:
-        st.caption(f"Checkpointing recomputes the blocks' forward: "
-                   f"+{acc.fmt_flops(m.checkpoint_recompute_flops)} per step.")
+                 f"{acc.fmt_bytes(budget.gpu_bytes)}.")
+    if settings.checkpointing:
+        st.caption(f"Checkpointing recomputes the blocks' forward: +{acc.fmt_flops(m.checkpoint_recompute_flops)} "
+                   "per step.")
 
 
-def _conventions(report: acc.Report) -> None:
-    st.subheader("Activations: textbook vs this implementation")
+def _timeline(report: acc.Report, settings: Settings) -> None:
+    frame = compute.timeline_frame(report.config, report.batch_size, report.context_length, report.dtype,
+                                   settings.checkpointing)
+    peak = report.memory.timeline.peak
+    st.subheader(f"The step's memory timeline at B = {report.batch_size:,}")
+    st.plotly_chart(charts.timeline_figure(frame, report.memory.budget_bytes,
+                                           f"Live bytes over one training step (peak: {peak.phase}, {peak.name})"),
+                    width="stretch")
+    st.caption("What PyTorch's memory snapshot shows, predicted call by call (accounting.memory_timeline, equal "
+               "to torch's MemTracker on CPU). Transients: the logits, gradients of activations, temporaries.")
+
+
+def _activations(report: acc.Report, settings: Settings) -> None:
+    st.subheader("What the forward and loss save for backward, by component")
+    st.caption("Without checkpointing, at your B; the batch's token ids included. Not the peak: at the peak "
+               "some of these are freed and gradients and temporaries are alive (the timeline above). "
+               "textbook: the CS336 list × bytes of the run dtype. implementation: exactly what this model "
+               "and its loss save (RMSNorm internals float32, token ids int64, causal mask bool), "
+               "deduplicated by storage, parameters excluded.")
     cols = st.columns(2)
     for col, (name, rows) in zip(cols, report.memory.activations.items()):
         with col:
             st.markdown(f"**{name}**: {acc.fmt_bytes(sum(r.value for r in rows))}")
             component_table(compute.rows_frame(rows, acc.fmt_bytes))
-    st.caption("textbook: the CS336 list of intermediate tensors × bytes of the run dtype. implementation: "
-               "exactly what this model and its loss save for backward (RMSNorm internals float32, token "
-               "ids int64, causal mask bool), deduplicated by storage, parameters excluded.")
+    if settings.checkpointing:
+        st.caption(f"With per-block checkpointing the forward keeps {acc.fmt_bytes(report.memory.checkpointed_bytes)} "
+                   "(block inputs and what the head and loss save; implementation convention).")
 
 
 def render(report: acc.Report, settings: Settings) -> None:
-    checkpointing, convention = _toggles(report)
-    _stack(report, checkpointing, convention)
-    st.subheader("Peak memory at your batch (implementation convention, no checkpointing)")
+    budget = compute.budget(settings)
+    st.session_state[_FUSED] = report.config.attention == "sdpa"
+    st.toggle("Fused attention (sdpa)", key=_FUSED, on_change=_on_fused,
+              help="torch's scaled_dot_product_attention keeps no (T, T) matrices for backward (it "
+                   "recomputes the scores); sets the sidebar's attention field.")
+    _chart(report, settings, budget)
+    if settings.activations == "implementation":
+        _timeline(report, settings)
+    st.subheader(f"The peak at your batch, by part ({settings.activations} convention)")
     component_table(compute.rows_frame(report.memory.rows, acc.fmt_bytes))
-    _conventions(report)
+    _activations(report, settings)

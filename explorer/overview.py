@@ -5,13 +5,14 @@ from __future__ import annotations
 import streamlit as st
 
 from accounting import Report, fmt_bytes, fmt_count, fmt_flops, fmt_int, fmt_seconds
+from explorer import compute
+from explorer.memory import convention_text
+from explorer.state import Settings
 
 CONVENTIONS = (
     "**Conventions.** FLOPs: 2·m·n·p per matmul, causal attention counted dense, backward = 2× "
-    "forward, non-matmul work not counted. Memory: bytes, GiB = 2³⁰ bytes, GB = 10⁹ bytes. Peak "
-    "training memory = weights + gradients + AdamW state + activations (the tensors this "
-    "implementation's forward and loss save for backward). Training time = steps × step FLOPs / "
-    "(MFU × dense peak FLOP/s)."
+    "forward, non-matmul work not counted. Memory: the peak and the largest batch under the sidebar's "
+    "memory accounting: {memory} Training time = steps × step FLOPs / (MFU × dense peak FLOP/s)."
 )
 
 
@@ -23,10 +24,11 @@ INTRO = ("Pick a model, a context length T and a batch size B in the sidebar: ev
 def _fit_text(report: Report) -> tuple[str, str]:
     fit = report.memory.largest_batch
     if fit is None:
-        return "none", "weights + gradients + AdamW state alone exceed the GPU's memory"
+        return "none", "the step's batch-independent memory alone exceeds the usable memory"
+    where = f" (binding: {fit.phase}, {fit.event})" if fit.phase else f" ({fit.event})" if fit.event else ""
     return fmt_int(fit.batch_size), (
         f"solved {fmt_bytes(fit.fixed_bytes)} + {fmt_bytes(fit.bytes_per_sequence)} × B ≤ "
-        f"{fmt_bytes(fit.budget_bytes)} ⇒ B ≤ {fit.exact_solution:.3f}")
+        f"{fmt_bytes(fit.budget_bytes)} ⇒ B ≤ {fit.exact_solution:.3f}{where}")
 
 
 def _captions(columns, texts) -> None:
@@ -34,8 +36,8 @@ def _captions(columns, texts) -> None:
         column.caption(text)
 
 
-def render(report: Report, settings: object = None) -> None:
-    """Headline metrics of `report` (settings unused: every number is in the report)."""
+def render(report: Report, settings: Settings) -> None:
+    """Headline metrics of `report` (the settings say under which memory accounting)."""
     p, f, m, t = report.parameters, report.flops, report.memory, report.training
     cfg = report.config
     heads = f"{cfg.num_heads} heads" + (f" ({cfg.kv_heads} key/value)" if cfg.kv_heads != cfg.num_heads
@@ -62,22 +64,28 @@ def render(report: Report, settings: object = None) -> None:
                   f"matmuls (2mnp) over B·T = {fmt_int(tokens)} tokens", "forward + backward (2× forward)"))
     c = st.columns(4)
     fits = m.peak_bytes <= m.budget_bytes
+    budget = compute.budget(settings)
+    peak = m.timeline.peak
+    where = (f"at {peak.phase}, {peak.name}" if settings.activations == "implementation"
+             else "all components at once")
     c[0].metric("Peak training memory", fmt_bytes(m.peak_bytes),
                 delta=None if fits else "exceeds the GPU", delta_color="inverse",
-                help=f"{fmt_int(m.peak_bytes)} bytes = weights + gradients + AdamW m, v + activations "
-                     f"({report.dtype}).")
+                help=f"{fmt_int(m.peak_bytes)} bytes, {where}. " + convention_text(report, settings))
     batch, how = _fit_text(report)
-    c[1].metric("Largest batch in the GPU", batch, help=f"{how}; budget {fmt_bytes(m.budget_bytes)}.")
+    usable = (f"{fmt_bytes(m.budget_bytes)} usable = {fmt_bytes(budget.gpu_bytes)} − overhead "
+              f"{fmt_bytes(budget.overhead.total_bytes)} ({budget.overhead.source})")
+    c[1].metric("Largest batch in the GPU", batch, help=f"{how}; {usable}.")
     c[2].metric("Training time", fmt_seconds(t.seconds),
                 help=f"{fmt_int(t.steps)} steps × {fmt_flops(f.train_step)} / ({t.mfu:.0%} × "
                      f"{fmt_flops(t.peak_flops_per_s)}/s on {t.gpu}, {report.dtype} peak).")
     c[3].metric("Tokens trained", fmt_count(t.tokens),
                 help=f"steps × B × T = {fmt_int(t.tokens)}; Chinchilla-optimal (20 per parameter): "
                      f"{fmt_count(t.chinchilla_tokens)}.")
-    _captions(c, (f"{report.dtype}: weights, gradients, AdamW, activations",
-                  f"in {fmt_bytes(m.budget_bytes)} of {t.gpu}", f"{fmt_int(t.steps)} steps at {t.mfu:.0%} MFU",
+    ckpt = ", checkpointed" if settings.checkpointing else ""
+    _captions(c, (f"{settings.activations} convention, {report.dtype}{ckpt}",
+                  f"in {fmt_bytes(m.budget_bytes)} usable of {t.gpu}", f"{fmt_int(t.steps)} steps at {t.mfu:.0%} MFU",
                   "steps × B × T"))
     if not fits:
         st.error(f"A batch of {report.batch_size:,} does not fit: it needs {fmt_bytes(m.peak_bytes)} but "
-                 f"{t.gpu} holds {fmt_bytes(m.budget_bytes)}. Largest batch that fits: {batch} ({how}).")
-    st.info(CONVENTIONS)
+                 f"{t.gpu} leaves {fmt_bytes(m.budget_bytes)} usable. Largest batch that fits: {batch} ({how}).")
+    st.info(CONVENTIONS.format(memory=convention_text(report, settings)))

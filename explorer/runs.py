@@ -5,11 +5,19 @@ with `model.trainer.train`, appending each trainer event to a thread-safe list. 
 module-level registry keyed by job id, so they survive widget changes and reruns; the page keeps
 only the id in st.session_state and polls `Job.snapshot()`. `Job.cancel()` sets the threading.Event
 passed to the trainer as `stop_event` (the trainer stops after the current step and checkpoints).
+
+At most `max_running()` jobs train at once (default: half the CPU cores, at least one; the
+environment variable LM_ACCOUNTING_MAX_TRAINING_JOBS sets another); later jobs wait in a first-in,
+first-out queue, their variants "queued", and start as running jobs end. Each run draws from its
+own generators (model.trainer), so a job's losses do not depend on what else runs. torch's
+intra-op thread count is process-wide: every job sets the same JOB_THREADS, so one job's start
+never changes another's arithmetic mid-run.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import tempfile
 import threading
@@ -33,9 +41,21 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 """Ablation name -> config overrides (CS336 assignment 1, section 7)."""
 
-_MAX_JOBS = 8
+JOB_THREADS = 1
+"""torch intra-op threads of every job (one is fastest for these tiny models on a busy machine)."""
+MAX_JOBS_ENV = "LM_ACCOUNTING_MAX_TRAINING_JOBS"
+_MAX_JOBS = 8  # jobs kept in the registry (finished ones are evicted beyond it)
 _REGISTRY: dict[str, "Job"] = {}
 _REGISTRY_LOCK = threading.Lock()
+
+
+def max_running() -> int:
+    """How many jobs may train at once: LM_ACCOUNTING_MAX_TRAINING_JOBS if set (a positive
+    integer), else half the CPU cores, at least one (the rest serve the pages)."""
+    text = os.environ.get(MAX_JOBS_ENV, "").strip()
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    return max(1, (os.cpu_count() or 1) // 2)
 
 
 def variant_config(cfg: ModelConfig, name: str) -> ModelConfig:
@@ -74,29 +94,33 @@ class Job:
     """Variants trained one after another in a daemon thread (see module docstring)."""
 
     def __init__(self, configs: Sequence[tuple[str, ModelConfig]], train_cfg, tokens: np.ndarray,
-                 tokenizer: Any = None, threads: int | None = 1) -> None:
+                 tokenizer: Any = None) -> None:
         self.id = uuid.uuid4().hex[:12]
         self.train_cfg = train_cfg
         self.tokenizer = tokenizer
-        self.threads = threads
+        self.threads = JOB_THREADS
         self.out_dir = Path(tempfile.mkdtemp(prefix=f"lm-explorer-{self.id}-"))
         self._runs = [RunState(label, cfg) for label, cfg in configs]
         self._tokens = tokens
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._ended = threading.Event()
         self._thread = threading.Thread(target=self._work, name=f"explorer-train-{self.id}", daemon=True)
 
     # ---- worker side (no Streamlit calls) ---------------------------------------------------
     def _work(self) -> None:
+        try:
+            self._train_all()
+        finally:
+            self._ended.set()
+            _QUEUE.finished(self)
+
+    def _train_all(self) -> None:
         import torch
 
         from model.trainer import train
 
-        if self.threads:
-            # process-wide: tiny models train fastest on one thread, and a busy machine's spare
-            # cores are not worth the OpenMP spin-waits of several
-            torch.set_num_threads(self.threads)
-
+        torch.set_num_threads(self.threads)  # process-wide: the same value for every job
         for i, run in enumerate(self._runs):
             if self._stop.is_set():
                 self._set(i, status="cancelled", message="cancelled before it started")
@@ -119,22 +143,32 @@ class Job:
         with self._lock:
             self._runs[i] = replace(self._runs[i], events=self._runs[i].events, **changes)
 
-    # ---- page side --------------------------------------------------------------------------
-    def start(self) -> None:
-        self._thread.start()
+    def _cancel_queued(self) -> None:
+        """The job never started: every variant cancelled (called by the queue)."""
+        for i in range(len(self._runs)):
+            self._set(i, status="cancelled", message="cancelled while queued")
+        self._ended.set()
 
+    # ---- page side --------------------------------------------------------------------------
     def cancel(self) -> None:
-        """Ask the worker to stop after the current step; queued variants are not started."""
+        """Ask the worker to stop after the current step; variants not started are not started
+        (a queued job leaves the queue)."""
         self._stop.set()
+        _QUEUE.withdraw(self)
 
     @property
     def running(self) -> bool:
-        return self._thread.is_alive()
+        """Not ended yet: queued or training."""
+        return not self._ended.is_set()
+
+    @property
+    def queue_position(self) -> int | None:
+        """1 for the next job to start, ...; None when not queued."""
+        return _QUEUE.position(self)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the worker ends (tests and scripts); True if it ended."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        """Block until the job ends (tests and scripts); True if it ended."""
+        return self._ended.wait(timeout)
 
     def snapshot(self) -> list[RunState]:
         """Copies of the runs' states (safe to read while the worker appends)."""
@@ -142,18 +176,57 @@ class Job:
             return [replace(r, events=list(r.events)) for r in self._runs]
 
 
+class _Queue:
+    """First in, first out; at most max_running() jobs' threads alive at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: list[Job] = []
+        self._running: set[Job] = set()
+
+    def submit(self, job: Job) -> None:
+        with self._lock:
+            self._waiting.append(job)
+            self._fill()
+
+    def finished(self, job: Job) -> None:
+        with self._lock:
+            self._running.discard(job)
+            self._fill()
+
+    def withdraw(self, job: Job) -> None:
+        with self._lock:
+            if job not in self._waiting:
+                return
+            self._waiting.remove(job)
+        job._cancel_queued()
+
+    def position(self, job: Job) -> int | None:
+        with self._lock:
+            return self._waiting.index(job) + 1 if job in self._waiting else None
+
+    def _fill(self) -> None:
+        while self._waiting and len(self._running) < max_running():
+            job = self._waiting.pop(0)
+            self._running.add(job)
+            job._thread.start()
+
+
+_QUEUE = _Queue()
+
+
 def start_job(cfg: ModelConfig, train_cfg, tokens: np.ndarray, variants: Sequence[str],
-              tokenizer: Any = None, threads: int | None = 1) -> str:
-    """Start training `variants` of `cfg` on `tokens` in the background; return the job id.
-    `threads`: torch intra-op threads for the run (process-wide setting; None leaves it)."""
+              tokenizer: Any = None) -> str:
+    """Queue training `variants` of `cfg` on `tokens` in the background (it starts at once when
+    fewer than max_running() jobs train); return the job id."""
     if not variants:
         raise ValueError("pick at least one variant to train")
     configs = [(name, variant_config(cfg, name)) for name in variants]
-    job = Job(configs, train_cfg, tokens, tokenizer, threads)
+    job = Job(configs, train_cfg, tokens, tokenizer)
     with _REGISTRY_LOCK:
         _evict()
         _REGISTRY[job.id] = job
-    job.start()
+    _QUEUE.submit(job)
     return job.id
 
 
@@ -172,8 +245,9 @@ def get_job(job_id: str | None) -> Job | None:
 
 @dataclass(frozen=True)
 class Artifacts:
-    label: str
-    checkpoint: Path | None
+    """What a job left: every finished variant's checkpoint (label, path), and the tokenizer."""
+
+    checkpoints: tuple[tuple[str, Path], ...]
     tokenizer_zip: bytes | None
 
 
@@ -188,13 +262,13 @@ def tokenizer_zip(tokenizer: Any) -> bytes:
     return buffer.getvalue()
 
 
-def latest_artifacts(job_id: str | None) -> Artifacts | None:
-    """The last finished variant's checkpoint (and the job's tokenizer) of job `job_id`."""
+def artifacts(job_id: str | None) -> Artifacts | None:
+    """Every finished variant's checkpoint (and the job's tokenizer) of job `job_id`."""
     job = get_job(job_id)
     if job is None:
         return None
-    done = [r for r in job.snapshot() if r.checkpoint is not None and Path(r.checkpoint).is_file()]
+    done = tuple((r.label, Path(r.checkpoint)) for r in job.snapshot()
+                 if r.checkpoint is not None and Path(r.checkpoint).is_file())
     if not done and job.tokenizer is None:
         return None
-    return Artifacts(done[-1].label if done else "", done[-1].checkpoint if done else None,
-                     tokenizer_zip(job.tokenizer) if job.tokenizer is not None else None)
+    return Artifacts(done, tokenizer_zip(job.tokenizer) if job.tokenizer is not None else None)

@@ -14,27 +14,33 @@ import streamlit as st
 
 from accounting.config import ModelConfig, get_preset
 from accounting.conventions import TRAINING_DTYPES
+from explorer.overhead import default_overhead
 from explorer.state import (
-    CUSTOM, DEFAULTS, GPU_NAMES, OVERRIDE_FIELDS, PRESETS, VIEWS, Settings, field_choices, field_help,
-    field_kind, field_reader, int_limits, parse_query, to_query, with_overrides,
+    ACTIVATION_CONVENTIONS, CUSTOM, DEFAULTS, GPU_NAMES, OVERRIDE_FIELDS, PRESETS, VIEWS, Settings,
+    field_choices, field_help, field_kind, field_reader, int_limits, parse_query, request_defaults,
+    to_query, with_overrides,
 )
 
 _LOADED = "_explorer_loaded"
+_SETTINGS = ("view", "preset", "context_length", "batch_size", "dtype", "gpu", "peak_tflops", "memory_gib",
+             "mfu", "steps", "checkpointing", "activations", "overhead_gib", "prompt_tokens", "new_tokens",
+             "serving_dtype", "hbm_tbps")
+"""Settings held by widgets (the sidebar's, and the Inference view's request)."""
+_VIEW_KEYS = {"prompt_tokens": "w_inf_prompt_tokens", "new_tokens": "w_inf_new_tokens",
+              "serving_dtype": "w_inf_dtype", "hbm_tbps": "w_inf_hbm_tbps"}
 
 
 def widget_key(name: str) -> str:
     """The session-state key of setting or config field `name`."""
-    return f"w_cfg_{name}" if name in OVERRIDE_FIELDS else f"w_{name}"
+    return f"w_cfg_{name}" if name in OVERRIDE_FIELDS else _VIEW_KEYS.get(name, f"w_{name}")
 
 
 def _seed(settings: Settings) -> None:
     """Put `settings` into the widgets' session-state keys."""
     ss = st.session_state
-    for name in ("view", "preset", "batch_size", "dtype", "gpu", "peak_tflops", "memory_gib", "mfu",
-                 "steps"):
+    for name in _SETTINGS:
         ss[widget_key(name)] = getattr(settings, name)
     ss[widget_key("context_length")] = settings.step_context
-    ss["checkpointing"] = settings.checkpointing
     _seed_config(settings.base_config, dict(settings.overrides))
 
 
@@ -119,8 +125,7 @@ def _field_widget(name: str, default: Any) -> Any:
     return float(st.number_input(name, min_value=0.0, format="%g", key=key, help=help_text))
 
 
-def _config_widgets(base: ModelConfig) -> dict[str, Any]:
-    values: dict[str, Any] = {}
+def _config_widgets(base: ModelConfig) -> None:
     ss = st.session_state
     changed = sum(ss.get(widget_key(n), _widget_value(n, getattr(base, n))) != _widget_value(n, getattr(base, n))
                   for n in OVERRIDE_FIELDS)
@@ -128,26 +133,17 @@ def _config_widgets(base: ModelConfig) -> dict[str, Any]:
     with st.expander(title, expanded=bool(changed)):
         st.caption("Start from the preset; any change here overrides it (and goes into the URL).")
         for name in OVERRIDE_FIELDS:  # one widget per config field, drawn from its declaration
-            values[name] = _field_widget(name, getattr(base, name))
-    return values
+            _field_widget(name, getattr(base, name))
 
 
-def _gpu_widgets() -> dict[str, Any]:
-    out: dict[str, Any] = {"gpu": st.selectbox(
-        "GPU", GPU_NAMES, key=_ensure("gpu", DEFAULTS.gpu),
-        help="Dense peak FLOP/s and memory from NVIDIA datasheets (accounting.hardware), or custom.")}
-    if out["gpu"] == CUSTOM:
-        out["peak_tflops"] = float(st.number_input(
-            "Peak TFLOP/s (dense, 10¹² FLOP/s)", min_value=0.001, format="%g",
-            key=_ensure("peak_tflops", DEFAULTS.peak_tflops)))
-        out["memory_gib"] = float(st.number_input(
-            "Memory, GiB (2³⁰ bytes)", min_value=0.001, format="%g",
-            key=_ensure("memory_gib", DEFAULTS.memory_gib)))
-    else:
-        ss = st.session_state
-        out["peak_tflops"] = ss.get(widget_key("peak_tflops"), DEFAULTS.peak_tflops)
-        out["memory_gib"] = ss.get(widget_key("memory_gib"), DEFAULTS.memory_gib)
-    return out
+def _gpu_widgets() -> None:
+    gpu = st.selectbox("GPU", GPU_NAMES, key=_ensure("gpu", DEFAULTS.gpu),
+                       help="Dense peak FLOP/s and memory from NVIDIA datasheets (accounting.hardware), or custom.")
+    if gpu == CUSTOM:
+        st.number_input("Peak TFLOP/s (dense, 10¹² FLOP/s)", min_value=0.001, format="%g",
+                        key=_ensure("peak_tflops", DEFAULTS.peak_tflops))
+        st.number_input("Memory, GiB (2³⁰ bytes)", min_value=0.001, format="%g",
+                        key=_ensure("memory_gib", DEFAULTS.memory_gib))
 
 
 _HF_TEXT, _HF_ERROR = "w_hf_config_text", "_hf_config_error"
@@ -182,37 +178,136 @@ def _hf_import() -> None:
             st.error(st.session_state[_HF_ERROR])
 
 
+SECTIONS: dict[str, frozenset[str]] = {
+    "overview": frozenset({"model", "batch", "dtype", "checkpointing", "convention", "overhead", "gpu", "time"}),
+    "params_flops": frozenset({"model", "batch"}),
+    "memory": frozenset({"model", "batch", "dtype", "checkpointing", "convention", "overhead", "gpu"}),
+    "inference": frozenset({"model", "batch", "gpu"}),
+    "formulas": frozenset({"model", "batch", "dtype", "checkpointing", "convention", "gpu", "time"}),
+    "measured": frozenset({"model", "batch", "dtype", "checkpointing"}),
+    "train": frozenset(), "tokenizer": frozenset(),
+    "downloads": frozenset({"model", "batch", "dtype", "checkpointing", "convention", "overhead", "gpu", "time"}),
+}
+"""The sidebar sections each view uses; the others are not drawn there (their values are kept,
+and stay in the URL, for the views that use them). A view missing here gets every section."""
+_ALL = frozenset().union(*SECTIONS.values())
+_HIDDEN_TEXT = {"model": "model", "batch": "batch size", "dtype": "dtype", "checkpointing": "checkpointing",
+                "convention": "activation convention", "overhead": "overhead margin", "gpu": "GPU",
+                "time": "MFU and steps"}
+
+
+def _keep_values() -> None:
+    """Keep every setting's widget value across runs in which its widget is not drawn (Streamlit
+    drops the state of widgets a run does not draw; re-assigning a key keeps it)."""
+    ss = st.session_state
+    for key in _setting_keys():
+        if key in ss:
+            ss[key] = ss[key]
+
+
+def _setting_keys() -> list[str]:
+    return [widget_key(n) for n in (*_SETTINGS, *OVERRIDE_FIELDS)]
+
+
+def _model_widgets() -> None:
+    preset = st.selectbox("Preset", PRESETS, key=_ensure("preset", DEFAULTS.preset), on_change=_on_preset_change,
+                          help="CS336's shapes (cs336-*, tinystories, owt: the CS336 block), published "
+                               "models from their config.json (gpt2 … gpt2-xl as released, Llama 3, "
+                               "Mistral, Qwen2.5), or custom.")
+    _hf_import()
+    base = ModelConfig() if preset == CUSTOM else get_preset(preset)
+    _int_input("Context length T (tokens)", "context_length", base.context_length,
+               "Tokens per sequence of the step (also the model's context length).")
+
+
+def _memory_widgets(shown: frozenset[str], gpu: str) -> None:
+    if shown & {"checkpointing", "convention", "overhead"}:
+        st.caption("**Memory accounting** (the training step's peak and largest batch, in every view)")
+    if "checkpointing" in shown:
+        st.checkbox("Activation checkpointing (per block)", key=_ensure("checkpointing", DEFAULTS.checkpointing),
+                    help="Keep only each block's input; recompute the block in backward (one extra forward).")
+    if "convention" in shown:
+        st.radio("Peak memory counted as", ACTIVATION_CONVENTIONS, horizontal=True,
+                 key=_ensure("activations", DEFAULTS.activations),
+                 help="implementation: the maximum of the step's memory timeline (what this model's "
+                      "trainer allocates, event by event); textbook: CS336's static sum of weights, "
+                      "gradients, AdamW state and the textbook activation list (no checkpointing).")
+    if "overhead" in shown:
+        default = default_overhead(gpu)
+        st.number_input("Overhead margin, GiB (empty = default)", min_value=0.0, value=None, format="%g",
+                        key=_ensure("overhead_gib", None),
+                        placeholder=f"default {default.total_bytes / 2**30:.3g} GiB",
+                        help="Memory the step cannot use: CUDA context, cuBLAS workspace, allocator "
+                             f"fragmentation. Default: {default.source}.")
+
+
 def render_sidebar() -> Settings:
-    """Draw the sidebar and return the settings it holds."""
+    """Draw the sidebar (the sections the chosen view uses) and return the settings it holds."""
+    _keep_values()
     with st.sidebar:
-        view = st.radio("View", list(VIEWS), format_func=VIEWS.__getitem__,
-                        key=_ensure("view", DEFAULTS.view))
+        view = st.radio("View", list(VIEWS), format_func=VIEWS.__getitem__, key=_ensure("view", DEFAULTS.view))
+        shown = SECTIONS.get(view, _ALL)
         st.divider()
-        preset = st.selectbox("Preset", PRESETS, key=_ensure("preset", DEFAULTS.preset),
-                              on_change=_on_preset_change,
-                              help="CS336's shapes (cs336-*, tinystories, owt: the CS336 block), "
-                                   "published models from their config.json (gpt2 … gpt2-xl as "
-                                   "released, Llama 3, Mistral, Qwen2.5), or custom.")
-        _hf_import()
-        base = ModelConfig() if preset == CUSTOM else get_preset(preset)
-        context = _int_input("Context length T (tokens)", "context_length", base.context_length,
-                             "Tokens per sequence of the step (also the model's context length).")
-        batch = _int_input("Batch size B (sequences)", "batch_size", DEFAULTS.batch_size)
-        dtype = st.selectbox("dtype", TRAINING_DTYPES, key=_ensure("dtype", DEFAULTS.dtype),
-                             help="float32, or bfloat16 mixed precision (float32 master weights, "
-                                  "gradients and AdamW state + a bf16 weight copy).")
-        config_values = _config_widgets(base)
-        st.divider()
-        gpu = _gpu_widgets()
-        mfu = st.slider("MFU (model FLOPs utilization)", 0.01, 1.0, step=0.01,
-                        key=_ensure("mfu", DEFAULTS.mfu),
-                        help="Achieved / peak FLOP/s, for the training-time estimate.")
-        steps = _int_input("Training steps", "steps", DEFAULTS.steps)
-    settings = Settings(view=view, preset=preset, context_length=context, batch_size=batch,
-                        dtype=dtype, mfu=float(mfu), steps=steps,
-                        checkpointing=bool(st.session_state.get("checkpointing", False)),
-                        job=st.session_state.get("train_job") or "", **gpu)
-    return with_overrides(settings, config_values)
+        if "model" in shown:
+            _model_widgets()
+        if "batch" in shown:
+            _int_input("Batch size B (sequences)", "batch_size", DEFAULTS.batch_size)
+        if "dtype" in shown:
+            st.selectbox("dtype", TRAINING_DTYPES, key=_ensure("dtype", DEFAULTS.dtype),
+                         help="float32, or bfloat16 mixed precision (autocast over float32 master weights, "
+                              "gradients and AdamW state).")
+        if "model" in shown:
+            _config_widgets(_base())
+        _memory_widgets(shown, st.session_state.get(widget_key("gpu"), DEFAULTS.gpu))
+        if "gpu" in shown:
+            st.divider()
+            _gpu_widgets()
+        if "time" in shown:
+            st.slider("MFU (model FLOPs utilization)", 0.01, 1.0, step=0.01, key=_ensure("mfu", DEFAULTS.mfu),
+                      help="Achieved / peak FLOP/s, for the training-time estimate.")
+            _int_input("Training steps", "steps", DEFAULTS.steps)
+        hidden = [_HIDDEN_TEXT[k] for k in _HIDDEN_TEXT if k not in shown]
+        if hidden:
+            st.caption(f"Not used by this view, kept for the others: {', '.join(hidden)}."
+                       if shown else "This view has its own settings on the page; the model settings "
+                                     "of the other views are kept (and stay in the URL).")
+    return settings_from_state()
+
+
+def _base() -> ModelConfig:
+    name = st.session_state.get(widget_key("preset"), DEFAULTS.preset)
+    return ModelConfig() if name == CUSTOM else get_preset(name)
+
+
+def _config_value(name: str, value: Any) -> Any:
+    """A config field's value from its widget's (inverse of _widget_value)."""
+    kind = field_kind(name)
+    if kind == "optional_int":
+        return int(value) or None
+    if kind == "optional_numbers":
+        try:
+            return field_reader(name)(value or "0")
+        except ValueError:
+            return None
+    return value
+
+
+def settings_from_state() -> Settings:
+    """The settings the widgets' session state holds (drawn this run or kept from earlier runs)."""
+    ss, base = st.session_state, _base()
+    get = lambda name: ss.get(widget_key(name), getattr(DEFAULTS, name))  # noqa: E731
+    context = int(ss.get(widget_key("context_length"), base.context_length))
+    prompt, new = request_defaults(context, get("prompt_tokens"), get("new_tokens"))
+    overhead = ss.get(widget_key("overhead_gib"))
+    settings = Settings(
+        view=get("view"), preset=get("preset"), context_length=context, batch_size=int(get("batch_size")),
+        dtype=get("dtype"), gpu=get("gpu"), peak_tflops=float(get("peak_tflops")),
+        memory_gib=float(get("memory_gib")), mfu=float(get("mfu")), steps=int(get("steps")),
+        checkpointing=bool(get("checkpointing")), activations=get("activations"),
+        overhead_gib=None if overhead is None else float(overhead), prompt_tokens=prompt, new_tokens=new,
+        serving_dtype=get("serving_dtype"), hbm_tbps=float(get("hbm_tbps")), job=ss.get("train_job") or "")
+    values = {n: _config_value(n, ss.get(widget_key(n), _widget_value(n, getattr(base, n)))) for n in OVERRIDE_FIELDS}
+    return with_overrides(settings, values)
 
 
 def sync_url(settings: Settings) -> None:

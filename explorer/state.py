@@ -10,7 +10,15 @@ differ from the defaults are written (a clean URL). Parameters:
   gpu             a name in accounting.GPUS or "custom" (default "H100-SXM")
   peak_tflops     custom GPU dense peak, TFLOP/s (10^12 FLOP/s); memory_gib: its memory, GiB (2^30 B)
   mfu             model FLOPs utilization in (0, 1]; steps: optimizer steps for the training time
-  checkpointing   "1" = per-block activation checkpointing in the memory view
+  checkpointing   "1" = per-block activation checkpointing of the training step (every view)
+  activations     the activation convention of the peak and the largest batch: "implementation"
+                  (the memory timeline's maximum, default) or "textbook" (CS336's static sum)
+  overhead_gib    memory the step cannot use, GiB (CUDA context, cuBLAS workspace, allocator
+                  fragmentation); unset = the default of explorer.overhead (measured values from
+                  committed CUDA results, else 0)
+  prompt_tokens, new_tokens   the Inference view's request P and G (unset: G = min(256, T/4),
+                  P = T - G + 1); serving_dtype: one of accounting.SERVING_DTYPES (default
+                  bfloat16); hbm_tbps: a custom GPU's HBM bandwidth, TB/s (10^12 B/s)
   job             id of a training job of the Train view (lives as long as the server process)
   <config field>  any ModelConfig field except context_length overrides the preset
                   (d_model, num_heads, norm, ffn, tie_embeddings, ...)
@@ -27,6 +35,7 @@ from typing import Any
 from accounting.config import DEFAULT_PRESET, ModelConfig, get_preset, list_presets
 from accounting.conventions import TRAINING_DTYPES
 from accounting.hardware import GPUS
+from accounting.inference import SERVING_DTYPES
 
 VIEWS: dict[str, str] = {
     "overview": "Overview",
@@ -43,13 +52,15 @@ VIEWS: dict[str, str] = {
 """View id (URL value) -> title."""
 
 CUSTOM = "custom"
+ACTIVATION_CONVENTIONS: tuple[str, ...] = ("implementation", "textbook")
 PRESETS: tuple[str, ...] = (*list_presets(), CUSTOM)
 GPU_NAMES: tuple[str, ...] = (*GPUS, CUSTOM)
 
 INT_LIMITS: dict[str, tuple[int, int]] = {
     "vocab_size": (1, 10_000_000), "d_model": (1, 1_048_576), "num_layers": (1, 10_000),
     "num_heads": (1, 65_536), "d_ff": (1, 16_777_216), "context_length": (1, 16_777_216),
-    "batch_size": (1, 10_000_000), "steps": (1, 10**12),
+    "batch_size": (1, 10_000_000), "steps": (1, 10**12), "prompt_tokens": (1, 16_777_216),
+    "new_tokens": (1, 16_777_216),
 }
 """Inclusive (min, max) of the integer settings (the widgets' bounds, and the URL's); any other
 integer config field gets DEFAULT_INT_LIMITS."""
@@ -68,8 +79,10 @@ OVERRIDE_FIELDS: tuple[str, ...] = tuple(name for name in _FIELDS if name != "co
 @dataclass(frozen=True)
 class Settings:
     """What the user chose. `overrides` holds config fields that differ from the preset;
-    `context_length` None means the preset's; `peak_tflops` (10^12 FLOP/s) and `memory_gib`
-    (2^30 bytes) describe a custom GPU."""
+    `context_length` None means the preset's; `peak_tflops` (10^12 FLOP/s), `memory_gib`
+    (2^30 bytes) and `hbm_tbps` (10^12 B/s) describe a custom GPU; `overhead_gib` None means
+    explorer.overhead's default; `prompt_tokens` / `new_tokens` None mean the Inference view's
+    defaults for the context length."""
 
     view: str = "overview"
     preset: str = DEFAULT_PRESET
@@ -83,6 +96,12 @@ class Settings:
     mfu: float = 0.5
     steps: int = 10_000
     checkpointing: bool = False
+    activations: str = "implementation"
+    overhead_gib: float | None = None
+    prompt_tokens: int | None = None
+    new_tokens: int | None = None
+    serving_dtype: str = "bfloat16"
+    hbm_tbps: float = 3.35
     job: str = ""
 
     @property
@@ -176,8 +195,12 @@ _READERS: dict[str, Callable[[str], Any]] = {
     "context_length": _int_in("context_length"), "batch_size": _int_in("batch_size"),
     "dtype": _choice(TRAINING_DTYPES), "gpu": _choice(GPU_NAMES), "peak_tflops": _positive_float,
     "memory_gib": _positive_float, "mfu": _mfu, "steps": _int_in("steps"), "checkpointing": _bool,
-    "job": _job_id,
+    "activations": _choice(ACTIVATION_CONVENTIONS), "overhead_gib": _finite_float,
+    "prompt_tokens": _int_in("prompt_tokens"), "new_tokens": _int_in("new_tokens"),
+    "serving_dtype": _choice(tuple(SERVING_DTYPES)), "hbm_tbps": _positive_float, "job": _job_id,
 }
+_CUSTOM_GPU_FIELDS = ("peak_tflops", "memory_gib", "hbm_tbps")
+"""Settings that only mean something for the custom GPU (dropped from the URL otherwise)."""
 
 
 def field_kind(name: str) -> str:
@@ -259,7 +282,7 @@ def parse_query(params: Mapping[str, Any]) -> tuple[Settings, list[str]]:
     if settings.context_length == settings.base_config.context_length:
         settings = dataclasses.replace(settings, context_length=None)
     if settings.gpu != CUSTOM:  # the custom GPU's numbers mean nothing for a named GPU
-        settings = dataclasses.replace(settings, peak_tflops=DEFAULTS.peak_tflops, memory_gib=DEFAULTS.memory_gib)
+        settings = dataclasses.replace(settings, **{k: getattr(DEFAULTS, k) for k in _CUSTOM_GPU_FIELDS})
     return settings, warnings
 
 
@@ -268,6 +291,8 @@ def _text(value: Any) -> str:
         return "1" if value else "0"
     if isinstance(value, tuple):
         return ",".join(f"{v:g}" for v in value)
+    if isinstance(value, float):  # short when that reads back exactly (2.0 -> "2")
+        return f"{value:g}" if float(f"{value:g}") == value else repr(value)
     return "0" if value is None else str(value)  # an unset optional value
 
 
@@ -281,12 +306,27 @@ def to_query(settings: Settings) -> dict[str, str]:
                 continue
         elif value == getattr(DEFAULTS, name):
             continue
-        if name in ("peak_tflops", "memory_gib") and settings.gpu != CUSTOM:
+        if name in _CUSTOM_GPU_FIELDS and settings.gpu != CUSTOM:
             continue
         out[name] = _text(value)
     for name, value in settings.overrides:
         out[name] = _text(value)
     return out
+
+
+def request_tokens(context: int, prompt: int | None, new: int | None) -> tuple[int, int]:
+    """The Inference view's (P, G) at context length T = `context`: G = `new` or min(256, T/4),
+    within [1, T]; P = `prompt` or T - G + 1, within [1, T - G + 1] (P + G - 1 <= T)."""
+    g = min(max(1, new or min(256, max(1, context // 4))), context)
+    p = min(max(1, prompt or context - g + 1), context - g + 1)
+    return p, g
+
+
+def request_defaults(context: int, prompt: int | None, new: int | None) -> tuple[int | None, int | None]:
+    """(P, G) as settings keep them: request_tokens's values, None where that is the default."""
+    p, g = request_tokens(context, prompt, new)
+    g_out = None if g == request_tokens(context, None, None)[1] else g
+    return (None if p == request_tokens(context, None, g_out)[0] else p), g_out
 
 
 def with_overrides(settings: Settings, values: Mapping[str, Any]) -> Settings:

@@ -8,12 +8,10 @@ while the job runs (`st.fragment(run_every=...)`), then reruns the whole page on
 
 from __future__ import annotations
 
-import os
-
 import streamlit as st
 
 import accounting as acc
-from explorer import charts, corpus, runs
+from explorer import charts, corpus, rates, runs
 from explorer.state import Settings
 
 JOB = "train_job"
@@ -23,7 +21,7 @@ TINY = dict(d_model=64, num_layers=2, num_heads=4, d_ff=176, context_length=64, 
 """Defaults small enough that 2 CPU cores show a falling loss within seconds."""
 
 
-def _model_widgets(vocab_size: int) -> tuple[acc.ModelConfig, object, list[str], int] | None:
+def _model_widgets(vocab_size: int) -> tuple[acc.ModelConfig, object, list[str]] | None:
     c = st.columns(4)
     values = {}
     for i, (name, lo, hi) in enumerate((("d_model", 8, 1024), ("num_layers", 1, 24), ("num_heads", 1, 32),
@@ -34,12 +32,8 @@ def _model_widgets(vocab_size: int) -> tuple[acc.ModelConfig, object, list[str],
     batch = int(c[1].number_input("batch size", 1, 256, TINY["batch_size"], key="w_train_batch"))
     steps = int(c[2].number_input("steps", 1, 100_000, TINY["steps"], key="w_train_steps"))
     lr = float(c[3].number_input("max learning rate", 1e-5, 1.0, TINY["lr"], format="%g", key="w_train_lr"))
-    c = st.columns([4, 1])
-    variants = c[0].multiselect("Variants (ablations, trained one after another, curves overlaid)",
-                                list(runs.VARIANTS), default=["baseline"], key="w_train_variants")
-    threads = int(c[1].number_input("torch threads", 1, os.cpu_count() or 1, 1, key="w_train_threads",
-                                    help="Intra-op threads for training (process-wide). One is fastest "
-                                         "for tiny models, and much faster on a busy machine."))
+    variants = st.multiselect("Variants (ablations, trained one after another, curves overlaid)",
+                              list(runs.VARIANTS), default=["baseline"], key="w_train_variants")
     from model import TrainConfig
 
     try:
@@ -53,8 +47,10 @@ def _model_widgets(vocab_size: int) -> tuple[acc.ModelConfig, object, list[str],
         return None
     st.caption(f"{acc.fmt_int(acc.total_parameters(cfg))} parameters; "
                f"{acc.fmt_flops(acc.train_step_flops(cfg, batch))} matmul FLOPs per training step "
-               f"(2mnp, backward = 2× forward); AdamW, cosine schedule, float32 on CPU.")
-    return cfg, tcfg, variants, threads
+               f"(2mnp, backward = 2× forward); AdamW, cosine schedule, float32 on CPU, "
+               f"{runs.JOB_THREADS} torch thread; at most {runs.max_running()} trainings at once on this "
+               f"server (later ones queue).")
+    return cfg, tcfg, variants
 
 
 def _start(data: corpus.Corpus, trained: corpus.TrainedTokenizer | None, vocab: int, chosen) -> None:
@@ -64,7 +60,7 @@ def _start(data: corpus.Corpus, trained: corpus.TrainedTokenizer | None, vocab: 
 
     if trained is None:
         trained = corpus.train_tokenizer(data, vocab)
-    cfg, tcfg, variants, threads = chosen
+    cfg, tcfg, variants = chosen
     cfg = cfg.replace(vocab_size=trained.tokenizer.vocab_size)
     ids = trained.tokenizer.encode(data.text)
     tokens = np.asarray(ids, dtype=ids_dtype(cfg.vocab_size))
@@ -72,8 +68,7 @@ def _start(data: corpus.Corpus, trained: corpus.TrainedTokenizer | None, vocab: 
     if len(tokens) < need:
         raise ValueError(f"The corpus gives {len(tokens):,} tokens; this context length needs at least "
                          f"{need:,} (90% train, 10% validation). Use more text or a shorter context.")
-    st.session_state[JOB] = runs.start_job(cfg, tcfg, tokens, variants, tokenizer=trained.tokenizer,
-                                           threads=threads)
+    st.session_state[JOB] = runs.start_job(cfg, tcfg, tokens, variants, tokenizer=trained.tokenizer)
 
 
 def _peak_per_thread() -> float:
@@ -85,23 +80,47 @@ def _peak_per_thread() -> float:
 
 
 def _throughput(run: runs.RunState, peak: float) -> None:
+    """Loss and throughput of one variant: smoothed and average tokens/s and MFU (explorer.rates)."""
     step = run.last("step")
     if step is None:
         return
     cfg = run.config
-    per_token = acc.train_step_flops(cfg, 1) / cfg.context_length
-    tps = step.get("tokens_per_s") or 0.0
-    achieved = tps * per_token
-    c = st.columns(5)
+    per_token = acc.train_step_flops(cfg, 1) / cfg.context_length  # exact matmul FLOPs per token
+    rate = rates.throughput(run.events)
+    c = st.columns(6)
     c[0].metric("step", f"{step['step']:,}")
     c[1].metric("train loss", f"{step['loss']:.3f}")
     val = run.last("eval")
     c[2].metric("val loss", "–" if val is None else f"{val['val_loss']:.3f}")
-    c[3].metric("tokens/s", f"{tps:,.0f}")
-    c[4].metric("MFU", f"{achieved / peak:.1%}",
-                help=f"achieved {acc.fmt_flops_per_s(achieved)} = tokens/s × {acc.fmt_flops(per_token)} "
-                     f"per token (exact matmul FLOPs, accounting) over the assumed peak "
-                     f"{acc.fmt_flops_per_s(peak)} of the run's threads.")
+    c[3].metric(f"tokens/s ({rates.WINDOW_S:.0f} s)", _rate(rate.recent_tokens_per_s),
+                help=f"Tokens trained over the last {rates.WINDOW_S:.0f} s of wall clock (evaluations "
+                     "included), not the last logging interval, which jumps with the machine's load.")
+    c[4].metric("tokens/s (mean)", _rate(rate.average_tokens_per_s),
+                help=f"The run's average: {acc.fmt_int(rate.tokens)} tokens in {rate.elapsed_s:,.1f} s of wall "
+                     "clock.")
+    recent = rates.mfu(rate.recent_tokens_per_s, per_token, peak)
+    average = rates.mfu(rate.average_tokens_per_s, per_token, peak)
+    mean = "–" if average is None else f"{average:.1%}"
+    c[5].metric(f"MFU ({rates.WINDOW_S:.0f} s)", "–" if recent is None else f"{recent:.1%}",
+                help=f"Over the last {rates.WINDOW_S:.0f} s; run average {mean}: tokens/s × "
+                     f"{acc.fmt_flops(per_token)} per token (exact matmul FLOPs, accounting) over the assumed "
+                     f"peak {acc.fmt_flops_per_s(peak)} of the run's threads.")
+    if run.status not in ("running", "queued"):
+        st.caption(f"{run.label} {run.status}: {rate.steps:,} steps, {acc.fmt_int(rate.tokens)} tokens in "
+                   f"{rate.elapsed_s:,.1f} s, on average {_rate(rate.average_tokens_per_s)} tokens/s"
+                   + ("" if average is None else f", MFU {average:.1%}") + ".")
+    else:
+        st.caption(f"Elapsed {rate.elapsed_s:,.1f} s.")
+
+
+def _rate(tokens_per_s: float | None) -> str:
+    return "–" if tokens_per_s is None else f"{tokens_per_s:,.0f}"
+
+
+def _status(job: runs.Job, snapshot: list[runs.RunState]) -> str:
+    place = job.queue_position
+    queued = f" (position {place} in the queue)" if place else ""
+    return " · ".join(f"**{r.label}**: {r.status}" + (queued if r.status == "queued" else "") for r in snapshot)
 
 
 def _live(job_id: str, peak: float) -> None:
@@ -111,33 +130,40 @@ def _live(job_id: str, peak: float) -> None:
     snapshot = job.snapshot()
     if job.running:
         st.button("Cancel training", on_click=job.cancel, key="w_train_cancel", type="primary")
-    st.markdown(" · ".join(f"**{r.label}**: {r.status}" for r in snapshot))
+    st.markdown(_status(job, snapshot))
     for r in snapshot:
         if r.status == "failed":
             st.error(f"{r.label} failed: {r.message}")
     current = next((r for r in snapshot if r.status == "running"), None) or \
         next((r for r in reversed(snapshot) if r.events), None)
     if current is not None:
-        st.caption(f"Throughput of {current.label}:")
+        st.markdown(f"**{current.label}**" + (" (training now)" if current.status == "running" else ""))
         _throughput(current, peak)
     st.plotly_chart(charts.loss_curves([(r.label, *r.losses()) for r in snapshot if r.events]),
                     width="stretch", key="train_loss_chart")
-    if len(snapshot) > 1:
-        st.dataframe(_comparison(snapshot), hide_index=True, width="stretch")
+    if len(snapshot) > 1 or not job.running:
+        st.dataframe(_comparison(snapshot, peak), hide_index=True, width="stretch")
     if st.session_state.get(_WAS_RUNNING) and not job.running:
         st.session_state[_WAS_RUNNING] = False
         st.rerun(scope="app")  # the job ended: redraw the page (sampling) and stop polling
 
 
-def _comparison(snapshot: list[runs.RunState]) -> list[dict]:
-    """One row per variant: status, parameters, last train and validation loss (nats/token)."""
+def _comparison(snapshot: list[runs.RunState], peak: float) -> list[dict]:
+    """One row per variant: status, parameters, last train and validation loss (nats/token), and
+    the totals: tokens, wall-clock seconds, average tokens/s and MFU (explorer.rates)."""
     out = []
     for r in snapshot:
         step, val = r.last("step"), r.last("eval")
+        rate = rates.throughput(r.events)
+        per_token = acc.train_step_flops(r.config, 1) / r.config.context_length
+        average = rates.mfu(rate.average_tokens_per_s, per_token, peak)
         out.append({"variant": r.label, "status": r.status, "parameters": acc.total_parameters(r.config),
                     "steps": step["step"] if step else 0,
                     "train loss": round(step["loss"], 4) if step else None,
-                    "val loss": round(val["val_loss"], 4) if val else None})
+                    "val loss": round(val["val_loss"], 4) if val else None,
+                    "tokens": rate.tokens, "seconds": round(rate.elapsed_s, 2),
+                    "average tokens/s": None if rate.average_tokens_per_s is None else round(rate.average_tokens_per_s),
+                    "average MFU": None if average is None else round(average, 4)})
     return out
 
 
@@ -165,7 +191,7 @@ def _sample(run: runs.RunState, tokenizer, prompt: str, temperature: float, top_
     from model import TransformerLM, load_checkpoint
     from model.sampling import generate
 
-    model = TransformerLM(run.config)
+    model = TransformerLM(run.config, generator=torch.Generator())  # weights replaced by the checkpoint's
     load_checkpoint(run.checkpoint, model)
     ids = tokenizer.encode(prompt) or [0]
     new = generate(model, ids, n, temperature=temperature, top_p=top_p,

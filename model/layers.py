@@ -8,20 +8,41 @@ Initialisation (CS336):
   - Linear:    W ~ N(0, sigma^2), sigma^2 = 2 / (in + out), truncated at +-3 sigma; bias b = 0
   - Embedding: E ~ N(0, 1) truncated at +-3 (learned positions too)
   - RMSNorm:   gain g = 1;  LayerNorm: gain g = 1, bias b = 0
+Random draws (the initial weights, dropout masks) come from torch's default generator unless a
+torch.Generator is given: `init_generator(g)` for the layers built inside it, `Dropout.generator`
+for the masks (TransformerLM(cfg, generator=g) sets both), so runs in concurrent threads do not
+share one random stream.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 from torch import nn
+
+_INIT_GENERATOR: ContextVar[torch.Generator | None] = ContextVar("init_generator", default=None)
+
+
+@contextmanager
+def init_generator(generator: torch.Generator | None) -> Iterator[None]:
+    """Layers built inside draw their initial weights from `generator` (None: torch's default
+    generator). A context variable: per thread, so concurrent builds do not interleave draws."""
+    token = _INIT_GENERATOR.set(generator)
+    try:
+        yield
+    finally:
+        _INIT_GENERATOR.reset(token)
 
 
 def _trunc_normal(shape: tuple[int, ...], std: float, device, dtype) -> nn.Parameter:
     weight = torch.empty(shape, device=device, dtype=dtype)
     if not weight.is_meta:  # on meta there are no values to draw; skipping keeps gpt2-xl builds fast
-        nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-3.0 * std, b=3.0 * std)
+        nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-3.0 * std, b=3.0 * std,
+                              generator=_INIT_GENERATOR.get())
     return nn.Parameter(weight)
 
 
@@ -149,19 +170,21 @@ class LayerNorm(nn.Module):
 class Dropout(nn.Module):
     """Inverted dropout: in training, each element is zeroed with probability `p` and the rest
     scaled by 1 / (1 - p); the identity in eval mode or at p = 0. The keep mask is drawn with
-    torch.rand (the global generator) and kept as a bool tensor: the product x * mask saves only
-    the mask, 1 byte per element (the scaling by a Python float saves nothing)."""
+    torch.rand from `generator` (a plain attribute; None: torch's default generator) and kept as a
+    bool tensor: the product x * mask saves only the mask, 1 byte per element (the scaling by a
+    Python float saves nothing)."""
 
-    def __init__(self, p: float):
+    def __init__(self, p: float, generator: torch.Generator | None = None):
         super().__init__()
         if not 0 <= p < 1:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
+        self.generator = generator
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        keep = torch.rand(x.shape, device=x.device) >= self.p  # (...) bool
+        keep = torch.rand(x.shape, device=x.device, generator=self.generator) >= self.p  # (...) bool
         return x * keep / (1 - self.p)
 
     def extra_repr(self) -> str:

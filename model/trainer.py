@@ -4,8 +4,12 @@
 windows of a token array, reports progress through `on_event(dict)`, stops cleanly on a
 `threading.Event`, flags (never raises on) a non-finite loss, and writes `ckpt.pt` + `log.jsonl`
 to `out_dir`. On CPU it is deterministic given `train_cfg.seed`, and resuming from a checkpoint
-continues the uninterrupted loss trajectory exactly (model, optimizer, torch and sampler RNG
-states are all checkpointed).
+continues the uninterrupted loss trajectory exactly (model, optimizer, the run's generator and
+sampler states are all checkpointed). A run draws from its own generators only: the initial
+weights and dropout masks from a torch.Generator on the run's device seeded with the seed
+(TransformerLM(cfg, generator=...)), the batches from a numpy Generator; so runs in concurrent
+threads of one process give the losses each gives alone (the explorer runs them so), except
+attention="sdpa" with dropout > 0, whose kernel draws from torch's default generator.
 
 Events (one dict each; `step` counts completed optimizer steps):
   {"type": "step", "step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "wall_s", "mfu"}
@@ -222,18 +226,31 @@ def _deterministic_on_cpu(device: str):
 
     Without it, two fresh CPU runs with 2+ threads differ in the 7th digit (the embedding
     backward's accumulating index_put_ is parallel and order-dependent). Process-wide state:
-    concurrent runs in threads share it. Not on CUDA, where it would demand cuBLAS settings.
+    concurrent runs in threads share it, so it is counted: the first run in sets it, the last
+    out restores what was there before. Not on CUDA, where it would demand cuBLAS settings.
     """
     if not str(device).startswith("cpu"):
         yield
         return
-    was, warn_only = torch.are_deterministic_algorithms_enabled(), \
-        torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    with _DETERMINISTIC_LOCK:
+        if _DETERMINISTIC_USERS[0] == 0:
+            _DETERMINISTIC_SAVED[:] = [torch.are_deterministic_algorithms_enabled(),
+                                       torch.is_deterministic_algorithms_warn_only_enabled()]
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        _DETERMINISTIC_USERS[0] += 1
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(was, warn_only=warn_only)
+        with _DETERMINISTIC_LOCK:
+            _DETERMINISTIC_USERS[0] -= 1
+            if _DETERMINISTIC_USERS[0] == 0:
+                was, warn_only = _DETERMINISTIC_SAVED
+                torch.use_deterministic_algorithms(was, warn_only=warn_only)
+
+
+_DETERMINISTIC_LOCK = threading.Lock()
+_DETERMINISTIC_USERS = [0]       # CPU runs inside _deterministic_on_cpu now
+_DETERMINISTIC_SAVED: list = []  # the setting before the first of them
 
 
 class _Run:
@@ -259,9 +276,11 @@ class _Run:
         self.out_root = Path(out_dir) if self.saving else None  # every rank (sharded checkpoints)
         self.out_dir = self.out_root if self.rank == 0 else None
         self.on_event, self.stop_event = on_event, stop_event
-        torch.manual_seed(train_cfg.seed)  # identical init on every rank
+        # the run's own stream (identical init on every rank): concurrent runs do not share one
+        self.generator = torch.Generator(device=self.device).manual_seed(train_cfg.seed)
         self.model = TransformerLM(
-            model_cfg, device=self.device, activation_checkpointing=train_cfg.activation_checkpointing)
+            model_cfg, device=self.device, activation_checkpointing=train_cfg.activation_checkpointing,
+            generator=self.generator)
         self.wrapped, self.dp_rank = self._parallelize()
         self.optimizer = _optimizer(self.model, train_cfg)  # over the (sharded) parameters
         self.sampler = batch_generator(train_cfg.seed, self.dp_rank)
@@ -313,8 +332,10 @@ class _Run:
             self.optimizer.load_state_dict(payload["optimizer"])
         extra = payload.get("extra") or {}
         rng = extra.get("rng") or {}
-        if "torch" in rng:
-            torch.set_rng_state(rng["torch"].cpu())
+        if "generator" in rng:
+            self.generator.set_state(rng["generator"].cpu())
+        elif "torch" in rng and self.device.type == "cpu":  # older checkpoints: the default stream
+            self.generator.set_state(rng["torch"].cpu())
         if "numpy" in rng:
             np.random.set_state(_decode_np_legacy(rng["numpy"]))
         samplers = rng.get("samplers") or []  # one per data-parallel rank of the saving run
@@ -484,8 +505,8 @@ class _Run:
             dist.all_gather_object(gathered, samplers[0])
             # one per data-parallel rank (ranks r = dp_rank * K + tp_rank share a sampler)
             samplers = gathered[::self.layout.tensor_parallel]
-        return {"torch": torch.get_rng_state(), "numpy": _encode_np_legacy(np.random.get_state()),
-                "samplers": samplers}
+        return {"generator": self.generator.get_state(), "torch": torch.get_rng_state(),
+                "numpy": _encode_np_legacy(np.random.get_state()), "samplers": samplers}
 
     def _write_log(self) -> None:
         """Rewrite log.jsonl atomically: it always matches the events up to the last checkpoint."""

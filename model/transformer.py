@@ -48,9 +48,18 @@ forward then keeps only each block's input (B,T,d) for the L blocks (plus everyt
 blocks, as above); the backward reruns one block's forward at a time, holding that block's saved tensors while its
 gradient is taken (accounting.checkpointed_activation_bytes, checkpoint_recompute_flops).
 Losses and gradients equal the plain model's (same ops, same order).
+
+Randomness: `TransformerLM(cfg, generator=g)` draws the initial weights and every dropout mask
+from the torch.Generator `g` (on the model's device) instead of torch's default generator, so a
+run is reproducible whatever else the process runs; with checkpointing, the recompute redraws
+the forward's masks from g's saved state. One exception: attention="sdpa" with dropout > 0 draws
+its attention-dropout mask inside torch's kernel, from the default generator (the kernel takes
+no generator).
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -62,7 +71,7 @@ from model.attention import MultiHeadSelfAttention
 from model.kv_cache import KVCache, LayerKV
 from model.layers import (
     MLP, Dropout, Embedding, Identity, LayerNorm, LearnedPositions, Linear, RMSNorm, SwiGLU,
-    gelu_tanh, silu,
+    gelu_tanh, init_generator, silu,
 )
 from model.rope import RotaryPositionalEmbedding
 
@@ -129,6 +138,29 @@ class TransformerBlock(nn.Module):
         self.ln2 = _norm(cfg, device, dtype)
         self.drop1, self.drop2 = Dropout(cfg.dropout), Dropout(cfg.dropout)
 
+    def _recompute_contexts(self):
+        """torch.utils.checkpoint's context_fn: (around the forward, around the recompute). torch
+        restores only its default generators for the recompute; with our own generator and
+        dropout, the recompute redraws the forward's masks from the generator's saved state."""
+        g = self.generator
+        saved: list[torch.Tensor] = []
+
+        @contextmanager
+        def forward():
+            saved.append(g.get_state())
+            yield
+
+        @contextmanager
+        def recompute():
+            now = g.get_state()
+            g.set_state(saved[0])
+            try:
+                yield
+            finally:
+                g.set_state(now)
+
+        return forward(), recompute()
+
     @classmethod
     def from_cs336(cls, d_model: int, num_heads: int, d_ff: int, max_seq_len: int, theta: float,
                    *, eps: float = 1e-5, device=None, dtype=None, **variants) -> "TransformerBlock":
@@ -157,13 +189,23 @@ class TransformerLM(nn.Module):
     recompute each block in backward. `forward(token_ids, token_positions, kv_cache=cache)`
     (model.kv_cache.KVCache; generation): the T tokens follow the cache's `length` cached ones,
     every block appends their K, V, and only the last position's logits (B, 1, V) are computed.
+    `generator`: the torch.Generator of the initial weights and the dropout masks (None: torch's
+    default generator; see the module docstring).
     """
 
     def __init__(self, cfg: ModelConfig, *, activation_checkpointing: bool = False, device=None,
-                 dtype=None):
+                 dtype=None, generator: torch.Generator | None = None):
         super().__init__()
-        self.config = cfg
+        with init_generator(generator):
+            self._build(cfg, device, dtype)
         self.activation_checkpointing = bool(activation_checkpointing)
+        self.generator = generator
+        for module in self.modules():
+            if isinstance(module, Dropout):
+                module.generator = generator
+
+    def _build(self, cfg: ModelConfig, device, dtype) -> None:
+        self.config = cfg
         self.token_embeddings = Embedding(cfg.vocab_size, cfg.d_model, device=device, dtype=dtype)
         if cfg.positions == "learned":
             self.position_embeddings = LearnedPositions(cfg.context_length, cfg.d_model,
@@ -177,6 +219,29 @@ class TransformerLM(nn.Module):
         self.lm_head = Linear(cfg.d_model, cfg.vocab_size, device=device, dtype=dtype)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.token_embeddings.weight
+
+    def _recompute_contexts(self):
+        """torch.utils.checkpoint's context_fn: (around the forward, around the recompute). torch
+        restores only its default generators for the recompute; with our own generator and
+        dropout, the recompute redraws the forward's masks from the generator's saved state."""
+        g = self.generator
+        saved: list[torch.Tensor] = []
+
+        @contextmanager
+        def forward():
+            saved.append(g.get_state())
+            yield
+
+        @contextmanager
+        def recompute():
+            now = g.get_state()
+            g.set_state(saved[0])
+            try:
+                yield
+            finally:
+                g.set_state(now)
+
+        return forward(), recompute()
 
     @classmethod
     def from_cs336(cls, vocab_size: int, context_length: int, d_model: int, num_layers: int,
@@ -207,9 +272,12 @@ class TransformerLM(nn.Module):
             kv_cache.advance(T)
             return self.lm_head(self.ln_final(x[..., -1:, :]))  # (B, 1, V): the next token only
         recompute = self.activation_checkpointing and torch.is_grad_enabled()
+        # only our own generator needs its state carried to the recompute (torch handles its own)
+        redraw = {"context_fn": self._recompute_contexts} if self.generator is not None and \
+            self.config.dropout > 0 else {}
         for layer in self.layers:
             if recompute:  # keeps only x; reruns the block's forward in backward
-                x = checkpoint(layer, x, token_positions, use_reentrant=False)  # (B, T, d)
+                x = checkpoint(layer, x, token_positions, use_reentrant=False, **redraw)  # (B, T, d)
             else:
                 x = layer(x, token_positions)  # (B, T, d)
         return self.lm_head(self.ln_final(x))  # (B, T, V)

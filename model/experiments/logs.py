@@ -15,12 +15,15 @@ from pathlib import Path
 
 @dataclass
 class Curve:
-    """Training loss at `step`, validation loss at `eval_step` (nats per token)."""
+    """Training loss at `step`, validation loss at `eval_step` (nats per token); `tokens_per_step`
+    (from a step event's cumulative "tokens", None when the log has none) puts steps on a
+    tokens axis."""
 
     step: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
     eval_step: list[int] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
+    tokens_per_step: int | None = None
 
 
 def _number(value: object) -> float | None:
@@ -36,6 +39,8 @@ def read_curve(path: str | Path) -> Curve:
             step = int(row["step"])
         except (ValueError, KeyError, TypeError):
             continue
+        if curve.tokens_per_step is None and step > 0 and isinstance(row.get("tokens"), int):
+            curve.tokens_per_step = row["tokens"] // step
         train = row.get("train_loss", row.get("loss") if row.get("type") == "step" else None)
         for value, xs, ys in ((train, curve.step, curve.loss),
                               (row.get("val_loss"), curve.eval_step, curve.val_loss)):

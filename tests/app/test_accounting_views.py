@@ -10,11 +10,19 @@ import pytest
 import accounting as acc
 from accounting.render_json import latex
 from accounting.parameters import total_parameters_formula
+from explorer.overhead import default_overhead
+
+
+def _usable(gpu="H100-SXM"):
+    """The GPU's memory less the default overhead margin (0 while no CUDA result is committed)."""
+    return acc.get_gpu(gpu).memory_bytes - default_overhead(gpu).total_bytes
 
 
 def _expected(cfg, batch, dtype="float32", gpu="H100-SXM"):
-    r = acc.build_report(cfg, batch_size=batch, dtype=dtype, gpu=gpu)
-    fit = r.memory.largest_batch
+    try:
+        fit = acc.largest_batch_size(cfg, _usable(gpu), dtype=dtype)
+    except ValueError:
+        fit = None
     return {
         "Parameters": acc.fmt_int(acc.total_parameters(cfg)),
         "Memory to load the weights": acc.fmt_bytes(4 * acc.total_parameters(cfg)),
@@ -73,7 +81,8 @@ def test_bad_query_values_warn_and_fall_back(ui):
     at = ui.open(preset="gpt9", batch_size="lots", mfu="7", d_model="-3", view="memory")
     ui.clean(at)
     warnings = [w.value for w in at.warning]
-    assert len(warnings) == 4 and any("gpt9" in w for w in warnings)
+    assert len(warnings) == 1 and warnings[0].startswith("4 values of this link could not be used")
+    assert all(f"`{bad}`" in warnings[0] for bad in ("preset=gpt9", "batch_size=lots", "mfu=7", "d_model=-3"))
     assert at.selectbox(key="w_preset").value == "cs336-gpt2-small"
     assert at.number_input(key="w_batch_size").value == 8
 
@@ -89,7 +98,7 @@ def test_invalid_config_is_an_inline_error(ui):
 def test_overflowing_batch_is_flagged(ui):
     at = ui.open(preset="cs336-gpt2-xl", batch_size="64")
     ui.clean(at)
-    fit = acc.largest_batch_size(acc.get_preset("cs336-gpt2-xl"), acc.get_gpu("H100-SXM").memory_bytes)
+    fit = acc.largest_batch_size(acc.get_preset("cs336-gpt2-xl"), _usable())
     assert any("does not fit" in e.value and f"Largest batch that fits: {fit.batch_size}" in e.value
                for e in at.error)
 
@@ -98,7 +107,7 @@ def test_custom_gpu(ui):
     at = ui.open(gpu="custom", peak_tflops="200", memory_gib="24", preset="cs336-gpt2-medium")
     ui.clean(at)
     cfg = acc.get_preset("cs336-gpt2-medium")
-    fit = acc.largest_batch_size(cfg, 24 * 2**30)
+    fit = acc.largest_batch_size(cfg, 24 * 2**30 - default_overhead("custom").total_bytes)
     shown = ui.metrics(at)
     assert shown["Largest batch in the GPU"] == str(fit.batch_size)
     seconds = acc.training_seconds(cfg, batch_size=8, steps=10_000, mfu=0.5, peak_flops_per_s=200e12)
@@ -119,7 +128,7 @@ def test_memory_view_largest_batch_and_toggles(ui):
     at = ui.open(view="memory", preset="cs336-gpt2-medium", context_length="2048")
     ui.clean(at)
     cfg = acc.get_preset("cs336-gpt2-medium").replace(context_length=2048)
-    budget = acc.get_gpu("H100-SXM").memory_bytes
+    budget = _usable()
     fit = acc.largest_batch_size(cfg, budget)
     assert any(f"**B = {fit.batch_size:,}**" in m.value for m in at.markdown)
     at.toggle(key="w_mem_fused").set_value(True).run()  # fused attention = the sidebar's attention
@@ -127,21 +136,18 @@ def test_memory_view_largest_batch_and_toggles(ui):
     fused = acc.largest_batch_size(cfg.replace(attention="sdpa"), budget)
     assert fused.batch_size > fit.batch_size
     assert any(f"**B = {fused.batch_size:,}**" in m.value for m in at.markdown)
-    at.toggle(key="w_mem_checkpointing").set_value(True).run()
+    at.checkbox(key="w_checkpointing").check().run()  # a sidebar setting: every view's peak
     assert at.query_params["checkpointing"] == "1"
+    ckpt = acc.largest_batch_size(cfg.replace(attention="sdpa"), budget, checkpointing=True)
+    assert any(f"**B = {ckpt.batch_size:,}**" in m.value for m in at.markdown)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 15: the peak is the memory timeline's maximum, whose transients grow with B; the "
-    "memory view still stacks static components (memory_rows at B = 1, 2 + checkpointed "
-    "activations) and shows another batch until the explorer draws accounting.memory_timeline "
-    "(the explorer's own refactor); remove this mark then"))
 def test_memory_view_checkpointing_shows_the_timelines_largest_batch(ui):
     at = ui.open(view="memory", preset="cs336-gpt2-medium", context_length="2048", attention="sdpa",
                  checkpointing="1")
     ui.clean(at)
     cfg = acc.get_preset("cs336-gpt2-medium").replace(context_length=2048, attention="sdpa")
-    fit = acc.largest_batch_size(cfg, acc.get_gpu("H100-SXM").memory_bytes, checkpointing=True)
+    fit = acc.largest_batch_size(cfg, _usable(), checkpointing=True)
     assert any(f"**B = {fit.batch_size:,}**" in m.value for m in at.markdown)
 
 

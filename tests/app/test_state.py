@@ -8,8 +8,10 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from accounting.config import VARIANT_CHOICES, get_preset
 from accounting.conventions import TRAINING_DTYPES
+from accounting.inference import SERVING_DTYPES
 from explorer.state import (
-    DEFAULTS, GPU_NAMES, PRESETS, VIEWS, Settings, parse_query, to_query, with_overrides,
+    ACTIVATION_CONVENTIONS, DEFAULTS, GPU_NAMES, PRESETS, VIEWS, Settings, parse_query, request_defaults,
+    request_tokens, to_query, with_overrides,
 )
 
 _overrides = st.fixed_dictionaries({}, optional={
@@ -19,21 +21,28 @@ _overrides = st.fixed_dictionaries({}, optional={
     **{name: st.sampled_from(choices) for name, choices in VARIANT_CHOICES.items()},
 })
 
+_memory_and_request = st.fixed_dictionaries({}, optional={
+    "activations": st.sampled_from(ACTIVATION_CONVENTIONS), "overhead_gib": st.floats(0, 100),
+    "prompt_tokens": st.integers(1, 1 << 20), "new_tokens": st.integers(1, 1 << 20),
+    "serving_dtype": st.sampled_from(tuple(SERVING_DTYPES)), "hbm_tbps": st.floats(0.01, 50),
+})
+
 _settings = st.builds(
-    lambda view, preset, ctx, batch, dtype, gpu, peak, mem, mfu, steps, ckpt, job, overrides: with_overrides(
+    lambda view, preset, ctx, batch, dtype, gpu, peak, mem, mfu, steps, ckpt, job, more, overrides: with_overrides(
         Settings(view=view, preset=preset, context_length=ctx, batch_size=batch, dtype=dtype, gpu=gpu,
-                 peak_tflops=peak, memory_gib=mem, mfu=mfu, steps=steps, checkpointing=ckpt, job=job),
+                 peak_tflops=peak, memory_gib=mem, mfu=mfu, steps=steps, checkpointing=ckpt, job=job, **more),
         overrides),
     st.sampled_from(list(VIEWS)), st.sampled_from(PRESETS), st.integers(1, 1 << 20), st.integers(1, 4096),
     st.sampled_from(TRAINING_DTYPES), st.sampled_from(GPU_NAMES), st.floats(0.5, 5000), st.floats(0.5, 500),
     st.floats(0.01, 1.0), st.integers(1, 10**9), st.booleans(),
-    st.one_of(st.just(""), st.text("0123456789abcdef", min_size=12, max_size=12)), _overrides)
+    st.one_of(st.just(""), st.text("0123456789abcdef", min_size=12, max_size=12)), _memory_and_request,
+    _overrides)
 
 
 def _same(a: Settings, b: Settings) -> bool:
     """Equal up to what the URL keeps: custom-GPU fields only matter for the custom GPU."""
     if a.gpu != "custom":
-        a = dataclasses.replace(a, peak_tflops=b.peak_tflops, memory_gib=b.memory_gib)
+        a = dataclasses.replace(a, peak_tflops=b.peak_tflops, memory_gib=b.memory_gib, hbm_tbps=b.hbm_tbps)
     if a.context_length == a.base_config.context_length:
         a = dataclasses.replace(a, context_length=b.context_length)
     return a == b
@@ -68,7 +77,8 @@ def test_overrides_equal_to_the_preset_are_dropped():
 
 
 _KEYS = ["view", "preset", "context_length", "batch_size", "dtype", "gpu", "peak_tflops", "memory_gib", "mfu",
-         "steps", "checkpointing", "job", "d_model", "num_heads", "norm", "tie_embeddings", "rope_theta", "zzz"]
+         "steps", "checkpointing", "activations", "overhead_gib", "prompt_tokens", "new_tokens", "serving_dtype",
+         "hbm_tbps", "job", "d_model", "num_heads", "norm", "tie_embeddings", "rope_theta", "zzz"]
 
 
 @hsettings(max_examples=300, deadline=None)
@@ -82,10 +92,21 @@ def test_any_url_gives_settings_and_a_warning_per_bad_value(params):
     assert all(w.startswith(("URL parameter", "Ignored unknown")) for w in warnings)
 
 
+def test_the_inference_request_defaults_and_clamps():
+    # T = 256: G = 256 / 4 = 64, P fills the context: P + G - 1 = 256
+    assert request_tokens(256, None, None) == (193, 64)
+    assert request_tokens(64, 100, 16) == (49, 16)      # P clamped to T - G + 1
+    assert request_tokens(2048, None, None) == (1793, 256)  # G at most 256 by default
+    assert request_tokens(8, 3, 50) == (1, 8)           # G clamped to T, then P to 1
+    assert request_defaults(256, 193, 64) == (None, None)  # defaults are not kept (a clean URL)
+    assert request_defaults(256, 100, 64) == (100, None)
+
+
 def test_the_logic_modules_import_neither_streamlit_nor_torch():
     import subprocess
     import sys
 
-    code = ("import sys, explorer.state, explorer.compute, explorer.charts, explorer.runs; "
+    code = ("import sys, explorer.state, explorer.compute, explorer.charts, explorer.runs, explorer.rates, "
+            "explorer.overhead, explorer.datadir; "
             "bad = [m for m in ('streamlit', 'torch') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

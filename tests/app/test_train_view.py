@@ -63,9 +63,17 @@ def test_tiny_run_completes_with_falling_loss(ui, trained):
     assert (silu.ffn, silu.d_ff) == ("silu", 96)  # 3/2 of 64: about SwiGLU's parameter count
     shown = ui.metrics(at)
     last = states[1].last("step")  # the page shows the last variant that trained
-    per_token = acc.train_step_flops(silu, 1) / silu.context_length  # exact matmul FLOPs per token
-    assert shown["MFU"] == f"{last['tokens_per_s'] * per_token / 50e9:.1%}"  # 1 thread x 50 GFLOP/s
+    steps = [e for e in states[1].events if e["type"] == "step"]
+    # the run's average: every token over the whole wall clock (not the last logging interval)
+    assert shown["tokens/s (mean)"] == f"{last['tokens'] / last['wall_s']:,.0f}"
+    assert last["tokens"] == 40 * 8 * 32 and len(steps) > 2
     assert shown["train loss"] == f"{last['loss']:.3f}"
+    table = next(d.value for d in at.dataframe if "variant" in d.value.columns)
+    per_token = acc.train_step_flops(silu, 1) / silu.context_length  # exact matmul FLOPs per token
+    silu_row = table[table["variant"] == "SiLU FFN"].iloc[0]
+    assert silu_row["tokens"] == 40 * 8 * 32 and silu_row["seconds"] == round(last["wall_s"], 2)
+    # 1 thread x the assumed 50 GFLOP/s
+    assert silu_row["average MFU"] == round(last["tokens"] / last["wall_s"] * per_token / 50e9, 4)
     assert any("baseline" in m.value and "done" in m.value for m in at.markdown)
     from tokenizer import DOCUMENT_SEPARATOR, stdlib_corpus_text
 
@@ -94,7 +102,8 @@ def test_downloads_offer_checkpoint_and_tokenizer(ui, trained):
     at.radio(key="w_view").set_value("downloads").run()
     ui.clean(at)
     labels = [b.label for b in at.get("download_button")]
-    assert any(label.startswith("Checkpoint") for label in labels)
+    assert [label for label in labels if label.startswith("Checkpoint")] == [  # every variant's
+        "Checkpoint: baseline (ckpt_baseline.pt)", "Checkpoint: SiLU FFN (ckpt_silu-ffn.pt)"]
     assert any(label.startswith("Tokenizer") for label in labels)
     archive = zipfile.ZipFile(io.BytesIO(runs.tokenizer_zip(job.tokenizer)))
     assert {"vocab.json", "merges.txt"} <= set(archive.namelist())
