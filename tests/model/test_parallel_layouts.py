@@ -24,6 +24,7 @@ from model import AdamW, TransformerLM, clip_gradients, cosine_lr, cross_entropy
 from model.trainer import batch_generator
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 import layouts_worker as W  # noqa: E402  (the ranks' script: configs shared with the reference)
 
@@ -40,7 +41,9 @@ def _port() -> int:
 def runs(tmp_path_factory) -> Path:
     """Both ranks of layouts_worker.py, run once for every test here."""
     out = tmp_path_factory.mktemp("layouts")
-    port, env = _port(), {**os.environ, "OMP_NUM_THREADS": "1"}
+    # the repository on the ranks' path: the worker script runs from tests/model, installed or not
+    path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
+    port, env = _port(), {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     procs = [subprocess.Popen([sys.executable, str(HERE / "layouts_worker.py"), str(r), "2", str(port),
                                str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True) for r in range(2)]
