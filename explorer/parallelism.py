@@ -1,8 +1,9 @@
 """Parallelism: the model on N GPUs. GPUs, strategy (DDP, ZeRO-1/2/3), tensor-parallel degree and
 link -> the per-GPU memory stack of every strategy, the largest per-GPU batch, the communication
 of a step beside its compute, and how memory and step time change with N. Every number comes from
-accounting.parallel / accounting.communication (the sidebar's batch B is the global batch); the
-view's own choices live in the session, not in the URL."""
+accounting.parallel / accounting.communication (the sidebar's batch B is the global batch). Like
+every setting, the view's four choices live in the URL (explorer.state: gpus, strategy,
+tensor_parallel, link); K is held within [1, N]."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ import streamlit as st
 
 import accounting as acc
 from accounting.errors import UserError
-from accounting.hardware import DEFAULT_LINK, LINKS
+from accounting.hardware import LINKS
 from accounting.layout import STRATEGIES, Layout
 from accounting.parallel_report import ParallelSection, parallel_section
-from explorer.state import Settings
+from explorer.sidebar import widget_key
+from explorer.state import Settings, int_limits
 
-_GPUS, _STRATEGY, _TP, _LINK = "w_par_gpus", "w_par_strategy", "w_par_tp", "w_par_link"
+_GPUS, _STRATEGY, _TP, _LINK = (widget_key(n) for n in ("gpus", "strategy", "tensor_parallel", "link"))
 _GiB = 2**30
 _COLORS = {"parameters": "#1f3b73", "gradients": "#7fa7d9", "optimizer_state": "#8c8c8c",
            "weights_bf16_copy": "#3a6fb0", "gathered_parameters": "#b5838d",
@@ -34,18 +36,23 @@ def _section(cfg: acc.ModelConfig, layout: Layout, batch: int, dtype: str, peak:
                             steps=steps, link=link)
 
 
-def _choices() -> tuple[int, str, int, str]:
+def _choices(settings: Settings) -> tuple[int, str, int, str]:
+    """The view's widgets, seeded from `settings` (their K is already within [1, N])."""
+    ss = st.session_state
+    ss[_GPUS], ss[_STRATEGY], ss[_TP], ss[_LINK] = (settings.gpus, settings.strategy,
+                                                    settings.tensor_parallel, settings.link)
+    lo, hi = int_limits("gpus")
     c = st.columns(4)
-    gpus = int(c[0].number_input("GPUs N", min_value=1, max_value=65_536, value=8, step=1, key=_GPUS,
+    gpus = int(c[0].number_input("GPUs N", min_value=lo, max_value=hi, step=1, key=_GPUS,
                                  help="Processes, one per GPU: data-parallel ranks x tensor-parallel ranks."))
-    strategy = c[1].selectbox("Strategy", STRATEGIES, index=STRATEGIES.index("zero3"), key=_STRATEGY,
+    strategy = c[1].selectbox("Strategy", STRATEGIES, key=_STRATEGY,
                               help="ddp: everything on every GPU; zero1: AdamW state sharded "
                                    "(accounted only); zero2 / zero3: FSDP2 with parameters gathered "
                                    "once per step / per use.")
-    tp = int(c[2].number_input("Tensor-parallel K", min_value=1, max_value=gpus, value=1, step=1,
+    tp = int(c[2].number_input("Tensor-parallel K", min_value=1, max_value=gpus, step=1,
                                key=_TP, help="Megatron split of the attention and FFN projections; "
                                              "must divide N, the heads and d_ff."))
-    link = c[3].selectbox("Link", tuple(LINKS), index=tuple(LINKS).index(DEFAULT_LINK), key=_LINK,
+    link = c[3].selectbox("Link", tuple(LINKS), key=_LINK,
                           help="Per-direction bandwidth of each GPU for the ring formulas.")
     return gpus, strategy, tp, link
 
@@ -128,7 +135,7 @@ def _metrics(s: ParallelSection) -> None:
 
 
 def render(report: acc.Report, settings: Settings) -> None:
-    gpus, strategy, tp, link = _choices()
+    gpus, strategy, tp, link = _choices(settings)
     args = (report.dtype, report.training.peak_flops_per_s, report.training.mfu,
             report.memory.budget_bytes, report.training.steps)
     try:

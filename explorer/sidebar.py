@@ -18,16 +18,18 @@ from explorer.overhead import default_overhead
 from explorer.state import (
     ACTIVATION_CONVENTIONS, CUSTOM, DEFAULTS, GPU_NAMES, OVERRIDE_FIELDS, PRESETS, VIEWS, Settings,
     field_choices, field_help, field_kind, field_reader, int_limits, parse_query, request_defaults,
-    to_query, with_overrides,
+    tensor_parallel_in, to_query, with_overrides,
 )
 
 _LOADED = "_explorer_loaded"
 _SETTINGS = ("view", "preset", "context_length", "batch_size", "dtype", "gpu", "peak_tflops", "memory_gib",
              "mfu", "steps", "checkpointing", "activations", "overhead_gib", "prompt_tokens", "new_tokens",
-             "serving_dtype", "hbm_tbps")
-"""Settings held by widgets (the sidebar's, and the Inference view's request)."""
+             "serving_dtype", "hbm_tbps", "gpus", "strategy", "tensor_parallel", "link")
+"""Settings held by widgets (the sidebar's, the Inference view's request and the Parallelism
+view's layout)."""
 _VIEW_KEYS = {"prompt_tokens": "w_inf_prompt_tokens", "new_tokens": "w_inf_new_tokens",
-              "serving_dtype": "w_inf_dtype", "hbm_tbps": "w_inf_hbm_tbps"}
+              "serving_dtype": "w_inf_dtype", "hbm_tbps": "w_inf_hbm_tbps", "gpus": "w_par_gpus",
+              "strategy": "w_par_strategy", "tensor_parallel": "w_par_tp", "link": "w_par_link"}
 
 
 def widget_key(name: str) -> str:
@@ -299,13 +301,16 @@ def settings_from_state() -> Settings:
     context = int(ss.get(widget_key("context_length"), base.context_length))
     prompt, new = request_defaults(context, get("prompt_tokens"), get("new_tokens"))
     overhead = ss.get(widget_key("overhead_gib"))
+    gpus = int(get("gpus"))
     settings = Settings(
         view=get("view"), preset=get("preset"), context_length=context, batch_size=int(get("batch_size")),
         dtype=get("dtype"), gpu=get("gpu"), peak_tflops=float(get("peak_tflops")),
         memory_gib=float(get("memory_gib")), mfu=float(get("mfu")), steps=int(get("steps")),
         checkpointing=bool(get("checkpointing")), activations=get("activations"),
         overhead_gib=None if overhead is None else float(overhead), prompt_tokens=prompt, new_tokens=new,
-        serving_dtype=get("serving_dtype"), hbm_tbps=float(get("hbm_tbps")), job=ss.get("train_job") or "")
+        serving_dtype=get("serving_dtype"), hbm_tbps=float(get("hbm_tbps")), gpus=gpus,
+        strategy=get("strategy"), tensor_parallel=tensor_parallel_in(gpus, int(get("tensor_parallel"))),
+        link=get("link"), job=ss.get("train_job") or "")
     values = {n: _config_value(n, ss.get(widget_key(n), _widget_value(n, getattr(base, n)))) for n in OVERRIDE_FIELDS}
     return with_overrides(settings, values)
 

@@ -19,6 +19,10 @@ differ from the defaults are written (a clean URL). Parameters:
   prompt_tokens, new_tokens   the Inference view's request P and G (unset: G = min(256, T/4),
                   P = T - G + 1); serving_dtype: one of accounting.SERVING_DTYPES (default
                   bfloat16); hbm_tbps: a custom GPU's HBM bandwidth, TB/s (10^12 B/s)
+  gpus, strategy, tensor_parallel, link   the Parallelism view's layout: N GPUs (default 8), one
+                  of accounting.layout.STRATEGIES (default zero3), tensor-parallel degree K
+                  (default 1; K > N is clamped to N with a warning) and a name in
+                  accounting.hardware.LINKS (default DEFAULT_LINK)
   job             id of a training job of the Train view (lives as long as the server process)
   <config field>  any ModelConfig field except context_length overrides the preset
                   (d_model, num_heads, norm, ffn, tie_embeddings, ...)
@@ -34,8 +38,9 @@ from typing import Any
 
 from accounting.config import DEFAULT_PRESET, ModelConfig, get_preset, list_presets
 from accounting.conventions import TRAINING_DTYPES
-from accounting.hardware import GPUS
+from accounting.hardware import DEFAULT_LINK, GPUS, LINKS
 from accounting.inference import SERVING_DTYPES
+from accounting.layout import STRATEGIES
 
 VIEWS: dict[str, str] = {
     "overview": "Overview",
@@ -60,7 +65,7 @@ INT_LIMITS: dict[str, tuple[int, int]] = {
     "vocab_size": (1, 10_000_000), "d_model": (1, 1_048_576), "num_layers": (1, 10_000),
     "num_heads": (1, 65_536), "d_ff": (1, 16_777_216), "context_length": (1, 16_777_216),
     "batch_size": (1, 10_000_000), "steps": (1, 10**12), "prompt_tokens": (1, 16_777_216),
-    "new_tokens": (1, 16_777_216),
+    "new_tokens": (1, 16_777_216), "gpus": (1, 65_536), "tensor_parallel": (1, 65_536),
 }
 """Inclusive (min, max) of the integer settings (the widgets' bounds, and the URL's); any other
 integer config field gets DEFAULT_INT_LIMITS."""
@@ -82,7 +87,8 @@ class Settings:
     `context_length` None means the preset's; `peak_tflops` (10^12 FLOP/s), `memory_gib`
     (2^30 bytes) and `hbm_tbps` (10^12 B/s) describe a custom GPU; `overhead_gib` None means
     explorer.overhead's default; `prompt_tokens` / `new_tokens` None mean the Inference view's
-    defaults for the context length."""
+    defaults for the context length; `gpus` N, `strategy`, `tensor_parallel` K (<= N) and `link`
+    are the Parallelism view's layout."""
 
     view: str = "overview"
     preset: str = DEFAULT_PRESET
@@ -102,6 +108,10 @@ class Settings:
     new_tokens: int | None = None
     serving_dtype: str = "bfloat16"
     hbm_tbps: float = 3.35
+    gpus: int = 8
+    strategy: str = "zero3"
+    tensor_parallel: int = 1
+    link: str = DEFAULT_LINK
     job: str = ""
 
     @property
@@ -197,7 +207,9 @@ _READERS: dict[str, Callable[[str], Any]] = {
     "memory_gib": _positive_float, "mfu": _mfu, "steps": _int_in("steps"), "checkpointing": _bool,
     "activations": _choice(ACTIVATION_CONVENTIONS), "overhead_gib": _finite_float,
     "prompt_tokens": _int_in("prompt_tokens"), "new_tokens": _int_in("new_tokens"),
-    "serving_dtype": _choice(tuple(SERVING_DTYPES)), "hbm_tbps": _positive_float, "job": _job_id,
+    "serving_dtype": _choice(tuple(SERVING_DTYPES)), "hbm_tbps": _positive_float,
+    "gpus": _int_in("gpus"), "strategy": _choice(STRATEGIES), "tensor_parallel": _int_in("tensor_parallel"),
+    "link": _choice(tuple(LINKS)), "job": _job_id,
 }
 _CUSTOM_GPU_FIELDS = ("peak_tflops", "memory_gib", "hbm_tbps")
 """Settings that only mean something for the custom GPU (dropped from the URL otherwise)."""
@@ -283,6 +295,11 @@ def parse_query(params: Mapping[str, Any]) -> tuple[Settings, list[str]]:
         settings = dataclasses.replace(settings, context_length=None)
     if settings.gpu != CUSTOM:  # the custom GPU's numbers mean nothing for a named GPU
         settings = dataclasses.replace(settings, **{k: getattr(DEFAULTS, k) for k in _CUSTOM_GPU_FIELDS})
+    tp = tensor_parallel_in(settings.gpus, settings.tensor_parallel)
+    if tp != settings.tensor_parallel:
+        warnings.append(f"URL parameter `tensor_parallel={settings.tensor_parallel}` must be at most "
+                        f"gpus ({settings.gpus}); using {tp} instead.")
+        settings = dataclasses.replace(settings, tensor_parallel=tp)
     return settings, warnings
 
 
@@ -327,6 +344,12 @@ def request_defaults(context: int, prompt: int | None, new: int | None) -> tuple
     p, g = request_tokens(context, prompt, new)
     g_out = None if g == request_tokens(context, None, None)[1] else g
     return (None if p == request_tokens(context, None, g_out)[0] else p), g_out
+
+
+def tensor_parallel_in(gpus: int, tp: int) -> int:
+    """The Parallelism view's tensor-parallel degree K on N = `gpus` GPUs: `tp` within [1, N]
+    (K must divide N; one that does not is the view's error, not clamped)."""
+    return min(max(1, tp), gpus)
 
 
 def with_overrides(settings: Settings, values: Mapping[str, Any]) -> Settings:

@@ -8,7 +8,9 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from accounting.config import VARIANT_CHOICES, get_preset
 from accounting.conventions import TRAINING_DTYPES
+from accounting.hardware import DEFAULT_LINK, LINKS
 from accounting.inference import SERVING_DTYPES
+from accounting.layout import STRATEGIES
 from explorer.state import (
     ACTIVATION_CONVENTIONS, DEFAULTS, GPU_NAMES, PRESETS, VIEWS, Settings, parse_query, request_defaults,
     request_tokens, to_query, with_overrides,
@@ -26,6 +28,9 @@ _memory_and_request = st.fixed_dictionaries({}, optional={
     "prompt_tokens": st.integers(1, 1 << 20), "new_tokens": st.integers(1, 1 << 20),
     "serving_dtype": st.sampled_from(tuple(SERVING_DTYPES)), "hbm_tbps": st.floats(0.01, 50),
 })
+_layout = st.integers(1, 65_536).flatmap(lambda n: st.fixed_dictionaries({"gpus": st.just(n)}, optional={
+    "tensor_parallel": st.integers(1, n), "strategy": st.sampled_from(STRATEGIES),
+    "link": st.sampled_from(tuple(LINKS))}))  # K <= N, as the settings hold it
 
 _settings = st.builds(
     lambda view, preset, ctx, batch, dtype, gpu, peak, mem, mfu, steps, ckpt, job, more, overrides: with_overrides(
@@ -35,8 +40,8 @@ _settings = st.builds(
     st.sampled_from(list(VIEWS)), st.sampled_from(PRESETS), st.integers(1, 1 << 20), st.integers(1, 4096),
     st.sampled_from(TRAINING_DTYPES), st.sampled_from(GPU_NAMES), st.floats(0.5, 5000), st.floats(0.5, 500),
     st.floats(0.01, 1.0), st.integers(1, 10**9), st.booleans(),
-    st.one_of(st.just(""), st.text("0123456789abcdef", min_size=12, max_size=12)), _memory_and_request,
-    _overrides)
+    st.one_of(st.just(""), st.text("0123456789abcdef", min_size=12, max_size=12)),
+    st.tuples(_memory_and_request, _layout).map(lambda t: {**t[0], **t[1]}), _overrides)
 
 
 def _same(a: Settings, b: Settings) -> bool:
@@ -70,6 +75,24 @@ def test_bad_values_fall_back_with_a_warning_each():
     assert any("`preset=gpt5`" in w for w in warnings) and any("whatever" in w for w in warnings)
 
 
+def test_the_parallel_layout_lives_in_the_url():
+    query = {"gpus": "16", "strategy": "zero2", "tensor_parallel": "2", "link": "PCIe-5"}
+    s, warnings = parse_query(query)
+    assert (s.gpus, s.strategy, s.tensor_parallel, s.link, warnings) == (16, "zero2", 2, "PCIe-5", [])
+    assert to_query(s) == query
+    defaults = dict(gpus=8, strategy="zero3", tensor_parallel=1, link=DEFAULT_LINK)
+    assert to_query(dataclasses.replace(s, **defaults)) == {}  # defaults are not written
+    s, warnings = parse_query({"gpus": "0", "strategy": "zero4", "tensor_parallel": "two",
+                               "link": "carrier-pigeon"})
+    assert (s.gpus, s.strategy, s.tensor_parallel, s.link) == (8, "zero3", 1, DEFAULT_LINK)
+    assert [w.split("`")[1] for w in warnings] == ["gpus=0", "strategy=zero4", "tensor_parallel=two",
+                                                   "link=carrier-pigeon"]
+    s, warnings = parse_query({"gpus": "4", "tensor_parallel": "16"})  # K > N: clamped to N, said
+    assert (s.gpus, s.tensor_parallel) == (4, 4)
+    assert warnings == ["URL parameter `tensor_parallel=16` must be at most gpus (4); using 4 instead."]
+    assert parse_query({"gpus": "6", "tensor_parallel": "4"})[0].tensor_parallel == 4  # the view refuses it
+
+
 def test_overrides_equal_to_the_preset_are_dropped():
     s, _ = parse_query({"preset": "cs336-gpt2-xl", "d_model": "1600", "num_heads": "32"})
     assert s.overrides == (("num_heads", 32),)
@@ -78,12 +101,14 @@ def test_overrides_equal_to_the_preset_are_dropped():
 
 _KEYS = ["view", "preset", "context_length", "batch_size", "dtype", "gpu", "peak_tflops", "memory_gib", "mfu",
          "steps", "checkpointing", "activations", "overhead_gib", "prompt_tokens", "new_tokens", "serving_dtype",
-         "hbm_tbps", "job", "d_model", "num_heads", "norm", "tie_embeddings", "rope_theta", "zzz"]
+         "hbm_tbps", "gpus", "strategy", "tensor_parallel", "link", "job", "d_model", "num_heads", "norm",
+         "tie_embeddings", "rope_theta", "zzz"]
 
 
 @hsettings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.sampled_from(_KEYS), st.one_of(
-    st.text(max_size=12), st.sampled_from(["1024", "1", "0", "custom", "cs336-gpt2-xl", "2.5", "H200", "-1"]))))
+    st.text(max_size=12), st.sampled_from(["1024", "1", "0", "custom", "cs336-gpt2-xl", "2.5", "H200", "-1", "16",
+                                           "zero2", "PCIe-5"]))))
 def test_any_url_gives_settings_and_a_warning_per_bad_value(params):
     settings, warnings = parse_query(params)
     assert isinstance(settings, Settings)
