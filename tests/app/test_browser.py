@@ -183,6 +183,8 @@ def test_one_link_agrees_in_every_view(browser, server, shots):
         _no_error_boxes(page)
     page.goto(f"{server}/?view=tokenizer")
     page.get_by_text("special tokens").first.wait_for(timeout=60_000)
+    page.locator("textarea").first.wait_for(timeout=60_000)  # the whole page, not the rerun's skeleton
+    page.wait_for_timeout(1000)
     page.screenshot(path=str(shots / "tokenizer.png"), full_page=True)
     assert page.url.endswith("view=tokenizer")
     assert not errors, errors
