@@ -5,9 +5,16 @@ RAM, on CUDA torch.cuda.mem_get_info's free bytes (memory other processes hold i
 prediction is accounting.timeline's peak of one eager step of model.trainer.training_step
 (torch.compile, DDP's gradient buckets and allocator caching are not in it), so the guard is a
 first line: a step that passes can still be killed, one that fails would have been.
+
+Under torchrun every rank checks its own step at its per-rank batch: the single-device step, exact
+for DDP (its gradient buckets aside) and an upper bound for the sharded layouts (ZeRO-2/3, tensor
+parallelism). On CPU the ranks of a node (LOCAL_WORLD_SIZE) share one RAM, so each gets an equal
+part of the available RAM; on CUDA each rank has its own GPU.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -30,9 +37,19 @@ def free_memory_bytes(device: str | torch.device) -> int:
     raise ValueError(f"no free-memory measure for device {str(dev)!r}")
 
 
-def describe(device: str | torch.device) -> str:
+def local_ranks() -> int:
+    """Processes of this run on this node (torchrun's LOCAL_WORLD_SIZE; 1 without torchrun)."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    except ValueError:
+        return 1
+
+
+def describe(device: str | torch.device, ranks: int = 1) -> str:
     dev = torch.device(device)
-    return f"{dev} ({'available RAM' if dev.type == 'cpu' else 'free device memory'})"
+    if dev.type != "cpu":
+        return f"{dev} (free device memory)"
+    return f"{dev} (available RAM{f' / {ranks} ranks on this node' if ranks > 1 else ''})"
 
 
 def guard_step(cfg: ModelConfig, batch_size: int, device: str | torch.device, *, dtype: str = "float32",
@@ -49,6 +66,7 @@ def guard_step(cfg: ModelConfig, batch_size: int, device: str | torch.device, *,
         return None
     # torch's CPU flash kernel has no dropout: sdpa with dropout runs its math decomposition there
     math_sdpa = dev.type == "cpu" and cfg.attention == "sdpa" and cfg.dropout > 0
-    return require_fit(cfg, batch_size, free_memory_bytes(dev), context_length=context_length,
+    ranks = local_ranks() if dev.type == "cpu" else 1  # a node's CPU ranks share its RAM
+    return require_fit(cfg, batch_size, free_memory_bytes(dev) // ranks, context_length=context_length,
                        dtype=dtype, optimizer=optimizer, checkpointing=checkpointing,
-                       where=describe(dev), sdpa_backend="math" if math_sdpa else "fused")
+                       where=describe(dev, ranks), sdpa_backend="math" if math_sdpa else "fused")

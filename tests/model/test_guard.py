@@ -52,6 +52,23 @@ def test_guard_predicts_the_kernel_that_runs(monkeypatch):
         cfg.replace(dropout=0.0), 4)
 
 
+def test_cpu_ranks_of_a_node_share_its_ram(monkeypatch):
+    """Under torchrun with 4 ranks on one node each CPU rank may use a quarter of the available RAM:
+    a step that fits the whole RAM but not a quarter is refused, naming the split; CUDA ranks have
+    a GPU each."""
+    import model.guard
+
+    peak = peak_memory_bytes(TINY, 4)
+    monkeypatch.setattr(model.guard, "free_memory_bytes", lambda device: 2 * peak)
+    assert model.guard.guard_step(TINY, 4, "cpu").free_bytes == 2 * peak  # one process
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    with pytest.raises(InsufficientMemory, match=r"free on cpu \(available RAM / 4 ranks on this node\)"):
+        model.guard.guard_step(TINY, 4, "cpu")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    check = model.guard.guard_step(TINY, 4, "cpu")  # 2 peak // 2 ranks: exactly fits
+    assert check.fits and check.free_bytes == peak
+
+
 def test_train_refuses_before_building_anything(tmp_path, monkeypatch):
     import model.guard
     from model.trainer import train
