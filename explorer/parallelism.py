@@ -121,7 +121,10 @@ def _metrics(s: ParallelSection) -> None:
     c = st.columns(4)
     c[0].metric("Per-GPU peak memory", acc.fmt_bytes(s.peak_bytes),
                 delta=None if s.peak_bytes <= s.budget_bytes else "exceeds the GPU", delta_color="inverse",
-                help=f"{acc.fmt_int(s.peak_bytes)} bytes on rank 0 at b = {s.per_rank_batch} sequences.")
+                help=f"{acc.fmt_int(s.peak_bytes)} bytes on rank 0 at b = {s.per_rank_batch} sequences: "
+                     "a sum, every state component whole with the activations alive at the start "
+                     "of the backward (not a per-rank memory timeline like the Overview's "
+                     "one-device peak; the logits' gradient and AdamW's temporaries are not in it).")
     c[1].metric("Largest per-GPU batch", "none" if fit is None else acc.fmt_int(fit.per_rank_batch),
                 help="none fits" if fit is None else
                 f"{acc.fmt_bytes(fit.fixed_bytes)} + {acc.fmt_bytes(fit.bytes_per_sequence)} × b ≤ "
