@@ -5,7 +5,9 @@ times each full script rerun (what the server does before the browser redraws; t
 rendering is not included). "new settings": a batch never seen (a fresh report, the memory timeline
 and sympy evaluated); "seen settings": a batch seen before (the cached report). Median and max in
 milliseconds. The Memory view draws the timeline's peak at every batch of its chart and the step's
-timeline; the Inference view its own report per batch of the throughput chart.
+timeline; the Inference view its own report per batch of the throughput chart; the Parallelism
+view (its defaults: 8 GPUs, ZeRO-3) every strategy and N = 1 to 1,024 data-parallel ranks, at
+global batches that 8 divides.
 
     python benchmarks/bench_app.py
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
-VIEWS = ("overview", "params_flops", "memory", "inference", "formulas", "downloads")
+VIEWS = ("overview", "params_flops", "memory", "inference", "parallelism", "formulas", "downloads")
 TARGET_MS = 200
 
 
@@ -45,6 +47,8 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|")
     for i, view in enumerate(VIEWS):
         fresh = list(range(100 + 20 * i, 110 + 20 * i))
+        if view == "parallelism":  # a global batch the 8 data-parallel ranks divide
+            fresh = [8 * b for b in fresh]
         new = _time_view(view, fresh)
         seen = _time_view(view, fresh[:5] * 2)[5:]
         print(f"| {view} | {statistics.median(new):.0f} | {max(new):.0f} | "

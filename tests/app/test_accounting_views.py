@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 
 import accounting as acc
 from accounting.render_json import latex

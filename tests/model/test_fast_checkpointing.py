@@ -19,8 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import model.transformer as transformer
-from accounting import (activation_bytes, checkpoint_recompute_flops,
-                        checkpointed_activation_bytes, forward_flops_rows)
+from accounting import activation_bytes, checkpoint_recompute_flops, checkpointed_activation_bytes
 from model import TransformerLM, cross_entropy
 
 from ..conftest import tiny
