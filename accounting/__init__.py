@@ -18,7 +18,7 @@ aggregated over layers, e.g. "layers.attn.q_proj"):
   checkpointed_activation_bytes(...), checkpoint_recompute_flops(cfg, batch_size, context_length)
   adamw_state_bytes(cfg, dtype="float32"), adamw_step_flops(cfg), adamw_flops_per_element()
   memory_timeline(cfg, batch_size, context_length=None, dtype="float32", optimizer="reference",
-                  checkpointing=False, sdpa_backend="fused"|"math")
+                  checkpointing=False, sdpa_backend="fused"|"math", gradient_buckets=False)
                   -> Timeline (.events: TimelineEvent, .peak, .phase_peak(p))
   memory_rows / peak_memory_bytes(cfg, batch_size, context_length=None, dtype="float32",
                                   optimizer="reference", checkpointing=False)   (the timeline's peak;

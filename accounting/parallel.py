@@ -28,7 +28,12 @@ Conventions (float32 master weights, gradients and AdamW m, v; bf16 mixed precis
   - Activations per rank: the single-device "implementation" activations at b = B / N_dp sequences,
     with the tensors inside the split attention and FFN at their local shapes (heads h/N_tp, widths
     d/N_tp and d_ff/N_tp); the replicated inputs of the split projections stay whole.
-  - Peak per rank = the sum of the above: everything alive at the start of the backward.
+  - Peak per rank. DDP on one tensor-parallel rank (`timeline_applies`): the memory timeline of
+    the per-rank step (accounting.timeline at b sequences) with the gradients held at full size
+    for the whole step (DDP's buckets, gradient_as_bucket_view); its rows are the peak event's
+    composition, as accounting.memory's are on one device. Measured equal, every rank, with
+    MemTracker (validation.distributed). Other layouts: the sum of the above, everything alive at
+    the start of the backward (the logits' gradient and AdamW's temporaries not in it).
 """
 
 from __future__ import annotations
@@ -228,6 +233,28 @@ def per_rank_peak_bytes(state_rows: list[Row], activation_bytes: int) -> int:
     return sum(r.value for r in state_rows if r.name != "activations") + activation_bytes
 
 
+def timeline_applies(layout: Layout) -> bool:
+    """Whether a rank's peak is its step's memory timeline: DDP without tensor parallelism (each
+    rank runs the one-device step, its gradients in DDP's buckets)."""
+    return layout.strategy == "ddp" and layout.tensor_parallel == 1
+
+
+def ddp_timeline_rows(cfg: ModelConfig, layout: Layout, batch_size: int,
+                      context_length: int | None = None, dtype: str = "float32"
+                      ) -> tuple[list[Row], int]:
+    """(rows, peak) of one DDP rank at a global batch of `batch_size`: the bucket timeline's peak
+    event by category (formulas in b) and its total."""
+    from accounting.timeline import CATEGORIES, memory_timeline
+
+    subs = layout_values(cfg, layout, batch_size, context_length)
+    tl = memory_timeline(cfg, subs[b], context_length, dtype, gradient_buckets=True)
+    peak = tl.peak
+    rows = [Row(c, tl.formula(peak, c).xreplace({B: b}), peak.bytes[c], "bytes",
+                f"at the step's peak ({peak.phase}: {peak.name})" if c == "activations" else "")
+            for c in CATEGORIES if peak.bytes[c]]
+    return rows, tl.peak_bytes
+
+
 @dataclass(frozen=True)
 class PerRankBatchFit:
     """Largest b (sequences per data-parallel rank) with fixed + per_sequence * b <= budget."""
@@ -242,7 +269,20 @@ class PerRankBatchFit:
 def largest_per_rank_batch(cfg: ModelConfig, layout: Layout, budget_bytes: int,
                            context_length: int | None = None, dtype: str = "float32"
                            ) -> PerRankBatchFit | None:
-    """Largest b that fits one GPU's `budget_bytes` (None when not even the state fits)."""
+    """Largest b that fits one GPU's `budget_bytes` (None when not even b = 1 fits). Under
+    `timeline_applies`, fixed + per_sequence * b is the binding event of the bucket timeline."""
+    if timeline_applies(layout):
+        from accounting.timeline import largest_batch
+
+        layout.check_model(cfg)
+        try:
+            bound = largest_batch(cfg, budget_bytes, context_length, dtype, gradient_buckets=True)
+        except UserError:  # not even the batch-independent memory fits
+            return None
+        if bound.batch_size < 1:
+            return None
+        return PerRankBatchFit(bound.batch_size, bound.batch_size * layout.data_parallel,
+                               bound.fixed_bytes, bound.bytes_per_sequence, budget_bytes)
     subs = layout_values(cfg, layout, layout.data_parallel, context_length)
     subs.pop(b)
     peak = sp.expand(sp.Add(*(f for _, f, _ in state_terms(cfg, layout.strategy, dtype)),

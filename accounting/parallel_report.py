@@ -13,8 +13,8 @@ from accounting.config import ModelConfig
 from accounting.hardware import DEFAULT_LINK, Link, get_link
 from accounting.layout import Layout
 from accounting.parallel import (
-    PerRankBatchFit, largest_per_rank_batch, per_rank_memory_rows, per_rank_peak_bytes,
-    per_rank_train_step_flops,
+    PerRankBatchFit, ddp_timeline_rows, largest_per_rank_batch, per_rank_memory_rows, per_rank_peak_bytes,
+    per_rank_train_step_flops, timeline_applies,
 )
 from accounting.rows import Row
 
@@ -26,13 +26,17 @@ CONVENTIONS = (
     "tensor parallelism splits the attention and FFN projections (Megatron); the embedding, the "
     "norms and the LM head are replicated",
     "gathered parameters and unsharded gradients (zero2 / zero3) are modeled transients, not "
-    "measured; activations are those alive at the start of the backward",
+    "measured; activations are those alive at the start of the backward; the peak is their sum",
     "communication: S = the buffer each rank hands to the collective; ring time 2(n-1)/n S / bw "
     "(all-reduce), (n-1)/n S / bw (all-gather, reduce-scatter); bw = the link's bandwidth per "
     "direction; one link for every collective",
     "overlap: none assumed (step time = compute + communication, an upper bound); the fully "
     "overlapped bound max(compute, communication) is given beside it",
 )
+DDP_NOTE = ("DDP (one tensor-parallel rank): the rows are the peak event of the per-rank step's memory "
+            "timeline with the gradients held at full size for the whole step (DDP's buckets, "
+            "gradient_as_bucket_view), measured equal with MemTracker on gloo ranks; their sum is "
+            "the peak")
 ZERO1_NOTE = ("ZeRO-1 is accounted only (no trainer here runs it): AdamW state partitioned into "
               "ceil(P / N_dp) elements per rank; parameters and gradients whole; gradients "
               "reduce-scattered and updated parameters all-gathered")
@@ -75,12 +79,16 @@ def parallel_section(cfg: ModelConfig, layout: Layout, *, batch_size: int, conte
                      steps: int, link: str | Link | None = None) -> ParallelSection:
     """Everything the report says about `layout` for a step of global batch `batch_size`."""
     link = link if isinstance(link, Link) else get_link(link or DEFAULT_LINK)
-    rows = per_rank_memory_rows(cfg, layout, batch_size, context_length, dtype)
-    activations = next(r.value for r in rows if r.name == "activations")
+    if timeline_applies(layout):
+        rows, peak = ddp_timeline_rows(cfg, layout, batch_size, context_length, dtype)
+    else:
+        rows = per_rank_memory_rows(cfg, layout, batch_size, context_length, dtype)
+        peak = per_rank_peak_bytes(rows, next(r.value for r in rows if r.name == "activations"))
     calls = collectives(cfg, layout, batch_size, context_length, dtype)
     flops = per_rank_train_step_flops(cfg, layout, batch_size, context_length)
-    notes = CONVENTIONS + ((ZERO1_NOTE,) if layout.strategy == "zero1" else ())
+    notes = CONVENTIONS + ((ZERO1_NOTE,) if layout.strategy == "zero1" else ()) + (
+        (DDP_NOTE,) if timeline_applies(layout) else ())
     return ParallelSection(
-        layout, link, layout.per_rank_batch(batch_size), rows, per_rank_peak_bytes(rows, activations),
+        layout, link, layout.per_rank_batch(batch_size), rows, peak,
         budget_bytes, largest_per_rank_batch(cfg, layout, budget_bytes, context_length, dtype), calls,
         flops, step_time(calls, flops, peak_flops_per_s, mfu, link), steps, notes)

@@ -17,15 +17,19 @@ import accounting as acc
 from accounting.errors import UserError
 from accounting.hardware import LINKS
 from accounting.layout import STRATEGIES, Layout
+from accounting.parallel import timeline_applies
 from accounting.parallel_report import ParallelSection, parallel_section
 from explorer.sidebar import widget_key
 from explorer.state import Settings, int_limits
 
 _GPUS, _STRATEGY, _TP, _LINK = (widget_key(n) for n in ("gpus", "strategy", "tensor_parallel", "link"))
 _GiB = 2**30
-_COLORS = {"parameters": "#1f3b73", "gradients": "#7fa7d9", "optimizer_state": "#8c8c8c",
-           "weights_bf16_copy": "#3a6fb0", "gathered_parameters": "#b5838d",
-           "unsharded_gradients": "#e9c46a", "activations": "#f4a261"}
+_COLORS = {"parameters": "#1f3b73", "weights": "#1f3b73", "buffers": "#5b7db1", "batch": "#f6c177",
+           "gradients": "#7fa7d9", "optimizer_state": "#8c8c8c", "weights_bf16_copy": "#3a6fb0",
+           "gathered_parameters": "#b5838d", "unsharded_gradients": "#e9c46a",
+           "activations": "#f4a261", "transients": "#d1495b"}
+"""DDP's stack is its timeline's peak event (weights, buffers, batch, transients); the others sum
+their components."""
 
 
 @lru_cache(maxsize=512)
@@ -116,15 +120,20 @@ def _scaling_chart(frame: pd.DataFrame) -> go.Figure:
     return fig
 
 
+_DDP_PEAK = ("DDP: the maximum of the per-rank step's memory timeline with every gradient in DDP's "
+             "buckets for the whole step (measured equal with MemTracker on gloo ranks).")
+_SUM_PEAK = ("A sum: every state component with the activations alive at the start of the backward "
+             "(not a per-rank memory timeline; the logits' gradient and AdamW's temporaries are not "
+             "in it).")
+
+
 def _metrics(s: ParallelSection) -> None:
     fit = s.largest
     c = st.columns(4)
     c[0].metric("Per-GPU peak memory", acc.fmt_bytes(s.peak_bytes),
                 delta=None if s.peak_bytes <= s.budget_bytes else "exceeds the GPU", delta_color="inverse",
-                help=f"{acc.fmt_int(s.peak_bytes)} bytes on rank 0 at b = {s.per_rank_batch} sequences: "
-                     "a sum, every state component whole with the activations alive at the start "
-                     "of the backward (not a per-rank memory timeline like the Overview's "
-                     "one-device peak; the logits' gradient and AdamW's temporaries are not in it).")
+                help=f"{acc.fmt_int(s.peak_bytes)} bytes on rank 0 at b = {s.per_rank_batch} sequences. "
+                     + (_DDP_PEAK if timeline_applies(s.layout) else _SUM_PEAK))
     c[1].metric("Largest per-GPU batch", "none" if fit is None else acc.fmt_int(fit.per_rank_batch),
                 help="none fits" if fit is None else
                 f"{acc.fmt_bytes(fit.fixed_bytes)} + {acc.fmt_bytes(fit.bytes_per_sequence)} × b ≤ "

@@ -39,9 +39,10 @@ from accounting.errors import UserError
 from accounting.layout import RUNNABLE_STRATEGIES, Layout
 from accounting.parallel import (
     activation_terms_per_rank, fsdp_groups, gathered_group_bytes, layout_values, rank_state_bytes,
+    timeline_applies,
 )
 from accounting.rows import evaluate
-from accounting.symbols import L
+from accounting.symbols import L, b
 from validation.collectives import Call
 from validation.reasons import UNEXPLAINED
 from validation.rows import ComparisonRow, Measurement
@@ -63,6 +64,7 @@ class RankResult:
     optimizer_bytes: int
     activation_bytes: int
     gathered_after_forward: int
+    peak_bytes: int | None = None  # DDP on CPU: MemTracker's peak of a training_step (buckets in)
     calls: list[Call] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
 
@@ -223,6 +225,10 @@ def _measure_one(cfg: ModelConfig, layout: Layout, spec: dict, device: torch.dev
         if measured:
             calls = counter.calls
     state = [t for s in optimizer.state.values() for t in s.values() if isinstance(t, torch.Tensor)]
+    if timeline_applies(layout) and device.type == "cpu":  # after the bucket rebuild (step 2)
+        from validation.memtrack import measure_ddp_timeline
+
+        counts["peak_bytes"] = measure_ddp_timeline(wrapped, model, optimizer, x, y).peak
     return RankResult(torch.distributed.get_rank(), dp_rank, tp_rank,
                       parameter_bytes=_storage_bytes(model.parameters()),
                       optimizer_bytes=_storage_bytes(state), calls=calls, losses=losses, **counts)
@@ -303,6 +309,13 @@ def comparison_rows(cfg: ModelConfig, layout: Layout, results: list[RankResult],
     after the forward); per collective kind, phase and size: calls in the step, and bytes per kind."""
     subs = layout_values(cfg, layout, batch_size, context_length)
     activations = evaluate(sum(f for _, f, _ in activation_terms_per_rank(cfg)), subs)
+    peak = None
+    if timeline_applies(layout):
+        from accounting.timeline import timeline_peak_bytes
+
+        math_sdpa = cfg.attention == "sdpa" and cfg.dropout > 0  # torch's CPU kernel for dropout
+        peak = timeline_peak_bytes(cfg, subs[b], context_length, gradient_buckets=True,
+                                   sdpa_backend="math" if math_sdpa else "fused")
     groups = fsdp_groups(cfg)
     gathered = {"zero2": evaluate(L * gathered_group_bytes(groups["block"])
                                   + gathered_group_bytes(groups["root"]), subs), "zero3": 0}
@@ -319,6 +332,10 @@ def comparison_rows(cfg: ModelConfig, layout: Layout, results: list[RankResult],
             pairs.append(("gathered parameters after the forward", gathered[layout.strategy],
                           r.gathered_after_forward))
         rows += [_row(f"per-rank {q} bytes", who, "bytes", s, m, conv) for q, s, m in pairs]
+        if r.peak_bytes is not None:
+            rows.append(_row("per-rank peak bytes (training_step, clip 1.0)", who, "bytes", peak,
+                             r.peak_bytes, "the step's memory timeline with DDP's gradient buckets "
+                             "held (gradient_buckets=True) vs MemTracker, the buckets tracked"))
     return rows + _collective_rows(cfg, layout, results, batch_size, context_length)
 
 

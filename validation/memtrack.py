@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from model.trainer import training_step
+from model.trainer import clip_gradients, training_step
 
 _TOTAL = "Total"
 
@@ -124,8 +124,35 @@ def measure_timeline(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *
                   **({} if clip is None else {"clip": clip}))
     loss, _ = training_step(model, opt, x, y, **kwargs)
     del loss
+    return tracked_step(model, opt, x, y, externals=(model, opt, x, y), **kwargs)
+
+
+def measure_ddp_timeline(ddp: torch.nn.Module, model: torch.nn.Module, opt: torch.optim.Optimizer,
+                         x: torch.Tensor, y: torch.Tensor, max_norm: float = 1.0) -> MeasuredTimeline:
+    """One DDP rank's steady-state step (DDP(model, gradient_as_bucket_view=True) after its bucket
+    rebuild, i.e. from its third step on) under MemTracker. DDP's buckets are allocated before the
+    step and are not the parameters' gradients at its start (set_to_none), so one untracked step
+    first keeps a view of every bucket (the gradients as clipping sees them) and MemTracker tracks
+    those from the start: the live bytes include the buckets at every call."""
+    views: list[torch.Tensor] = []
+
+    def keep_views(parameters, norm: float) -> float:
+        parameters = list(parameters)
+        views[:] = [p.grad for p in parameters if p.grad is not None]
+        return clip_gradients(parameters, norm)
+
+    norm = max_norm if max_norm > 0 else math.inf
+    loss, _ = training_step(ddp, opt, x, y, max_norm=norm, clip=keep_views)
+    del loss
+    return tracked_step(ddp, opt, x, y, externals=(model, opt, x, y, *views), max_norm=norm)
+
+
+def tracked_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                 *, externals: tuple, **kwargs) -> MeasuredTimeline:
+    """One training_step(model, opt, x, y, **kwargs) under MemTracker, which also tracks the
+    tensors, modules and optimizers of `externals` from the start."""
     tracker = _step_tracker()
-    tracker.track_external(model, opt, x, y)
+    tracker.track_external(*externals)
     points = _Points(tracker)
     boundaries: list[tuple[str, int]] = []
 

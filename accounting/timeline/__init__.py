@@ -71,11 +71,13 @@ an upper bound (torch frees a block's tensors at their last use, the timeline at
 end).
 
 Public API: memory_timeline(cfg, batch_size, context_length=None, dtype="float32",
-optimizer="reference", checkpointing=False, sdpa_backend="fused") -> Timeline (.events, .peak, .peak_bytes,
+optimizer="reference", checkpointing=False, sdpa_backend="fused", gradient_buckets=False)
+-> Timeline (.events, .peak, .peak_bytes,
 .phase_peak(phase), .phase_end(phase), .formula(event, category=None)); TimelineEvent (.index,
 .name, .phase, .boundary, .bytes {category: int}, .total); timeline_peak_bytes(...);
 largest_batch(cfg, budget, ...) -> Bound; CATEGORIES, PHASES, OPTIMIZERS, TIMELINE_DTYPES,
-SDPA_BACKENDS.
+SDPA_BACKENDS. gradient_buckets=True: one DDP rank's step (its gradients in DDP's buckets for the
+whole step; accounting.timeline.core).
 """
 
 from accounting.timeline.core import (

@@ -3,12 +3,18 @@
 Every point's bytes are linear in B (for B >= 2; B = 1 runs its own program, accounting.timeline.
 layers.Layers explains why), so a point is a pair (fixed, per_sequence) per category once the other
 sizes are known, cached per (program, sizes).
+
+`gradient_buckets=True` is the step under DistributedDataParallel with gradient_as_bucket_view (the
+trainer's DDP): the gradients live in DDP's buckets, allocated once, so the gradients category holds
+its full size (every gradient, float32) at every event instead of growing in the backward and
+being freed by zero_grad; a tied matrix's gradients wait in autograd's input buffer (transients)
+until their sum goes into the bucket. Measured equal with MemTracker on gloo ranks (validation.distributed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import lru_cache
 from types import MappingProxyType
@@ -58,6 +64,7 @@ class Timeline:
     checkpointing: bool
     events: tuple[TimelineEvent, ...]
     sdpa_backend: str = "fused"
+    gradient_buckets: bool = False
 
     @property
     def peak(self) -> TimelineEvent:
@@ -81,8 +88,11 @@ class Timeline:
         accounting's symbols (accounting.symbols), linear in B; exact at this timeline's sizes
         (and any B >= 2, or B = 1 when this timeline is at B = 1)."""
         key = _key(self.config, self.batch_size, self.dtype, self.optimizer, self.checkpointing,
-                   self.sdpa_backend)
-        live = step_points(key)[event.index].live
+                   self.sdpa_backend, self.gradient_buckets)
+        live = list(step_points(key)[event.index].live)
+        if self.gradient_buckets:  # every gradient, as the one-device step holds them at its end
+            plain = _without_buckets(key)
+            live[_GRADIENTS] = step_points(plain)[_fullest_gradients(plain)].live[_GRADIENTS]
         polys = [live[CATEGORIES.index(category)]] if category else live
         return sp.expand(sum((to_sympy(p, self.config) for p in polys), sp.Integer(0)))
 
@@ -105,10 +115,11 @@ def _check(dtype: str, optimizer: str, sdpa_backend: str = "fused") -> None:
 
 
 def _key(cfg: ModelConfig, batch_size: int, dtype: str, optimizer: str, checkpointing: bool,
-         sdpa_backend: str = "fused") -> StepKey:
+         sdpa_backend: str = "fused", gradient_buckets: bool = False) -> StepKey:
     v = Variant(cfg.norm, cfg.norm_position, cfg.positions, cfg.ffn, cfg.tie_embeddings,
                 cfg.attention, dtype == "bfloat16", cfg.bias, cfg.dropout > 0,
-                cfg.kv_heads < cfg.num_heads, cfg.attention == "sdpa" and sdpa_backend == "math")
+                cfg.kv_heads < cfg.num_heads, cfg.attention == "sdpa" and sdpa_backend == "math",
+                bool(gradient_buckets))
     return StepKey(v, optimizer, bool(checkpointing), min(cfg.num_layers, 3), batch_size > 1,
                    cfg.num_heads > 1, cfg.kv_heads > 1)
 
@@ -138,34 +149,62 @@ def _linear_points(key: StepKey, sizes: tuple[int, ...]) -> tuple[tuple[Linear, 
     return tuple(tuple(linear(p) for p in point.live) for point in step_points(key))
 
 
+_GRADIENTS = CATEGORIES.index("gradients")
+
+
+def _without_buckets(key: StepKey) -> StepKey:
+    return replace(key, variant=replace(key.variant, gradient_buckets=False))
+
+
+def _fullest_gradients(key: StepKey) -> int:
+    """Index of the backward's end (its boundary point): every gradient defined, nothing in flight."""
+    return max(i for i, p in enumerate(step_points(key)) if p.phase == "backward" and p.boundary)
+
+
+def _points(key: StepKey, sizes: tuple[int, ...]) -> tuple[tuple[Linear, ...], ...]:
+    """_linear_points; for a DDP rank's step (key.variant.gradient_buckets) the gradients are
+    held at their full size (the one-device step's at the end of its backward) at every point."""
+    lines = _linear_points(key, sizes)
+    if not key.variant.gradient_buckets:
+        return lines
+    plain = _without_buckets(key)
+    full = _linear_points(plain, sizes)[_fullest_gradients(plain)][_GRADIENTS]
+    if full[1]:
+        raise AssertionError("gradient bytes grow with the batch size")
+    return tuple(lin[:_GRADIENTS] + (full,) + lin[_GRADIENTS + 1:] for lin in lines)
+
+
 def memory_timeline(cfg: ModelConfig, batch_size: int, context_length: int | None = None,
                     dtype: str = "float32", optimizer: str = "reference",
-                    checkpointing: bool = False, sdpa_backend: str = "fused") -> Timeline:
+                    checkpointing: bool = False, sdpa_backend: str = "fused",
+                    gradient_buckets: bool = False) -> Timeline:
     """The memory timeline of one steady-state training step of model/trainer.py (see the
     package docstring for the loop, the events and the categories; `sdpa_backend`:
-    SDPA_BACKENDS)."""
+    SDPA_BACKENDS; `gradient_buckets`: one DDP rank's step, see the module docstring)."""
     from accounting.symbols import values
 
     _check(dtype, optimizer, sdpa_backend)
     t = cfg.context_length if context_length is None else context_length
     values(cfg, batch_size, t)  # validates the sizes
-    key = _key(cfg, batch_size, dtype, optimizer, checkpointing, sdpa_backend)
+    key = _key(cfg, batch_size, dtype, optimizer, checkpointing, sdpa_backend, gradient_buckets)
     points = step_points(key)
     events = tuple(
         TimelineEvent(i, p.label, p.phase, p.boundary, MappingProxyType(
             {c: a + b * batch_size for c, (a, b) in zip(CATEGORIES, lin)}))
-        for i, (p, lin) in enumerate(zip(points, _linear_points(key, _sizes(cfg, t)))))
-    return Timeline(cfg, batch_size, t, dtype, optimizer, bool(checkpointing), events, sdpa_backend)
+        for i, (p, lin) in enumerate(zip(points, _points(key, _sizes(cfg, t)))))
+    return Timeline(cfg, batch_size, t, dtype, optimizer, bool(checkpointing), events, sdpa_backend,
+                    bool(gradient_buckets))
 
 
 def timeline_peak_bytes(cfg: ModelConfig, batch_size: int, context_length: int | None = None,
                         dtype: str = "float32", optimizer: str = "reference",
-                        checkpointing: bool = False, sdpa_backend: str = "fused") -> int:
+                        checkpointing: bool = False, sdpa_backend: str = "fused",
+                        gradient_buckets: bool = False) -> int:
     """The step's peak bytes (the timeline's maximum), without building the events."""
     _check(dtype, optimizer, sdpa_backend)
     t = cfg.context_length if context_length is None else context_length
-    key = _key(cfg, batch_size, dtype, optimizer, checkpointing, sdpa_backend)
-    return max(sum(a + b * batch_size for a, b in lin) for lin in _linear_points(key, _sizes(cfg, t)))
+    key = _key(cfg, batch_size, dtype, optimizer, checkpointing, sdpa_backend, gradient_buckets)
+    return max(sum(a + b * batch_size for a, b in lin) for lin in _points(key, _sizes(cfg, t)))
 
 
 @dataclass(frozen=True)
@@ -182,7 +221,8 @@ class Bound:
 
 def largest_batch(cfg: ModelConfig, budget: int, context_length: int | None = None,
                   dtype: str = "float32", optimizer: str = "reference",
-                  checkpointing: bool = False, sdpa_backend: str = "fused") -> Bound:
+                  checkpointing: bool = False, sdpa_backend: str = "fused",
+                  gradient_buckets: bool = False) -> Bound:
     """The largest B whose peak fits `budget` bytes: every event is a line a + b*B (B >= 2), so
     the peak fits iff every line does; B = min over events of floor((budget - a) / b) (exact
     integer arithmetic). B = 1 is checked with its own program. Raises ValueError when even the
@@ -190,9 +230,9 @@ def largest_batch(cfg: ModelConfig, budget: int, context_length: int | None = No
     _check(dtype, optimizer, sdpa_backend)
     t = cfg.context_length if context_length is None else context_length
     sizes = _sizes(cfg, t)
-    key = _key(cfg, 2, dtype, optimizer, checkpointing, sdpa_backend)
+    key = _key(cfg, 2, dtype, optimizer, checkpointing, sdpa_backend, gradient_buckets)
     points = step_points(key)
-    lines = [(sum(a for a, _ in lin), sum(b for _, b in lin)) for lin in _linear_points(key, sizes)]
+    lines = [(sum(a for a, _ in lin), sum(b for _, b in lin)) for lin in _points(key, sizes)]
     fixed = max(a for a, _ in lines)
     if fixed > budget:
         raise UserError(f"memory budget {budget:,} bytes is smaller than the weights, AdamW state "
@@ -205,5 +245,5 @@ def largest_batch(cfg: ModelConfig, budget: int, context_length: int | None = No
     batch = (budget - a) // b
     if batch < 2:  # the lines hold for B >= 2; B = 1 runs another program
         batch = 1 if timeline_peak_bytes(cfg, 1, t, dtype, optimizer, checkpointing,
-                                         sdpa_backend) <= budget else 0
+                                         sdpa_backend, gradient_buckets) <= budget else 0
     return Bound(batch, float(solution), a, b, points[index].label, points[index].phase)

@@ -32,7 +32,9 @@ class Variant:
     config's ("none" | "qkv" | "attention" | "all"); `dropout`: p > 0 (the bytes do not depend on
     p); `gqa`: h_kv < h. attention="sdpa" is torch's fused kernel (CPU flash), or with
     `sdpa_math` its math decomposition (what torch runs on the meta device and, with dropout, on
-    CPU)."""
+    CPU). `gradient_buckets`: the step of one DDP rank (accounting.timeline.core): a tied matrix's
+    gradient from the LM head waits in autograd's input buffer (a transient) until the embedding's
+    is added, and their sum goes into DDP's bucket."""
 
     norm: str = "rmsnorm"
     norm_position: str = "pre"
@@ -45,6 +47,7 @@ class Variant:
     dropout: bool = False
     gqa: bool = False
     sdpa_math: bool = False
+    gradient_buckets: bool = False
 
     @property
     def s(self) -> int:
@@ -192,7 +195,8 @@ class Layers:
             dw32 = lg.new(f"{p}.dW32", F32 * n_in * n_out, TMP, f"{p} backward: dW to float32")
             lg.free(dw)
             dw = dw32
-        lg.move(dw, GRAD)
+        if not (p == "lm_head" and v.tie_embeddings and v.gradient_buckets):  # else: in flight
+            lg.move(dw, GRAD)
         mine["dW"] = dw
         return dx
 
@@ -259,8 +263,11 @@ class Layers:
         dw = lg.new("embedding.dW", F32 * V * d, TMP, "token_embeddings backward: index_put")
         lg.free(zeros, g)
         if self.v.tie_embeddings:
-            lg.new("embedding.dW_acc", F32 * V * d, GRAD, "token_embeddings backward: + lm_head's dW")
+            kept = TMP if self.v.gradient_buckets else GRAD  # DDP: the sum is copied into its bucket
+            acc = lg.new("embedding.dW_acc", F32 * V * d, kept, "token_embeddings backward: + lm_head's dW")
             lg.free(dw, self.names["lm_head"]["dW"])
+            if self.v.gradient_buckets:
+                lg.free(acc)
         else:
             lg.move(dw, GRAD)
 

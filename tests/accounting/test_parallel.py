@@ -131,6 +131,25 @@ def test_ring_time():
     assert call.seconds(link) == pytest.approx(2 * 7 / 8 * 4 * 5616 / 450e9)
 
 
+def test_ddp_peak_is_the_step_with_its_buckets_held():
+    """DDP without TP: the rows are the peak event of the per-rank step with every gradient alive
+    from the start (DDP's buckets); they sum to the peak, the gradients are 4P (hand count above),
+    and the largest batch is the last whose peak fits. (Measured equal with MemTracker in
+    tests/validation/test_distributed.py.)"""
+    from accounting.timeline import timeline_peak_bytes
+
+    section = build_report(CFG, batch_size=4, layout=Layout(2, "ddp")).parallelism
+    rows = {r.name: r.value for r in section.per_rank}
+    assert rows["gradients"] == 4 * 5616 and rows["weights"] == 4 * 5616
+    assert sum(rows.values()) == section.peak_bytes == timeline_peak_bytes(CFG, 2, gradient_buckets=True)
+    assert section.peak_bytes > timeline_peak_bytes(CFG, 2)  # one device frees its gradients
+    gpt2 = ModelConfig()
+    fit = largest_per_rank_batch(gpt2, Layout(8, "ddp"), 80 * 2**30)
+    peak = lambda b: timeline_peak_bytes(gpt2, b, gradient_buckets=True)
+    assert peak(fit.per_rank_batch) <= 80 * 2**30 < peak(fit.per_rank_batch + 1)
+    assert fit.global_batch == 8 * fit.per_rank_batch
+
+
 def test_largest_per_rank_batch_is_the_last_that_fits():
     gpt2 = ModelConfig()
     for layout in (Layout(8, "zero3"), Layout(8, "ddp", 2), Layout(8, "zero2", 4)):

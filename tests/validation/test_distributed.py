@@ -1,6 +1,6 @@
 """Parallel layouts measured on 2 spawned gloo ranks equal the accounting exactly: per-rank
-parameter, gradient, AdamW-state and activation bytes, and every collective (kind, phase, group
-size, bytes, count). `python -m validation.measure --parallel zero3 --world-size 2` end to end,
+parameter, gradient, AdamW-state and activation bytes, DDP's per-rank peak (MemTracker), and every
+collective (kind, phase, group size, bytes, count). `python -m validation.measure --parallel zero3 --world-size 2` end to end,
 and DDP / ZeRO-2 / TP on a grouped-query, sdpa, tied-embedding variant in one spawn."""
 
 from __future__ import annotations
@@ -60,6 +60,15 @@ def test_ddp_zero2_and_tensor_parallel_on_a_variant_in_one_spawn():
             assert {"all_reduce calls (forward)", "all_reduce calls (backward)"} <= kinds
     tp = results[layouts[2]]
     assert all(len(r.calls) == 4 * cfg.num_layers for r in tp)  # 2 per block, each way
+    # DDP's peak, MemTracker over a training_step with the buckets tracked (equal above): above the
+    # one-device step's peak (the buckets hold every gradient from the start), by at most 4P
+    from accounting import total_parameters
+    from accounting.timeline import timeline_peak_bytes
+
+    one_device = timeline_peak_bytes(cfg, 1)
+    peaks = [r.peak_bytes for r in results[layouts[0]]]
+    assert len(set(peaks)) == 1 and one_device < peaks[0] <= one_device + 4 * total_parameters(cfg)
+    assert all(r.peak_bytes is None for lay in layouts[1:] for r in results[lay])
 
 
 @pytest.mark.parametrize("argv,needle", [
