@@ -1,6 +1,7 @@
 """Parallel layouts on 4 processes (gloo, CPU): predicted (accounting.parallel,
 accounting.communication) beside measured (validation.distributed: local shards, saved tensors,
-collectives counted at dispatch), side by side, for DDP, ZeRO-2, ZeRO-3, TP 4 and the 2-D layouts
+collectives counted at dispatch; DDP's peak: the bucket timeline vs MemTracker over a
+training_step), side by side, for DDP, ZeRO-2, ZeRO-3, TP 4 and the 2-D layouts
 ZeRO-2 / ZeRO-3 x TP 2, on two configs: one big enough for two DDP buckets, one grouped-query /
 sdpa / tied-embedding variant with a vocabulary of 37 (FSDP pads every shard of the embedding).
 
@@ -72,6 +73,9 @@ def _rows(cfg: ModelConfig, layout: Layout, results) -> list[str]:
     pairs = [(state["parameters"], rank0.parameter_bytes), (state["gradients"], rank0.gradient_bytes),
              (state["optimizer_state"], rank0.optimizer_bytes), (act, rank0.activation_bytes)]
     cells = [f"{fmt_int(p)} / {fmt_int(m)}" for p, m in pairs]
+    peak = next((r for r in rows if r.quantity.startswith("per-rank peak") and r.component.startswith("rank 0")),
+                None)  # DDP: the bucket timeline's peak vs MemTracker
+    cells.append("—" if peak is None else f"{fmt_int(peak.symbolic)} / {fmt_int(peak.measured)}")
     return [f"| {layout.describe()} | {' | '.join(cells)} | {_calls(predicted)} | "
             f"{'same' if predicted == measured else _calls(measured)} | "
             f"{'all equal' if not unequal else f'{unequal} differ'} ({len(rows)} rows, {len(results)} ranks) |"]
@@ -89,9 +93,9 @@ def run(world: int) -> str:
         seconds = time.perf_counter() - t0
         lines += [f"\n**Config {name}**, global batch {BATCH} ({seconds:.0f} s for {len(layouts)} "
                   f"layouts, one spawn of {world} ranks)\n",
-                  "| layout | parameters | gradients | AdamW state | activations | collectives "
-                  "predicted (kind phase calls x bytes) | measured | every row, every rank |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| layout | parameters | gradients | AdamW state | activations | peak (DDP: timeline) | "
+                  "collectives predicted (kind phase calls x bytes) | measured | every row, every rank |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for layout in layouts:
             lines += _rows(cfg, layout, results[layout])
             unequal += sum("differ" in line for line in lines[-1:])
