@@ -36,16 +36,17 @@ class FitCheck:
 
 def check_fits(cfg: ModelConfig, batch_size: int, free_bytes: int, *, context_length: int | None = None,
                dtype: str = "float32", optimizer: str = "reference", checkpointing: bool = False,
-               where: str = "the device", sdpa_backend: str = "fused") -> FitCheck:
+               where: str = "the device", sdpa_backend: str = "fused",
+               gradient_buckets: bool = False) -> FitCheck:
     """Compare the step's predicted peak with `free_bytes` (`where` names the memory, e.g. "cpu
     (available RAM)"; `sdpa_backend`: the kernel attention="sdpa" runs there, see
-    accounting.timeline.memory_timeline)."""
-    peak = peak_memory_bytes(cfg, batch_size, context_length, dtype, optimizer=optimizer,
-                             checkpointing=checkpointing, sdpa_backend=sdpa_backend)
+    accounting.timeline.memory_timeline; `gradient_buckets`: a DDP rank's step)."""
+    step = dict(optimizer=optimizer, checkpointing=checkpointing, sdpa_backend=sdpa_backend,
+                gradient_buckets=gradient_buckets)
+    peak = peak_memory_bytes(cfg, batch_size, context_length, dtype, **step)
     try:
-        largest = largest_batch_size(cfg, free_bytes, context_length, dtype, optimizer=optimizer,
-                                     checkpointing=checkpointing,
-                                     sdpa_backend=sdpa_backend).batch_size if free_bytes > 0 else None
+        largest = largest_batch_size(cfg, free_bytes, context_length, dtype,
+                                     **step).batch_size if free_bytes > 0 else None
     except ValueError:
         largest = None
     fits = peak <= free_bytes

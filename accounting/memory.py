@@ -111,16 +111,16 @@ def memory_rows(cfg: ModelConfig, batch_size: int, context_length: int | None = 
 def peak_memory_bytes(cfg: ModelConfig, batch_size: int, context_length: int | None = None,
                       dtype: str = "float32", convention: str = "implementation",
                       optimizer: str = "reference", checkpointing: bool = False,
-                      sdpa_backend: str = "fused") -> int:
+                      sdpa_backend: str = "fused", gradient_buckets: bool = False) -> int:
     """The step's peak bytes: the timeline's maximum (textbook: the static sum). `sdpa_backend`
     (accounting.timeline.memory_timeline): "math" for attention="sdpa" run as torch's math
-    decomposition (CPU with dropout)."""
+    decomposition (CPU with dropout); `gradient_buckets`: one DDP rank's step (the timeline's)."""
     _check(dtype, convention)
     if convention == "textbook":
         subs = values(cfg, batch_size, context_length)
         return sum(evaluate(f, subs) for _, f, _ in _textbook_terms(cfg, dtype))
     return memory_timeline(cfg, batch_size, context_length, dtype, optimizer, checkpointing,
-                           sdpa_backend).peak_bytes
+                           sdpa_backend, gradient_buckets).peak_bytes
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ class BatchFit:
 def largest_batch_size(cfg: ModelConfig, memory_budget_bytes: int, context_length: int | None = None,
                        dtype: str = "float32", convention: str = "implementation",
                        optimizer: str = "reference", checkpointing: bool = False,
-                       sdpa_backend: str = "fused") -> BatchFit:
+                       sdpa_backend: str = "fused", gradient_buckets: bool = False) -> BatchFit:
     """The largest B with peak(B) <= budget. The peak is the maximum of the timeline's events, each
     linear in B, so the peak fits iff every event does: B = min over events of
     floor((budget - fixed) / per_sequence), exact integer arithmetic (textbook: one line, solved).
@@ -155,7 +155,7 @@ def largest_batch_size(cfg: ModelConfig, memory_budget_bytes: int, context_lengt
     if convention == "textbook":
         return _textbook_fit(cfg, memory_budget_bytes, context_length, dtype)
     bound = largest_batch(cfg, memory_budget_bytes, context_length, dtype, optimizer, checkpointing,
-                          sdpa_backend)
+                          sdpa_backend, gradient_buckets)
     return BatchFit(bound.batch_size, bound.exact_solution, memory_budget_bytes, bound.fixed_bytes,
                     bound.bytes_per_sequence,
                     f"{bound.fixed_bytes} + {bound.bytes_per_sequence}*B <= {memory_budget_bytes}",

@@ -6,9 +6,9 @@ prediction is accounting.timeline's peak of one eager step of model.trainer.trai
 (torch.compile, DDP's gradient buckets and allocator caching are not in it), so the guard is a
 first line: a step that passes can still be killed, one that fails would have been.
 
-Under torchrun every rank checks its own step at its per-rank batch: the single-device step, exact
-for DDP (its gradient buckets aside) and an upper bound for the sharded layouts (ZeRO-2/3, tensor
-parallelism). On CPU the ranks of a node (LOCAL_WORLD_SIZE) share one RAM, so each gets an equal
+Under torchrun every rank checks its own step at its per-rank batch: for DDP the step with its
+gradient buckets (`gradient_buckets=True`, accounting.timeline), for the sharded layouts (ZeRO-2/3,
+tensor parallelism) the one-device step, an upper bound. On CPU the ranks of a node (LOCAL_WORLD_SIZE) share one RAM, so each gets an equal
 part of the available RAM; on CUDA each rank has its own GPU.
 """
 
@@ -54,7 +54,7 @@ def describe(device: str | torch.device, ranks: int = 1) -> str:
 
 def guard_step(cfg: ModelConfig, batch_size: int, device: str | torch.device, *, dtype: str = "float32",
                optimizer: str = "reference", checkpointing: bool = False,
-               context_length: int | None = None) -> FitCheck | None:
+               context_length: int | None = None, gradient_buckets: bool = False) -> FitCheck | None:
     """Raise InsufficientMemory unless the step's predicted peak fits the free memory of `device`;
     None (no check) on devices without a measure (meta, mps), an unknown device string or an
     absent CUDA (the caller's own checks report those)."""
@@ -69,4 +69,5 @@ def guard_step(cfg: ModelConfig, batch_size: int, device: str | torch.device, *,
     ranks = local_ranks() if dev.type == "cpu" else 1  # a node's CPU ranks share its RAM
     return require_fit(cfg, batch_size, free_memory_bytes(dev) // ranks, context_length=context_length,
                        dtype=dtype, optimizer=optimizer, checkpointing=checkpointing,
-                       where=describe(dev, ranks), sdpa_backend="math" if math_sdpa else "fused")
+                       where=describe(dev, ranks), sdpa_backend="math" if math_sdpa else "fused",
+                       gradient_buckets=gradient_buckets)

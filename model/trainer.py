@@ -180,8 +180,12 @@ def train(model_cfg: ModelConfig, train_cfg: TrainConfig, train_data: npt.NDArra
     if check_memory:
         from model.guard import guard_step
 
+        # a DDP rank (torchrun has joined the group) holds every gradient in DDP's buckets
+        ddp = (_dist_rank_world()[1] > 1 and train_cfg.parallel == "ddp"
+               and train_cfg.tensor_parallel == 1)
         guard_step(model_cfg, train_cfg.batch_size, resolve_device(train_cfg.device), dtype=train_cfg.dtype,
-                   optimizer=train_cfg.optimizer, checkpointing=train_cfg.activation_checkpointing)
+                   optimizer=train_cfg.optimizer, checkpointing=train_cfg.activation_checkpointing,
+                   gradient_buckets=ddp)
     with _deterministic_on_cpu(train_cfg.device), _cpu_threads(train_cfg.threads):
         run = _Run(model_cfg, train_cfg, train_data, val_data, out_dir, on_event, stop_event,
                    peak_flops_per_s)

@@ -69,6 +69,23 @@ def test_cpu_ranks_of_a_node_share_its_ram(monkeypatch):
     assert check.fits and check.free_bytes == peak
 
 
+def test_a_ddp_rank_is_guarded_with_its_gradient_buckets(monkeypatch):
+    """Under torchrun with DDP each rank holds every gradient in DDP's buckets for the whole step:
+    free memory equal to the one-device peak fits one process but not a DDP rank."""
+    import model.guard
+    import model.trainer
+    from model.trainer import train
+
+    one_device = peak_memory_bytes(TINY, 4)
+    ddp = peak_memory_bytes(TINY, 4, gradient_buckets=True)
+    assert ddp > one_device
+    monkeypatch.setattr(model.guard, "free_memory_bytes", lambda device: one_device)
+    monkeypatch.setattr(model.trainer, "_dist_rank_world", lambda: (0, 2))  # as under torchrun
+    data = np.arange(200, dtype=np.uint16) % 256
+    with pytest.raises(InsufficientMemory, match=f"{ddp:,} bytes"):
+        train(TINY, TrainConfig(batch_size=4, steps=1, parallel="ddp"), data)
+
+
 def test_train_refuses_before_building_anything(tmp_path, monkeypatch):
     import model.guard
     from model.trainer import train
