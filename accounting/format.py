@@ -30,11 +30,18 @@ def fmt_count(n: float) -> str:
     return f"{n:g}"
 
 
+def _sig3(v: float) -> str:
+    """Three significant digits without an exponent: 42.3, 1.01, and 1,014 (not 1.01e+03) for a
+    value of a unit's last steps (1000 to 1023 MiB) or of an open-ended unit (6,584 days)."""
+    text = f"{v:.3g}"
+    return f"{v:,.0f}" if "e+" in text else text
+
+
 def _scaled(value: float, table: tuple[tuple[int, str], ...], unit: str) -> str:
     for scale, prefix in table:
         if abs(value) >= scale:
-            return f"{value / scale:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
+            return f"{_sig3(value / scale)} {prefix}{unit}"
+    return f"{_sig3(value)} {unit}"
 
 
 def fmt_flops(flops: float) -> str:
@@ -51,7 +58,7 @@ def fmt_bytes(n: float, binary: bool = True) -> str:
     """Bytes in GiB/MiB (binary=True, 2^30) or GB/MB (decimal, 10^9)."""
     for scale, unit in (_BINARY if binary else _DECIMAL):
         if abs(n) >= scale:
-            return f"{n / scale:.3g} {unit}"
+            return f"{_sig3(n / scale)} {unit}"
     return f"{n:g} B"
 
 
@@ -64,7 +71,7 @@ def fmt_seconds(s: float) -> str:
     """Seconds as µs, ms, s, min, h or days."""
     for scale, unit in ((86_400, "days"), (3_600, "h"), (60, "min")):
         if s >= scale:
-            return f"{s / scale:.3g} {unit}"
+            return f"{_sig3(s / scale)} {unit}"
     if 0 < s < 1e-3:
         return f"{s * 1e6:.3g} µs"
     if 0 < s < 1:

@@ -30,6 +30,9 @@ _COLORS = {"parameters": "#1f3b73", "weights": "#1f3b73", "buffers": "#5b7db1", 
            "activations": "#f4a261", "transients": "#d1495b"}
 """DDP's stack is its timeline's peak event (weights, buffers, batch, transients); the others sum
 their components."""
+_STACK = ("parameters", "weights", "buffers", "batch", "weights_bf16_copy", "gradients", "optimizer_state",
+          "gathered_parameters", "unsharded_gradients", "activations", "transients")
+"""Bottom to top: the same kind at the same height in every strategy's bar."""
 
 
 @lru_cache(maxsize=512)
@@ -63,8 +66,8 @@ def _choices(settings: Settings) -> tuple[int, str, int, str]:
 
 def _memory_stack(report: acc.Report, sections: dict[str, ParallelSection]) -> go.Figure:
     fig = go.Figure()
-    names = [r.name for s in sections.values() for r in s.per_rank]
-    for name in dict.fromkeys(names):
+    names = {r.name for s in sections.values() for r in s.per_rank}
+    for name in sorted(names, key=lambda n: _STACK.index(n) if n in _STACK else len(_STACK)):
         fig.add_trace(go.Bar(
             x=list(sections), name=name, marker_color=_COLORS.get(name),
             y=[next((r.value for r in s.per_rank if r.name == name), 0) / _GiB for s in sections.values()],

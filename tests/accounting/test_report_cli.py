@@ -12,7 +12,7 @@ import pytest
 from accounting import build_report, get_preset, render, report_to_dict, total_parameters, train_step_flops
 from accounting.cli import main
 from accounting.cli_support import run_cli
-from accounting.format import fmt_bytes, fmt_flops, fmt_int, parse_bytes
+from accounting.format import fmt_bytes, fmt_flops, fmt_int, fmt_seconds, parse_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -152,6 +152,9 @@ def test_formatting():
     assert fmt_int(1234567) == "1,234,567"
     assert fmt_bytes(80 * 2**30) == "80 GiB" and fmt_bytes(80 * 10**9, binary=False) == "80 GB"
     assert fmt_flops(5.86e15) == "5.86 PFLOP"
+    # no exponent between 1000 and 1023 of a binary unit, nor past the largest unit
+    assert fmt_bytes(1_063_540_000) == "1,014 MiB" and fmt_bytes(999_700_000, binary=False) == "1,000 MB"
+    assert fmt_seconds(6583.6 * 86_400) == "6,584 days" and fmt_seconds(90) == "1.5 min"
     assert parse_bytes("80GB") == 80 * 10**9 and parse_bytes("80GiB") == 80 * 2**30
     with pytest.raises(ValueError):
         parse_bytes("eighty")

@@ -176,11 +176,13 @@ def test_one_link_agrees_in_every_view(browser, server, shots):
     report = json.loads(Path(download.value.path()).read_text())
     assert report["memory"]["peak"] == peak and report["memory"]["largest_batch"]["batch_size"] == largest
 
-    for view in ("params_flops", "inference", "measured", "train", "tokenizer"):
+    for view in ("params_flops", "inference", "parallelism", "measured", "train", "tokenizer"):
         page.goto(f"{server}/?view={view}&{LINK}")
         page.get_by_role("heading", name=re.compile("lm-accounting")).wait_for(timeout=60_000)
         page.wait_for_timeout(1500)
         _no_error_boxes(page)
+        if view == "parallelism":
+            page.screenshot(path=str(shots / "parallelism.png"), full_page=True)
     page.goto(f"{server}/?view=tokenizer")
     page.get_by_text("special tokens").first.wait_for(timeout=60_000)
     page.locator("textarea").first.wait_for(timeout=60_000)  # the whole page, not the rerun's skeleton
