@@ -138,29 +138,6 @@ class TransformerBlock(nn.Module):
         self.ln2 = _norm(cfg, device, dtype)
         self.drop1, self.drop2 = Dropout(cfg.dropout), Dropout(cfg.dropout)
 
-    def _recompute_contexts(self):
-        """torch.utils.checkpoint's context_fn: (around the forward, around the recompute). torch
-        restores only its default generators for the recompute; with our own generator and
-        dropout, the recompute redraws the forward's masks from the generator's saved state."""
-        g = self.generator
-        saved: list[torch.Tensor] = []
-
-        @contextmanager
-        def forward():
-            saved.append(g.get_state())
-            yield
-
-        @contextmanager
-        def recompute():
-            now = g.get_state()
-            g.set_state(saved[0])
-            try:
-                yield
-            finally:
-                g.set_state(now)
-
-        return forward(), recompute()
-
     @classmethod
     def from_cs336(cls, d_model: int, num_heads: int, d_ff: int, max_seq_len: int, theta: float,
                    *, eps: float = 1e-5, device=None, dtype=None, **variants) -> "TransformerBlock":
