@@ -4,6 +4,7 @@ accounting.format). Imports no torch."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from accounting.format import fmt_bytes, fmt_count, fmt_flops, fmt_flops_per_s, fmt_int
 from validation.rows import ComparisonRow, Measurement
@@ -61,10 +62,11 @@ def _header(m: Measurement) -> list[str]:
          if s.get("layout") else [])
 
 
-def to_table(m: Measurement) -> str:
+def to_table(m: Measurement, header: Callable[[Measurement], list[str]] | None = None) -> str:
+    """Plain text: the header lines (`header`, default the training step's), then aligned rows."""
     cells = [list(_HEADERS)] + [_cells(r) for r in m.rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(_HEADERS) - 1)]
-    lines = _header(m) + [""]
+    lines = (header or _header)(m) + [""]
     for i, r in enumerate(cells):
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
         if i == 0:
@@ -73,22 +75,24 @@ def to_table(m: Measurement) -> str:
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
-def to_markdown(m: Measurement) -> str:
-    lines = [f"_{h}_  " for h in _header(m)] + ["", "| " + " | ".join(_HEADERS) + " |",
-                                                   "|" + "---|" * len(_HEADERS)]
+def to_markdown(m: Measurement, header: Callable[[Measurement], list[str]] | None = None) -> str:
+    lines = [f"_{h}_  " for h in (header or _header)(m)] + [
+        "", "| " + " | ".join(_HEADERS) + " |", "|" + "---|" * len(_HEADERS)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _cells(r)) + " |" for r in m.rows]
     lines += [""] + [f"- note: {n}" for n in m.notes]
     return "\n".join(lines) + "\n"
 
 
-def render(measurement: Measurement, fmt: str = "table") -> str:
-    """The measurement as "table" (plain text), "markdown" or "json" (Measurement.to_dict)."""
+def render(measurement: Measurement, fmt: str = "table",
+           header: Callable[[Measurement], list[str]] | None = None) -> str:
+    """The measurement as "table" (plain text), "markdown" or "json" (Measurement.to_dict);
+    `header` gives the text formats' header lines (default: the training step's)."""
     if fmt == "json":
         return json.dumps(measurement.to_dict(), indent=2) + "\n"
     if fmt == "table":
-        return to_table(measurement)
+        return to_table(measurement, header)
     if fmt == "markdown":
-        return to_markdown(measurement)
+        return to_markdown(measurement, header)
     raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
 
 
