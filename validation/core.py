@@ -51,6 +51,12 @@ def _check(device: str, batch_size: int, context_length: int, dtype: str, steps:
         raise UserError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if optimizer not in OPTIMIZERS:
         raise UserError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    return measurable_device(device)
+
+
+def measurable_device(device: str) -> torch.device:
+    """`device` as a torch.device the instruments run on (meta, cpu, or an available cuda);
+    UserError otherwise."""
     try:
         dev = torch.device(device)
     except RuntimeError:

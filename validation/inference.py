@@ -35,6 +35,7 @@ from accounting.inference_report import build_inference_report
 from model.kv_cache import KVCache
 from model.transformer import TransformerLM
 from validation.attribution import Attribution
+from validation.core import measurable_device
 from validation.counters import EXTRA_FLOP_FORMULAS, DispatchCounter
 from validation.reasons import UNEXPLAINED
 from validation.rows import ComparisonRow, Measurement
@@ -118,15 +119,7 @@ dtype (bf16 weights, no float32 master copy, no autocast)."""
 def _check(cfg: ModelConfig, device: str, dtype: str) -> torch.device:
     if dtype not in SERVED:
         raise UserError(f"dtype must be one of {', '.join(SERVED)} (the model runs them), got {dtype!r}")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"unknown device {device!r}; use meta, cpu or cuda") from None
-    if dev.type not in ("meta", "cpu", "cuda"):
-        raise UserError(f"device must be meta, cpu or cuda, got {device!r}")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("CUDA is not available on this machine; use --device cpu or meta")
-    return dev
+    return measurable_device(device)
 
 
 def _prompt(cfg: ModelConfig, batch_size: int, prompt_tokens: int, device: torch.device) -> torch.Tensor:
