@@ -125,7 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         layout.check_model(cfg)
         layout.per_rank_batch(layout.data_parallel if args.batch_size is None else args.batch_size)
     else:
+        from validation.core import measurable_device
+
         device = args.device or _default_device()
+        measurable_device(device)  # a bad device is one line before the progress bar starts
         batch_size = 1 if args.batch_size is None else args.batch_size
         if not args.force:  # before anything is allocated; pure bf16 guarded as float32 (an upper bound)
             from model.guard import guard_step
