@@ -22,7 +22,7 @@ import accounting as acc
 from accounting.inference import INFERENCE_CONVENTIONS, SERVING_DTYPES
 from accounting.inference_report import InferenceReport, build_inference_report
 from accounting.render_json import latex
-from explorer.sidebar import widget_key
+from explorer.sidebar import config_or_error, widget_key
 from explorer.state import CUSTOM, Settings, request_tokens
 
 _P, _G, _DTYPE, _BW = (widget_key(n) for n in ("prompt_tokens", "new_tokens", "serving_dtype", "hbm_tbps"))
@@ -221,10 +221,8 @@ def _formulas(r: InferenceReport) -> None:
 
 
 def render(settings: Settings) -> None:
-    try:
-        cfg = settings.config()
-    except ValueError as exc:
-        st.error(f"This configuration is not valid: {exc}. Change it in the sidebar.")
+    cfg = config_or_error(settings)
+    if cfg is None:
         return
     prompt, new, dtype, bandwidth = _widgets(settings, cfg.context_length)
     s = settings

@@ -14,6 +14,7 @@ import streamlit as st
 
 import accounting as acc
 from explorer.compute import table_height
+from explorer.sidebar import config_or_error
 from explorer.state import Settings
 
 CPU_PARAMETER_LIMIT = 50_000_000
@@ -138,10 +139,8 @@ def _run(settings: Settings, cfg: acc.ModelConfig) -> None:
 
 
 def render(settings: Settings) -> None:
-    try:
-        cfg = settings.config()
-    except ValueError as exc:
-        st.error(f"This configuration is not valid: {exc}. Change it in the sidebar.")
+    cfg = config_or_error(settings)
+    if cfg is None:
         return
     st.markdown("Runs the real model with instruments (FLOP counter, saved-tensor hooks, memory) and "
                 "puts each measured number beside the accounting's; a non-zero difference names its cause.")

@@ -320,3 +320,13 @@ def sync_url(settings: Settings) -> None:
     query = to_query(settings)
     if st.query_params.to_dict() != query:
         st.query_params.from_dict(query)
+
+
+def config_or_error(settings: Settings) -> ModelConfig | None:
+    """The sidebar's model config, or None after one error box saying it is not valid (for the
+    views that build their own report from it)."""
+    try:
+        return settings.config()
+    except ValueError as exc:
+        st.error(f"This configuration is not valid: {exc}. Change it in the sidebar.")
+        return None
