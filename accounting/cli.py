@@ -21,11 +21,10 @@ Bad input: one line on stderr, exit code 2 (accounting.cli_support.run_cli).
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
-from accounting.atomic import atomic_write_text, check_writable
-from accounting.cli_support import OneLineArgumentParser
+from accounting.atomic import check_writable
+from accounting.cli_support import OneLineArgumentParser, emit
 from accounting.conventions import ACTIVATION_CONVENTIONS, OPTIMIZERS, TRAINING_DTYPES
 from accounting.errors import UserError
 from accounting.flags import add_model_flags, flag_type, model_config_from_args
@@ -141,13 +140,6 @@ def _layout(args: argparse.Namespace) -> Layout | None:
     return Layout(args.gpus or 1, args.parallel or "ddp", args.tensor_parallel or 1)
 
 
-def _emit(text: str, out: str | None) -> None:
-    if out:
-        atomic_write_text(out, text)
-    else:
-        sys.stdout.write(text)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.out:
@@ -164,17 +156,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                               peak_flops_per_s=args.peak_flops, optimizer=args.optimizer,
                               checkpointing=args.activation_checkpointing,
                               activations=args.activations, layout=_layout(args), link=args.link)
-        _emit(render(report, args.format), args.out)
+        emit(render(report, args.format), args.out)
         return 0
     if args.command == "conventions":
         from accounting.published_render import run_conventions
 
-        _emit(run_conventions(args), args.out)
+        emit(run_conventions(args), args.out)
         return 0
     if args.command == "inference":
-        _emit(_inference(args), args.out)
+        emit(_inference(args), args.out)
         return 0
     from accounting.compare_render import run_compare
 
-    _emit(run_compare(args), args.out)
+    emit(run_compare(args), args.out)
     return 0

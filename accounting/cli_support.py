@@ -70,3 +70,13 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     except KeyboardInterrupt:
         sys.stderr.write(f"{head}interrupted\n")
         return 130
+
+
+def emit(text: str, out: str | None) -> None:
+    """A CLI's result: written atomically to `out` (accounting.atomic), else to stdout."""
+    if out:
+        from accounting.atomic import atomic_write_text
+
+        atomic_write_text(out, text)
+    else:
+        sys.stdout.write(text)

@@ -40,10 +40,9 @@ from accounting.tables import Table
 # Importing the submodule accounting.render binds the package attribute `accounting.render` to the
 # module, shadowing the lazily exported function of that name: resolve the export first.
 accounting.render  # noqa: B018
-from accounting.render import tables_to_latex, tables_to_markdown, tables_to_text  # noqa: E402
+from accounting.render import render_as  # noqa: E402
 
 SCHEMA_VERSION = 1
-FORMATS = ("table", "markdown", "json", "latex")
 
 _F = {
     "serving_memory_bytes": r"W + \mathrm{KV}(S)",
@@ -228,9 +227,4 @@ def inference_tables(r: InferenceReport) -> list[Table]:
 
 def render_inference(r: InferenceReport, fmt: str = "table") -> str:
     """The report as "table" | "markdown" | "json" | "latex"."""
-    if fmt == "json":
-        return render_inference_json(r)
-    renderers = {"table": tables_to_text, "markdown": tables_to_markdown, "latex": tables_to_latex}
-    if fmt not in renderers:
-        raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    return renderers[fmt](inference_tables(r))
+    return render_as(fmt, lambda: inference_tables(r), lambda: render_inference_json(r))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sympy as sp
 
@@ -60,9 +60,14 @@ def tables_to_latex(tables: Sequence[Table]) -> str:
 
 def render(report: Report, fmt: str = "table") -> str:
     """The report in `fmt` (table | markdown | json | latex)."""
+    return render_as(fmt, lambda: report_tables(report), lambda: render_json(report))
+
+
+def render_as(fmt: str, tables: Callable[[], list[Table]], as_json: Callable[[], str]) -> str:
+    """`tables()` as text, Markdown or LaTeX, or `as_json()` for "json" (FORMATS)."""
     if fmt == "json":
-        return render_json(report)
+        return as_json()
     renderers = {"table": tables_to_text, "markdown": tables_to_markdown, "latex": tables_to_latex}
     if fmt not in renderers:
         raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    return renderers[fmt](report_tables(report))
+    return renderers[fmt](tables())

@@ -26,8 +26,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from accounting.atomic import atomic_write_text, check_writable
-from accounting.cli_support import OneLineArgumentParser, run_cli
+from accounting.atomic import check_writable
+from accounting.cli_support import OneLineArgumentParser, emit, run_cli
 from accounting.conventions import ACTIVATION_DTYPES, OPTIMIZERS
 from accounting.errors import UserError
 from accounting.flags import add_model_flags, model_config_from_args
@@ -154,10 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.tokenizer is not None:
         result = _with_tokenizer(result, args.tokenizer)
     text = render(result, args.format)
-    if args.out:
-        atomic_write_text(args.out, text)
-    else:
-        sys.stdout.write(text)
+    emit(text, args.out)
     return 0
 
 

@@ -13,11 +13,10 @@ Bad input: one line, exit code 2.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
-from accounting.atomic import atomic_write_text, check_writable
-from accounting.cli_support import OneLineArgumentParser, run_cli
+from accounting.atomic import check_writable
+from accounting.cli_support import OneLineArgumentParser, emit, run_cli
 from accounting.conventions import TRAINING_DTYPES
 from accounting.flags import add_model_flags, flag_type, model_config_from_args
 from accounting.format import parse_bytes
@@ -59,10 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                new_tokens=args.new_tokens, dtype=args.dtype, peak_flops_per_s=args.peak_flops,
                                hbm_bytes_per_s=args.hbm_bandwidth)
     text = render_inference_measurement(result, args.format)
-    if args.out:
-        atomic_write_text(args.out, text)
-    else:
-        sys.stdout.write(text)
+    emit(text, args.out)
     return 0
 
 
