@@ -240,14 +240,16 @@ def timeline_applies(layout: Layout) -> bool:
 
 
 def ddp_timeline_rows(cfg: ModelConfig, layout: Layout, batch_size: int,
-                      context_length: int | None = None, dtype: str = "float32"
+                      context_length: int | None = None, dtype: str = "float32",
+                      optimizer: str = "reference", checkpointing: bool = False
                       ) -> tuple[list[Row], int]:
     """(rows, peak) of one DDP rank at a global batch of `batch_size`: the bucket timeline's peak
-    event by category (formulas in b) and its total."""
+    event by category (formulas in b) and its total, on the given training path."""
     from accounting.timeline import CATEGORIES, memory_timeline
 
     subs = layout_values(cfg, layout, batch_size, context_length)
-    tl = memory_timeline(cfg, subs[b], context_length, dtype, gradient_buckets=True)
+    tl = memory_timeline(cfg, subs[b], context_length, dtype, optimizer, checkpointing,
+                         gradient_buckets=True)
     peak = tl.peak
     rows = [Row(c, tl.formula(peak, c).xreplace({B: b}), peak.bytes[c], "bytes",
                 f"at the step's peak ({peak.phase}: {peak.name})" if c == "activations" else "")
@@ -267,16 +269,19 @@ class PerRankBatchFit:
 
 
 def largest_per_rank_batch(cfg: ModelConfig, layout: Layout, budget_bytes: int,
-                           context_length: int | None = None, dtype: str = "float32"
+                           context_length: int | None = None, dtype: str = "float32",
+                           optimizer: str = "reference", checkpointing: bool = False
                            ) -> PerRankBatchFit | None:
     """Largest b that fits one GPU's `budget_bytes` (None when not even b = 1 fits). Under
-    `timeline_applies`, fixed + per_sequence * b is the binding event of the bucket timeline."""
+    `timeline_applies`, fixed + per_sequence * b is the binding event of the bucket timeline on
+    the training path (`optimizer`, `checkpointing`); the other layouts' sums ignore the path."""
     if timeline_applies(layout):
         from accounting.timeline import largest_batch
 
         layout.check_model(cfg)
         try:
-            bound = largest_batch(cfg, budget_bytes, context_length, dtype, gradient_buckets=True)
+            bound = largest_batch(cfg, budget_bytes, context_length, dtype, optimizer, checkpointing,
+                                  gradient_buckets=True)
         except UserError:  # not even the batch-independent memory fits
             return None
         if bound.batch_size < 1:

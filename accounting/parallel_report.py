@@ -76,11 +76,15 @@ class ParallelSection:
 
 def parallel_section(cfg: ModelConfig, layout: Layout, *, batch_size: int, context_length: int,
                      dtype: str, peak_flops_per_s: float, mfu: float, budget_bytes: int,
-                     steps: int, link: str | Link | None = None) -> ParallelSection:
-    """Everything the report says about `layout` for a step of global batch `batch_size`."""
+                     steps: int, link: str | Link | None = None, optimizer: str = "reference",
+                     checkpointing: bool = False) -> ParallelSection:
+    """Everything the report says about `layout` for a step of global batch `batch_size`.
+    `optimizer` and `checkpointing` (the training path) shape DDP's timeline; the other layouts'
+    sums hold the reference AdamW without checkpointing."""
     link = link if isinstance(link, Link) else get_link(link or DEFAULT_LINK)
     if timeline_applies(layout):
-        rows, peak = ddp_timeline_rows(cfg, layout, batch_size, context_length, dtype)
+        rows, peak = ddp_timeline_rows(cfg, layout, batch_size, context_length, dtype, optimizer,
+                                       checkpointing)
     else:
         rows = per_rank_memory_rows(cfg, layout, batch_size, context_length, dtype)
         peak = per_rank_peak_bytes(rows, next(r.value for r in rows if r.name == "activations"))
@@ -90,5 +94,6 @@ def parallel_section(cfg: ModelConfig, layout: Layout, *, batch_size: int, conte
         (DDP_NOTE,) if timeline_applies(layout) else ())
     return ParallelSection(
         layout, link, layout.per_rank_batch(batch_size), rows, peak,
-        budget_bytes, largest_per_rank_batch(cfg, layout, budget_bytes, context_length, dtype), calls,
+        budget_bytes, largest_per_rank_batch(cfg, layout, budget_bytes, context_length, dtype,
+                                             optimizer, checkpointing), calls,
         flops, step_time(calls, flops, peak_flops_per_s, mfu, link), steps, notes)

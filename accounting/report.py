@@ -200,6 +200,7 @@ def build_report(cfg: ModelConfig, *, batch_size: int, context_length: int | Non
     params = _parameters(cfg)
     flops = _flops(cfg, batch_size, t)
     opt_dtype = "float32"  # float32 runs and bf16 mixed precision both keep AdamW state in float32
+    path = dict(optimizer=optimizer, checkpointing=checkpointing)  # the training path (by name)
     optimizer = OptimizerSection(adamw_state_bytes(cfg, opt_dtype), adamw_flops_per_element(),
                                  adamw_flops_per_element() * params.total, ADAMW_OPS)
     seconds = training_seconds(cfg, batch_size=batch_size, context_length=t, steps=steps,
@@ -211,7 +212,7 @@ def build_report(cfg: ModelConfig, *, batch_size: int, context_length: int | Non
     if layout is not None:
         parallelism = parallel_section(cfg, layout, batch_size=batch_size, context_length=t,
                                        dtype=dtype, peak_flops_per_s=peak, mfu=mfu,
-                                       budget_bytes=budget, steps=steps, link=link)
+                                       budget_bytes=budget, steps=steps, link=link, **path)
     return Report(cfg, batch_size, t, dtype, params, flops, memory, optimizer, training,
                   dataclasses.replace(DEFAULT_CONVENTIONS, activation=activations),
                   parallelism=parallelism)

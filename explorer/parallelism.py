@@ -37,10 +37,10 @@ _STACK = ("parameters", "weights", "buffers", "batch", "weights_bf16_copy", "gra
 
 @lru_cache(maxsize=512)
 def _section(cfg: acc.ModelConfig, layout: Layout, batch: int, dtype: str, peak: float, mfu: float,
-             budget: int, steps: int, link: str) -> ParallelSection:
+             budget: int, steps: int, checkpointing: bool, link: str) -> ParallelSection:
     return parallel_section(cfg, layout, batch_size=batch, context_length=cfg.context_length,
                             dtype=dtype, peak_flops_per_s=peak, mfu=mfu, budget_bytes=budget,
-                            steps=steps, link=link)
+                            steps=steps, link=link, checkpointing=checkpointing)
 
 
 def _choices(settings: Settings) -> tuple[int, str, int, str]:
@@ -152,7 +152,7 @@ def _metrics(s: ParallelSection) -> None:
 def render(report: acc.Report, settings: Settings) -> None:
     gpus, strategy, tp, link = _choices(settings)
     args = (report.dtype, report.training.peak_flops_per_s, report.training.mfu,
-            report.memory.budget_bytes, report.training.steps)
+            report.memory.budget_bytes, report.training.steps, settings.checkpointing)
     try:
         layout = Layout(gpus, strategy, tp)
         s = _section(report.config, layout, report.batch_size, *args, link)

@@ -143,6 +143,8 @@ def test_ddp_peak_is_the_step_with_its_buckets_held():
     assert rows["gradients"] == 4 * 5616 and rows["weights"] == 4 * 5616
     assert sum(rows.values()) == section.peak_bytes == timeline_peak_bytes(CFG, 2, gradient_buckets=True)
     assert section.peak_bytes > timeline_peak_bytes(CFG, 2)  # one device frees its gradients
+    ckpt = build_report(CFG, batch_size=4, layout=Layout(2, "ddp"), checkpointing=True).parallelism
+    assert ckpt.peak_bytes == timeline_peak_bytes(CFG, 2, checkpointing=True, gradient_buckets=True)
     gpt2 = ModelConfig()
     fit = largest_per_rank_batch(gpt2, Layout(8, "ddp"), 80 * 2**30)
     peak = lambda b: timeline_peak_bytes(gpt2, b, gradient_buckets=True)
